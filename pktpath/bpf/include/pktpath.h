@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The kernel/user ABI of pktpath: the read-only config set between open and
+ * load, and the event records written to the ring buffer.
+ *
+ * Keep in sync with pktpath/src/kernel/abi.rs (a unit test compares the sizes
+ * against this object's BTF).
+ */
+#ifndef __PKTPATH_H
+#define __PKTPATH_H
+
+/* Tracepoint programs are generic slots: user space picks the tracepoint. */
+#define MAX_SLOTS 48
+/* Raw tracepoint arguments captured per event. */
+#define MAX_ARGS 6
+/* Bytes of packet the filter can look at, and bytes copied into events. */
+#define FILTER_PKT_MAX 256
+#define EVENT_PKT_MAX 128
+/* eBPF instructions reserved for each spliced filter (see filter.h). */
+#define FILTER_MAX_INSNS 1024
+/* Placeholder helper ids marking where the L2 and L3 filters go. */
+#define FILTER_MAGIC_L2 0x70c2f11a
+#define FILTER_MAGIC_L3 0x70c3f11a
+
+/* struct event.kind */
+enum event_kind {
+	EVENT_SKB = 1,	/* a tracepoint that takes the packet */
+	EVENT_FIB4 = 2, /* fib_table_lookup, tied to the packet being routed */
+	EVENT_FIB6 = 3, /* fib6_table_lookup */
+	EVENT_NEIGH = 4, /* neigh_event_send_{done,dead} */
+};
+
+/* struct event.flags */
+#define EVENT_F_FIRST 0x1	/* first event of its journey */
+#define EVENT_F_L3 0x2		/* data[] starts at the network header */
+#define EVENT_F_CORRELATED 0x4	/* tied to the packet by CPU and addresses */
+
+/* struct slot_cfg.role: what a site means for tracking */
+enum slot_role {
+	ROLE_PASS = 0,	  /* the packet goes on */
+	ROLE_FREE = 1,	  /* the skb is freed here: stop tracking */
+	ROLE_DELIVER = 2, /* copied to a socket: ends unless copied again */
+};
+
+struct slot_cfg {
+	unsigned char skb_arg;	 /* index of the struct sk_buff * argument */
+	unsigned char nargs;	 /* number of tracepoint arguments */
+	unsigned char qdisc_arg; /* index of a struct Qdisc * argument, or 0xff */
+	unsigned char role;	 /* enum slot_role */
+};
+
+struct config {
+	unsigned long long stale_ns;  /* tracking entries idle longer are reused */
+	unsigned int netns;	      /* only packets in this netns (inode), 0: any */
+	unsigned int ifindex;	      /* only packets on this device, 0: any */
+	unsigned int mark;	      /* only packets with (mark & mark_mask) == mark */
+	unsigned int mark_mask;	      /* 0: no mark selection */
+	unsigned char fib_correlate;  /* tie FIB lookups to packets */
+	unsigned char pad[7];
+	struct slot_cfg slots[MAX_SLOTS];
+};
+
+struct event {
+	unsigned long long ts;	    /* bpf_ktime_get_ns() */
+	unsigned long long skb;	    /* skb address: the packet's identity */
+	unsigned long long journey; /* journey id, from 1 */
+	unsigned long long args[MAX_ARGS]; /* raw tracepoint arguments */
+	unsigned int netns;	    /* netns inode of the device (or socket) */
+	unsigned int ifindex;
+	unsigned int len;	    /* skb->len */
+	unsigned int mark;
+	unsigned int qdisc_handle;
+	unsigned short site;	    /* slot index, or special site id */
+	unsigned short kind;	    /* enum event_kind */
+	unsigned short cpu;
+	unsigned short protocol;    /* skb->protocol, network order */
+	unsigned short data_len;    /* valid bytes in data[] */
+	unsigned char flags;	    /* EVENT_F_* */
+	unsigned char pad;
+	char dev[16];		    /* device name */
+	char qdisc_kind[16];	    /* qdisc ops id, for qdisc sites */
+	unsigned char data[EVENT_PKT_MAX]; /* packet from L2 or L3; FIB: addresses */
+};
+
+/* Per-CPU scratch the filter reads: the packet, cBPF memory, wire length. */
+struct filter_scratch {
+	unsigned char pkt[FILTER_PKT_MAX];
+	unsigned int mem[16];
+	unsigned int wirelen;
+	unsigned int pad;
+};
+
+/* counters[] indexes */
+enum counter {
+	CNT_LOST = 0,	  /* ring buffer full: event lost */
+	CNT_FILTERED = 1, /* filter runs */
+	CNT_SELECTED = 2, /* packets selected (journeys started) */
+	CNT_EVENTS = 3,	  /* events emitted */
+	CNT_MAX = 4,
+};
+
+#endif

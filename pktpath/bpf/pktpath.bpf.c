@@ -1,0 +1,544 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tracepoint programs of pktpath.
+ *
+ * Every tracepoint that takes a struct sk_buff * is served by one generic
+ * "slot" program; user space picks the tracepoint of each slot (through BTF)
+ * and describes its arguments in the read-only config. A packet is tested
+ * against the user's filter the first time a slot sees it; when it matches,
+ * its skb address enters the `tracked` map and from then on every site only
+ * does one map lookup to know it belongs to a journey ("filter once, then
+ * track"). FIB and neighbour tracepoints carry no skb: they are tied to the
+ * packet that the same CPU is handling (see correlate_*()).
+ *
+ * Built twice by build.rs: with tp_btf sections (default) and, with
+ * PKTPATH_RAW_TP, raw_tp sections for kernels without tp_btf. The code only
+ * reads kernel memory through bpf_probe_read_kernel, so it is valid for both.
+ */
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "pktpath.h"
+#include "filter.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#ifdef PKTPATH_RAW_TP
+#define TP_SEC(name) SEC("raw_tp/" name)
+#else
+#define TP_SEC(name) SEC("tp_btf/" name)
+#endif
+
+#define MAC_UNSET 0xffff
+#define ARPHRD_ETHER 1
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define CORRELATE_NS 2000000ULL /* FIB lookup to packet, same CPU */
+
+const volatile struct config cfg = {};
+
+/* Next journey id (ids start at 1). */
+__u64 next_journey = 0;
+
+struct track {
+	__u64 journey;
+	__u64 last_ts;
+	__u32 state; /* ROLE_PASS or ROLE_DELIVER */
+	__u32 pad;
+};
+
+/* The packet each CPU handled last, to tie FIB/neighbour events to it. */
+struct current {
+	__u64 skb;
+	__u64 journey;
+	__u64 ts;
+	__u32 saddr4;
+	__u32 daddr4;
+	__u8 saddr6[16];
+	__u8 daddr6[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct track);
+} tracked SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct filter_scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct current);
+} cpu_current SEC(".maps");
+
+/* A FIB lookup made before its packet existed (local output). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} pending_fib SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+
+	if (c)
+		*c += 1;
+}
+
+/*
+ * Tracepoint argument i; i is a constant once the verifier reads cfg. Each
+ * load is written in asm so that clang cannot merge the cases into a
+ * computed ctx offset, which the verifier rejects.
+ */
+#define CTX_LOAD(ctx, off) ({ \
+	__u64 __v; \
+	asm volatile("%0 = *(u64 *)(%1 + " #off ")" : "=r"(__v) : "r"(ctx)); \
+	__v; })
+
+static __always_inline __u64 ctx_arg(__u64 *ctx, __u32 i)
+{
+	switch (i) {
+	case 0: return CTX_LOAD(ctx, 0);
+	case 1: return CTX_LOAD(ctx, 8);
+	case 2: return CTX_LOAD(ctx, 16);
+	case 3: return CTX_LOAD(ctx, 24);
+	case 4: return CTX_LOAD(ctx, 32);
+	case 5: return CTX_LOAD(ctx, 40);
+	}
+	return 0;
+}
+
+/* Where the packet's bytes start (L2 when there is an Ethernet header). */
+struct pkt_view {
+	unsigned char *start;
+	__u64 caplen;	/* linear bytes from start */
+	__u32 wirelen;	/* packet length from start */
+	bool l3;
+};
+
+static __always_inline bool pkt_view(struct sk_buff *skb, struct pkt_view *v)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	__u16 mac = BPF_CORE_READ(skb, mac_header);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u32 tail = BPF_CORE_READ(skb, tail);
+	__u32 len = BPF_CORE_READ(skb, len);
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	__u16 type = dev ? BPF_CORE_READ(dev, type) : ARPHRD_ETHER;
+	__u8 first = 0;
+
+	if (!head)
+		return false;
+	if (type == ARPHRD_ETHER && mac != MAC_UNSET && (nh == MAC_UNSET || mac < nh)) {
+		v->start = head + mac;
+		v->l3 = false;
+	} else if (nh != MAC_UNSET && head + nh >= data) {
+		v->start = head + nh;
+		v->l3 = true;
+	} else {
+		/* No header offsets yet: guess from the first nibble. */
+		v->start = data;
+		bpf_probe_read_kernel(&first, 1, data);
+		v->l3 = (first >> 4) == 4 || (first >> 4) == 6;
+	}
+	if (head + tail <= v->start)
+		return false;
+	v->caplen = head + tail - v->start;
+	v->wirelen = len + (__u32)(data - v->start);
+	return true;
+}
+
+static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *dev)
+{
+	if (dev)
+		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (sk)
+		return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return 0;
+}
+
+/* Is this untracked packet one the user asked for? */
+static __always_inline bool select_packet(struct sk_buff *skb, struct pkt_view *v)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct filter_scratch *s;
+	__u32 zero = 0;
+	__u64 caplen;
+
+	if (cfg.ifindex && (!dev || BPF_CORE_READ(dev, ifindex) != cfg.ifindex))
+		return false;
+	if (cfg.netns && skb_netns(skb, dev) != cfg.netns)
+		return false;
+	if (cfg.mark_mask && (BPF_CORE_READ(skb, mark) & cfg.mark_mask) != cfg.mark)
+		return false;
+
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return false;
+	caplen = v->caplen;
+	if (caplen > FILTER_PKT_MAX)
+		caplen = FILTER_PKT_MAX;
+	if (bpf_probe_read_kernel(s->pkt, caplen, v->start))
+		return false;
+	s->wirelen = v->wirelen;
+	count(CNT_FILTERED);
+	if (v->l3)
+		return filter_l3(s, caplen) != 0;
+	return filter_l2(s, caplen) != 0;
+}
+
+/* Record the addresses of the packet this CPU handles now. */
+static __always_inline void set_current(struct event *e)
+{
+	__u32 zero = 0, off = 0;
+	struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
+	__u16 proto;
+
+	if (!c)
+		return;
+	c->skb = e->skb;
+	c->journey = e->journey;
+	c->ts = e->ts;
+	if (!(e->flags & EVENT_F_L3))
+		off = 14;
+	proto = bpf_ntohs(e->protocol);
+	if (proto == ETH_P_IP && e->data_len >= off + 20) {
+		__builtin_memcpy(&c->saddr4, &e->data[off + 12], 4);
+		__builtin_memcpy(&c->daddr4, &e->data[off + 16], 4);
+	} else if (proto == ETH_P_IPV6 && e->data_len >= off + 40) {
+		__builtin_memcpy(c->saddr6, &e->data[off + 8], 16);
+		__builtin_memcpy(c->daddr6, &e->data[off + 24], 16);
+	}
+}
+
+/* A FIB lookup that happened just before this new packet existed. */
+static __always_inline void flush_pending_fib(struct event *first)
+{
+	__u32 zero = 0, off = (first->flags & EVENT_F_L3) ? 0 : 14;
+	struct event *p = bpf_map_lookup_elem(&pending_fib, &zero);
+	__u32 daddr;
+
+	if (!p || !p->ts || first->ts - p->ts > CORRELATE_NS)
+		return;
+	if (bpf_ntohs(first->protocol) != ETH_P_IP || first->data_len < off + 20)
+		return;
+	__builtin_memcpy(&daddr, &first->data[off + 16], 4);
+	if (daddr != (__u32)p->args[2])
+		return;
+	p->journey = first->journey;
+	p->skb = first->skb;
+	if (bpf_ringbuf_output(&events, p, sizeof(*p), 0))
+		count(CNT_LOST);
+	p->ts = 0;
+}
+
+static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
+{
+	struct sk_buff *skb = (void *)ctx_arg(ctx, cfg.slots[slot].skb_arg);
+	__u8 role = cfg.slots[slot].role;
+	struct track *t, nt = {};
+	struct net_device *dev;
+	struct pkt_view v = {};
+	__u64 key = (__u64)skb, now;
+	struct event *e;
+	__u8 flags = 0;
+	__u64 n;
+
+	if (!skb)
+		return 0;
+	now = bpf_ktime_get_ns();
+	t = bpf_map_lookup_elem(&tracked, &key);
+	if (t && (now - t->last_ts > cfg.stale_ns ||
+		  (t->state == ROLE_DELIVER && role != ROLE_DELIVER))) {
+		/* The address was freed without us seeing it and reused. */
+		bpf_map_delete_elem(&tracked, &key);
+		t = NULL;
+	}
+	if (!pkt_view(skb, &v) && !t)
+		return 0;
+	if (t) {
+		t->last_ts = now;
+		nt.journey = t->journey;
+	} else {
+		if (!select_packet(skb, &v))
+			return 0;
+		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
+		nt.last_ts = now;
+		flags |= EVENT_F_FIRST;
+		count(CNT_SELECTED);
+		if (role != ROLE_FREE)
+			bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY);
+	}
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(CNT_LOST);
+		goto out;
+	}
+	dev = BPF_CORE_READ(skb, dev);
+	e->ts = now;
+	e->skb = key;
+	e->journey = nt.journey;
+	for (n = 0; n < MAX_ARGS; n++)
+		e->args[n] = n < cfg.slots[slot].nargs ? ctx_arg(ctx, n) : 0;
+	e->netns = skb_netns(skb, dev);
+	e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	if (dev)
+		BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
+	else
+		e->dev[0] = 0;
+	e->len = BPF_CORE_READ(skb, len);
+	e->mark = BPF_CORE_READ(skb, mark);
+	e->site = slot;
+	e->kind = EVENT_SKB;
+	e->cpu = bpf_get_smp_processor_id();
+	e->protocol = BPF_CORE_READ(skb, protocol);
+	e->qdisc_handle = 0;
+	e->qdisc_kind[0] = 0;
+	if (cfg.slots[slot].qdisc_arg < MAX_ARGS) {
+		struct Qdisc *q = (void *)ctx_arg(ctx, cfg.slots[slot].qdisc_arg);
+
+		if (q) {
+			e->qdisc_handle = BPF_CORE_READ(q, handle);
+			BPF_CORE_READ_STR_INTO(&e->qdisc_kind, q, ops, id);
+		}
+	}
+	e->data_len = 0;
+	if (v.caplen) {
+		n = v.caplen > EVENT_PKT_MAX ? EVENT_PKT_MAX : v.caplen;
+		if (!bpf_probe_read_kernel(e->data, n, v.start))
+			e->data_len = n;
+	}
+	if (v.l3)
+		flags |= EVENT_F_L3;
+	e->flags = flags;
+	e->pad = 0;
+	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
+		flush_pending_fib(e);
+	set_current(e);
+	bpf_ringbuf_submit(e, 0);
+	count(CNT_EVENTS);
+out:
+	if (role == ROLE_FREE) {
+		__u32 zero = 0;
+		struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
+
+		if (c && c->skb == key)
+			c->skb = 0;
+		if (t)
+			bpf_map_delete_elem(&tracked, &key);
+	} else if (role == ROLE_DELIVER && t) {
+		t->state = ROLE_DELIVER;
+	}
+	return 0;
+}
+
+#define SLOT(n) \
+	TP_SEC("pktpath_slot") int slot_##n(__u64 *ctx) { return handle_skb(ctx, n); }
+
+SLOT(0) SLOT(1) SLOT(2) SLOT(3) SLOT(4) SLOT(5) SLOT(6) SLOT(7)
+SLOT(8) SLOT(9) SLOT(10) SLOT(11) SLOT(12) SLOT(13) SLOT(14) SLOT(15)
+SLOT(16) SLOT(17) SLOT(18) SLOT(19) SLOT(20) SLOT(21) SLOT(22) SLOT(23)
+SLOT(24) SLOT(25) SLOT(26) SLOT(27) SLOT(28) SLOT(29) SLOT(30) SLOT(31)
+SLOT(32) SLOT(33) SLOT(34) SLOT(35) SLOT(36) SLOT(37) SLOT(38) SLOT(39)
+SLOT(40) SLOT(41) SLOT(42) SLOT(43) SLOT(44) SLOT(45) SLOT(46) SLOT(47)
+
+/* The tracked packet this CPU is handling, if recent. */
+static __always_inline struct current *recent_current(__u64 now)
+{
+	__u32 zero = 0;
+	struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
+
+	if (!c || !c->skb || now - c->ts > CORRELATE_NS)
+		return NULL;
+	return c;
+}
+
+static __always_inline struct event *new_event(__u64 now, __u16 kind, __u16 site)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(CNT_LOST);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = now;
+	e->kind = kind;
+	e->site = site;
+	e->cpu = bpf_get_smp_processor_id();
+	e->flags = EVENT_F_CORRELATED;
+	return e;
+}
+
+static __always_inline void fill_nh_dev(struct event *e, struct net_device *dev)
+{
+	if (!dev)
+		return;
+	e->ifindex = BPF_CORE_READ(dev, ifindex);
+	e->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
+}
+
+/*
+ * fib_table_lookup(u32 tb_id, const struct flowi4 *flp,
+ *		    const struct fib_nh_common *nhc, int err)
+ * args[]: 0 table, 1 err, 2 daddr, 3 saddr, 4 gateway, 5 oif of the flow
+ */
+TP_SEC("fib_table_lookup")
+int fib4(__u64 *ctx)
+{
+	const struct flowi4 *flp = (void *)ctx[1];
+	const struct fib_nh_common *nhc = (void *)ctx[2];
+	__u64 now = bpf_ktime_get_ns();
+	__u32 daddr, saddr, zero = 0;
+	bool pending = false;
+	struct current *c;
+	struct event *e;
+
+	if (!cfg.fib_correlate)
+		return 0;
+	daddr = BPF_CORE_READ(flp, daddr);
+	saddr = BPF_CORE_READ(flp, saddr);
+	c = recent_current(now);
+	if (c && (daddr == c->daddr4 || daddr == c->saddr4)) {
+		e = new_event(now, EVENT_FIB4, 0);
+		if (!e)
+			return 0;
+		e->journey = c->journey;
+		e->skb = c->skb;
+	} else {
+		/* Maybe the packet does not exist yet: keep it for later. */
+		e = bpf_map_lookup_elem(&pending_fib, &zero);
+		if (!e)
+			return 0;
+		__builtin_memset(e, 0, sizeof(*e));
+		e->ts = now;
+		e->kind = EVENT_FIB4;
+		e->cpu = bpf_get_smp_processor_id();
+		e->flags = EVENT_F_CORRELATED;
+		pending = true;
+	}
+	e->args[0] = (__u32)ctx[0];
+	e->args[1] = (__s32)ctx[3];
+	e->args[2] = daddr;
+	e->args[3] = saddr;
+	e->args[5] = BPF_CORE_READ(flp, __fl_common.flowic_oif);
+	if (nhc) {
+		if (BPF_CORE_READ(nhc, nhc_gw_family) == 2)
+			e->args[4] = BPF_CORE_READ(nhc, nhc_gw.ipv4);
+		fill_nh_dev(e, BPF_CORE_READ(nhc, nhc_dev));
+	}
+	if (!pending)
+		bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline bool same16(const __u8 *a, const __u8 *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+/*
+ * fib6_table_lookup(const struct net *net, const struct fib6_result *res,
+ *		     struct fib6_table *table, const struct flowi6 *flp)
+ * args[]: 0 table, 1 route type; data[]: daddr, saddr, gateway (16 bytes each)
+ */
+TP_SEC("fib6_table_lookup")
+int fib6(__u64 *ctx)
+{
+	const struct fib6_result *res = (void *)ctx[1];
+	const struct fib6_table *table = (void *)ctx[2];
+	const struct flowi6 *flp = (void *)ctx[3];
+	__u64 now = bpf_ktime_get_ns();
+	struct fib6_nh *nh;
+	struct current *c;
+	struct event *e;
+	struct in6_addr daddr;
+
+	if (!cfg.fib_correlate)
+		return 0;
+	c = recent_current(now);
+	if (!c)
+		return 0;
+	BPF_CORE_READ_INTO(&daddr, flp, daddr);
+	if (!same16(daddr.in6_u.u6_addr8, c->daddr6) &&
+	    !same16(daddr.in6_u.u6_addr8, c->saddr6))
+		return 0;
+	e = new_event(now, EVENT_FIB6, 0);
+	if (!e)
+		return 0;
+	e->journey = c->journey;
+	e->skb = c->skb;
+	e->args[0] = table ? BPF_CORE_READ(table, tb6_id) : 0;
+	e->args[1] = BPF_CORE_READ(res, fib6_type);
+	__builtin_memcpy(e->data, &daddr, 16);
+	BPF_CORE_READ_INTO((struct in6_addr *)&e->data[16], flp, saddr);
+	nh = BPF_CORE_READ(res, nh);
+	if (nh) {
+		BPF_CORE_READ_INTO((struct in6_addr *)&e->data[32], nh, nh_common.nhc_gw.ipv6);
+		fill_nh_dev(e, BPF_CORE_READ(nh, nh_common.nhc_dev));
+	}
+	e->data_len = 48;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/*
+ * neigh_event_send_done(struct neighbour *n, int err): the output path had to
+ * resolve the next hop. args[]: 0 nud_state, 1 err; data[]: the next hop.
+ */
+TP_SEC("neigh_event_send_done")
+int neigh_done(__u64 *ctx)
+{
+	struct neighbour *n = (void *)ctx[0];
+	__u64 now = bpf_ktime_get_ns();
+	struct current *c = recent_current(now);
+	struct event *e;
+
+	if (!c || !cfg.fib_correlate)
+		return 0;
+	e = new_event(now, EVENT_NEIGH, 0);
+	if (!e)
+		return 0;
+	e->journey = c->journey;
+	e->skb = c->skb;
+	e->args[0] = BPF_CORE_READ(n, nud_state);
+	e->args[1] = (__s32)ctx[1];
+	fill_nh_dev(e, BPF_CORE_READ(n, dev));
+	bpf_probe_read_kernel(e->data, 16, (void *)n + bpf_core_field_offset(n->primary_key));
+	e->data_len = 16;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

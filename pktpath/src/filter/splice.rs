@@ -1,0 +1,152 @@
+//! Writing a translated filter into a BPF program's placeholder, before load.
+//!
+//! The placeholder (bpf/include/filter.h) is `call MAGIC` followed by
+//! FILTER_MAX_INSNS - 1 `goto +0`. We overwrite that block in place: the
+//! filter first, then the `goto +0` no-ops it leaves, so the program keeps its
+//! length and no relocation, func_info or line_info has to move. The filter
+//! falls through into the no-ops (the verifier walks them and then removes
+//! them), and reads/writes only r0-r5 and the scratch map value in r1.
+
+use super::ebpf::{Insn, JA, JMP};
+use crate::kernel::abi::FILTER_MAX_INSNS;
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::AsRawLibbpf;
+use thiserror::Error;
+
+const CALL: u8 = JMP | super::ebpf::CALL;
+
+#[derive(Debug, Error)]
+pub enum SpliceError {
+    #[error("placeholder {0:#x} is not followed by {1} no-ops")]
+    BadPlaceholder(i32, usize),
+    #[error("filter of {0} instructions does not fit in {1}")]
+    TooLarge(usize, usize),
+    #[error("libbpf refused the new instructions: {0}")]
+    Libbpf(std::io::Error),
+}
+
+/// Replaces every placeholder `call magic` block in `insns` with `filter`.
+/// Returns how many placeholders were patched.
+pub fn patch(insns: &mut [Insn], magic: i32, filter: &[Insn]) -> Result<usize, SpliceError> {
+    if filter.len() > FILTER_MAX_INSNS {
+        return Err(SpliceError::TooLarge(filter.len(), FILTER_MAX_INSNS));
+    }
+    let nop = Insn::new(JMP | JA, 0, 0, 0, 0);
+    let mut patched = 0;
+    let mut i = 0;
+    while i < insns.len() {
+        let ins = insns[i];
+        if ins.code == CALL && ins.src() == 0 && ins.imm == magic {
+            let block = insns
+                .get_mut(i..i + FILTER_MAX_INSNS)
+                .filter(|b| b[1..].iter().all(|x| *x == nop))
+                .ok_or(SpliceError::BadPlaceholder(magic, FILTER_MAX_INSNS - 1))?;
+            block[..filter.len()].copy_from_slice(filter);
+            block[filter.len()..].fill(nop);
+            patched += 1;
+            i += FILTER_MAX_INSNS;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(patched)
+}
+
+/// Patches the placeholders of one opened (not yet loaded) program.
+pub fn patch_program(
+    prog: &mut libbpf_rs::OpenProgramMut<'_>,
+    placeholders: &[(i32, &[Insn])],
+) -> Result<usize, SpliceError> {
+    // Insn has the layout of struct bpf_insn: u8 code, u8 dst:4/src:4
+    // (little-endian bitfield order), s16 off, s32 imm.
+    const _: () = assert!(size_of::<Insn>() == size_of::<libbpf_sys::bpf_insn>());
+    let raw = prog.insns();
+    let mut insns: Vec<Insn> = raw
+        .iter()
+        .map(|r| {
+            // SAFETY: same size and both are plain old data (checked above).
+            unsafe { std::mem::transmute_copy::<libbpf_sys::bpf_insn, Insn>(r) }
+        })
+        .collect();
+    let mut patched = 0;
+    for (magic, filter) in placeholders {
+        patched += patch(&mut insns, *magic, filter)?;
+    }
+    if patched == 0 {
+        return Ok(0);
+    }
+    let ptr = prog.as_libbpf_object().as_ptr();
+    // SAFETY: the program is opened and not loaded (libbpf checks that and
+    // returns -EBUSY otherwise); libbpf copies the instructions we pass, and
+    // the count is unchanged so its relocation indexes stay valid.
+    let rc = unsafe {
+        libbpf_sys::bpf_program__set_insns(
+            ptr,
+            insns.as_mut_ptr() as *mut libbpf_sys::bpf_insn,
+            insns.len() as _,
+        )
+    };
+    if rc != 0 {
+        return Err(SpliceError::Libbpf(std::io::Error::from_raw_os_error(-rc)));
+    }
+    Ok(patched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placeholder(magic: i32) -> Vec<Insn> {
+        let mut v = vec![Insn::new(CALL, 0, 0, 0, magic)];
+        v.extend(std::iter::repeat_n(
+            Insn::new(JMP | JA, 0, 0, 0, 0),
+            FILTER_MAX_INSNS - 1,
+        ));
+        v
+    }
+
+    #[test]
+    fn patches_in_place_keeping_length() {
+        let mut prog = vec![Insn::new(0xb7, 1, 0, 0, 7)];
+        prog.extend(placeholder(0x1234));
+        prog.push(Insn::new(0x95, 0, 0, 0, 0));
+        let len = prog.len();
+        let filter = vec![Insn::new(0xb4, 0, 0, 0, 1)];
+        assert_eq!(patch(&mut prog, 0x1234, &filter).unwrap(), 1);
+        assert_eq!(prog.len(), len);
+        assert_eq!(prog[1], filter[0]);
+        assert_eq!(prog[2], Insn::new(JMP | JA, 0, 0, 0, 0));
+        assert_eq!(prog[len - 1].code, 0x95);
+    }
+
+    #[test]
+    fn rejects_truncated_placeholder() {
+        let mut prog = placeholder(0x99);
+        prog.truncate(10);
+        assert!(patch(&mut prog, 0x99, &[]).is_err());
+    }
+
+    #[test]
+    fn the_compiled_object_has_both_placeholders_per_slot() {
+        let mut obj = libbpf_rs::ObjectBuilder::default()
+            .open_memory(crate::kernel::objects::TP_BTF)
+            .unwrap();
+        let prog = obj
+            .progs_mut()
+            .find(|p| p.name() == "slot_0")
+            .expect("slot_0");
+        let insns: Vec<Insn> = prog
+            .insns()
+            .iter()
+            .map(|r| unsafe { std::mem::transmute_copy::<libbpf_sys::bpf_insn, Insn>(r) })
+            .collect();
+        let count = |magic| {
+            insns
+                .iter()
+                .filter(|i| i.code == CALL && i.imm == magic)
+                .count()
+        };
+        assert_eq!(count(crate::kernel::abi::FILTER_MAGIC_L2), 1);
+        assert_eq!(count(crate::kernel::abi::FILTER_MAGIC_L3), 1);
+    }
+}

@@ -1,0 +1,169 @@
+//! What the running kernel offers, read from its BTF: the tracepoints and
+//! their arguments (`btf_trace_*` typedefs), and enums such as
+//! `skb_drop_reason` whose names explain events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use libbpf_rs::btf::types::{Enum, Enum64, FuncProto, Int, Ptr, Typedef};
+use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType};
+use serde::Serialize;
+
+/// What a tracepoint argument is, as far as pktpath cares.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ArgKind {
+    Skb,
+    Qdisc,
+    Pointer(String),
+    Enum(String),
+    Int { signed: bool },
+    Other,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Param {
+    pub name: String,
+    pub kind: ArgKind,
+}
+
+/// A tracepoint of the running kernel, with its arguments (without the
+/// leading `void *__data` of the btf_trace_ prototype).
+#[derive(Clone, Debug, Serialize)]
+pub struct Tracepoint {
+    pub name: String,
+    pub params: Vec<Param>,
+}
+
+impl Tracepoint {
+    /// Index of the first `struct sk_buff *` argument.
+    pub fn skb_arg(&self) -> Option<usize> {
+        self.params.iter().position(|p| p.kind == ArgKind::Skb)
+    }
+    pub fn qdisc_arg(&self) -> Option<usize> {
+        self.params.iter().position(|p| p.kind == ArgKind::Qdisc)
+    }
+}
+
+/// The BTF facts pktpath uses, copied out of the kernel's BTF.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub tracepoints: BTreeMap<String, Tracepoint>,
+    /// Enum name -> value -> variant name, for the enums tracepoints use.
+    pub enums: HashMap<String, BTreeMap<i64, String>>,
+}
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+impl Inventory {
+    /// Reads the running kernel's BTF.
+    pub fn load() -> Result<Inventory> {
+        if !Path::new(VMLINUX_BTF).exists() {
+            anyhow::bail!(
+                "{VMLINUX_BTF} is missing: this kernel was built without CONFIG_DEBUG_INFO_BTF, \
+                 which pktpath needs to find tracepoints and read kernel structures"
+            );
+        }
+        let btf = Btf::from_vmlinux().context("cannot read the kernel's BTF")?;
+        Ok(Self::from_btf(&btf))
+    }
+
+    pub fn from_btf(btf: &Btf<'_>) -> Inventory {
+        let mut inv = Inventory::default();
+        for td in btf.type_by_kind::<Typedef>() {
+            let Some(name) = td.name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(tp) = name.strip_prefix("btf_trace_") else {
+                continue;
+            };
+            let Some(proto) = Ptr::try_from(td.referenced_type())
+                .ok()
+                .and_then(|p| FuncProto::try_from(p.referenced_type()).ok())
+            else {
+                continue;
+            };
+            let mut params = Vec::new();
+            for p in proto.iter().skip(1) {
+                let name = p
+                    .name
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string();
+                let kind = btf
+                    .type_by_id::<BtfType>(p.ty)
+                    .map(|t| arg_kind(&t, &mut inv.enums))
+                    .unwrap_or(ArgKind::Other);
+                params.push(Param { name, kind });
+            }
+            inv.tracepoints.insert(
+                tp.to_string(),
+                Tracepoint {
+                    name: tp.to_string(),
+                    params,
+                },
+            );
+        }
+        for name in ["skb_drop_reason"] {
+            if let Some(e) = btf.type_by_name::<BtfType>(name) {
+                inv.enums.insert(name.to_string(), enum_values(&e));
+            }
+        }
+        inv
+    }
+
+    /// The name of `value` in enum `name`, without the common prefix.
+    pub fn enum_name(&self, name: &str, value: i64) -> Option<&str> {
+        let s = self.enums.get(name)?.get(&value)?;
+        let prefix = match name {
+            "skb_drop_reason" => "SKB_DROP_REASON_",
+            _ => "",
+        };
+        Some(s.strip_prefix(prefix).unwrap_or(s))
+    }
+}
+
+fn arg_kind(t: &BtfType<'_>, enums: &mut HashMap<String, BTreeMap<i64, String>>) -> ArgKind {
+    let t = t.skip_mods_and_typedefs();
+    match t.kind() {
+        BtfKind::Ptr => {
+            let target = t.next_type().map(|n| n.skip_mods_and_typedefs());
+            let name = target
+                .and_then(|n| n.name().and_then(|s| s.to_str()).map(str::to_string))
+                .unwrap_or_else(|| "void".to_string());
+            match name.as_str() {
+                "sk_buff" => ArgKind::Skb,
+                "Qdisc" => ArgKind::Qdisc,
+                _ => ArgKind::Pointer(name),
+            }
+        }
+        BtfKind::Enum | BtfKind::Enum64 => {
+            let name = t
+                .name()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_string();
+            if !name.is_empty() && !enums.contains_key(&name) {
+                enums.insert(name.clone(), enum_values(&t));
+            }
+            ArgKind::Enum(name)
+        }
+        BtfKind::Int => ArgKind::Int {
+            signed: Int::try_from(t)
+                .map(|i| matches!(i.encoding, libbpf_rs::btf::types::IntEncoding::Signed))
+                .unwrap_or(false),
+        },
+        _ => ArgKind::Other,
+    }
+}
+
+fn enum_values(t: &BtfType<'_>) -> BTreeMap<i64, String> {
+    let name = |n: Option<&std::ffi::OsStr>| n.and_then(|s| s.to_str()).unwrap_or("").to_string();
+    if let Ok(e) = Enum::try_from(*t) {
+        e.iter().map(|m| (m.value, name(m.name))).collect()
+    } else if let Ok(e) = Enum64::try_from(*t) {
+        e.iter().map(|m| (m.value as i64, name(m.name))).collect()
+    } else {
+        BTreeMap::new()
+    }
+}

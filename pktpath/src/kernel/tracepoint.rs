@@ -1,0 +1,352 @@
+//! The tracepoint backend: tp_btf programs (raw_tp where tp_btf cannot load)
+//! on every network tracepoint of the running kernel that takes a packet.
+//!
+//! Lifecycle: `plan()` picks the tracepoints from BTF, `Tracer::start()` opens
+//! the embedded object, splices the filter, writes the config, loads and
+//! attaches; dropping the Tracer detaches everything (links are file
+//! descriptors: they also go away when the process dies, however it dies).
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, OpenObject};
+
+use super::abi::{self, Config, SlotCfg, MAX_ARGS, MAX_SLOTS};
+use super::btf::{Inventory, Tracepoint};
+use super::objects;
+use crate::filter::{splice, Filter};
+use crate::sites;
+
+/// Which program type the tracepoint programs are loaded as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Flavour {
+    /// BTF-typed tracepoints (BPF_TRACE_RAW_TP with attach_btf_id).
+    #[value(name = "tp_btf")]
+    TpBtf,
+    /// Raw tracepoints, for kernels where tp_btf is not available.
+    #[value(name = "raw_tp")]
+    RawTp,
+}
+
+impl Flavour {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::TpBtf => "tp_btf",
+            Flavour::RawTp => "raw_tp",
+        }
+    }
+    fn object(self) -> &'static [u8] {
+        match self {
+            Flavour::TpBtf => objects::TP_BTF,
+            Flavour::RawTp => objects::RAW_TP,
+        }
+    }
+}
+
+/// Which packets to select, besides the filter expression.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Selection {
+    /// Network namespace inode, 0 for any.
+    pub netns: u32,
+    /// Device index (in `netns` when given), 0 for any.
+    pub ifindex: u32,
+    /// (mark, mask); mask 0 means any mark.
+    pub mark: u32,
+    pub mark_mask: u32,
+}
+
+/// The tracepoints one run attaches to.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Slot i serves slots[i].
+    pub slots: Vec<Tracepoint>,
+    pub fib4: bool,
+    pub fib6: bool,
+    pub neigh: bool,
+    /// Tracepoints that take a packet but found no free slot.
+    pub skipped: Vec<String>,
+}
+
+/// Picks the tracepoints: every one that takes a struct sk_buff *, known
+/// ones first, then the others by name.
+pub fn plan(inv: &Inventory) -> Plan {
+    let mut names: Vec<&str> = sites::KNOWN
+        .iter()
+        .map(|s| s.name)
+        .filter(|n| inv.tracepoints.contains_key(*n))
+        .collect();
+    let known: BTreeSet<&str> = names.iter().copied().collect();
+    names.extend(
+        inv.tracepoints
+            .values()
+            .filter(|t| t.skb_arg().is_some() && !known.contains(t.name.as_str()))
+            .map(|t| t.name.as_str()),
+    );
+    let mut p = Plan {
+        fib4: inv.tracepoints.contains_key(sites::FIB4.name),
+        fib6: inv.tracepoints.contains_key(sites::FIB6.name),
+        neigh: inv.tracepoints.contains_key(sites::NEIGH.name),
+        ..Plan::default()
+    };
+    for name in names {
+        let tp = &inv.tracepoints[name];
+        if tp.skb_arg().is_none_or(|i| i >= MAX_ARGS) {
+            continue;
+        }
+        if p.slots.len() < MAX_SLOTS {
+            p.slots.push(tp.clone());
+        } else {
+            p.skipped.push(name.to_string());
+        }
+    }
+    p
+}
+
+/// Loaded and attached programs. Dropping it detaches them.
+pub struct Tracer {
+    obj: Object,
+    links: Vec<Link>,
+    pub flavour: Flavour,
+    pub plan: Plan,
+    /// Tracepoints that failed to attach, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// libbpf's messages of the current load, shown when it fails.
+static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn capture_libbpf_log() {
+    libbpf_rs::set_print(Some((
+        libbpf_rs::PrintLevel::Warn,
+        |_, msg: String| {
+            if let Ok(mut log) = LIBBPF_LOG.lock() {
+                log.push(msg.trim_end().to_string());
+            }
+        },
+    )));
+}
+
+/// The most telling line of libbpf's log (the verifier's last words).
+fn libbpf_reason() -> String {
+    let log = LIBBPF_LOG.lock().map(|l| l.clone()).unwrap_or_default();
+    if let Ok(p) = std::env::var("PKTPATH_LIBBPF_LOG") {
+        std::fs::write(p, log.join("\n")).ok();
+    }
+    log.iter()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.contains("-- END PROG LOAD LOG --"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Tracer {
+    /// Loads with `flavour`, or tp_btf then raw_tp when None.
+    pub fn start(
+        inv: &Inventory,
+        filter: &Filter,
+        sel: &Selection,
+        flavour: Option<Flavour>,
+        ring_bytes: u32,
+    ) -> Result<Tracer> {
+        super::caps::require_bpf()?;
+        capture_libbpf_log();
+        let plan = plan(inv);
+        let flavours = match flavour {
+            Some(f) => vec![f],
+            None => vec![Flavour::TpBtf, Flavour::RawTp],
+        };
+        let mut errors = Vec::new();
+        for f in flavours {
+            match Self::start_one(f, &plan, filter, sel, ring_bytes) {
+                Ok(t) => return Ok(t),
+                Err(e) => errors.push(format!("{}: {e:#}", f.name())),
+            }
+        }
+        bail!("cannot load the tracepoint programs ({})", errors.join("; "))
+    }
+
+    fn start_one(
+        flavour: Flavour,
+        plan: &Plan,
+        filter: &Filter,
+        sel: &Selection,
+        ring_bytes: u32,
+    ) -> Result<Tracer> {
+        LIBBPF_LOG.lock().map(|mut l| l.clear()).ok();
+        let mut open = ObjectBuilder::default()
+            .open_memory(flavour.object())
+            .context("cannot open the BPF object")?;
+        let mut cfg = Config {
+            netns: sel.netns,
+            ifindex: sel.ifindex,
+            mark: sel.mark & sel.mark_mask,
+            mark_mask: sel.mark_mask,
+            ..Config::default()
+        };
+        for (i, tp) in plan.slots.iter().enumerate() {
+            cfg.slots[i] = SlotCfg {
+                skb_arg: tp.skb_arg().unwrap_or(0) as u8,
+                nargs: tp.params.len().min(MAX_ARGS) as u8,
+                qdisc_arg: tp
+                    .qdisc_arg()
+                    .filter(|&q| q < MAX_ARGS)
+                    .map_or(0xff, |q| q as u8),
+                role: sites::info(&tp.name).role,
+            };
+        }
+        prepare(&mut open, flavour, plan, filter, &cfg, ring_bytes)?;
+        let obj = open.load().map_err(|e| {
+            let why = libbpf_reason();
+            anyhow!("{e}{}", if why.is_empty() { String::new() } else { format!(": {why}") })
+        })?;
+        let mut t = Tracer {
+            obj,
+            links: Vec::new(),
+            flavour,
+            plan: plan.clone(),
+            failed: Vec::new(),
+        };
+        t.attach()?;
+        Ok(t)
+    }
+
+    fn attach(&mut self) -> Result<()> {
+        let mut targets: Vec<(String, String)> = self
+            .plan
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, tp)| (format!("slot_{i}"), tp.name.clone()))
+            .collect();
+        for (on, prog, tp) in [
+            (self.plan.fib4, "fib4", sites::FIB4.name),
+            (self.plan.fib6, "fib6", sites::FIB6.name),
+            (self.plan.neigh, "neigh_done", sites::NEIGH.name),
+        ] {
+            if on {
+                targets.push((prog.to_string(), tp.to_string()));
+            }
+        }
+        for (prog_name, tp) in targets {
+            let Some(prog) = self.obj.progs_mut().find(|p| p.name() == prog_name.as_str()) else {
+                continue;
+            };
+            let link = match self.flavour {
+                Flavour::TpBtf => prog.attach(),
+                Flavour::RawTp => prog.attach_raw_tracepoint(&tp),
+            };
+            match link {
+                Ok(l) => self.links.push(l),
+                Err(e) => self.failed.push((tp, e.to_string())),
+            }
+        }
+        if self.links.is_empty() {
+            bail!(
+                "no tracepoint could be attached: {}",
+                self.failed.first().map(|f| f.1.as_str()).unwrap_or("none found")
+            );
+        }
+        Ok(())
+    }
+
+    /// Number of attached sites.
+    pub fn attached(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The ring buffer map events arrive on.
+    pub fn events_map(&self) -> Result<libbpf_rs::Map<'_>> {
+        self.obj
+            .maps()
+            .find(|m| m.name() == "events")
+            .ok_or_else(|| anyhow!("events map missing"))
+    }
+
+    /// Kernel-side counters summed over CPUs: [lost, filtered, selected, events].
+    pub fn counters(&self) -> Result<[u64; abi::CNT_MAX as usize]> {
+        let map = self
+            .obj
+            .maps()
+            .find(|m| m.name() == "counters")
+            .ok_or_else(|| anyhow!("counters map missing"))?;
+        let mut out = [0u64; abi::CNT_MAX as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let per_cpu = map
+                .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)?
+                .unwrap_or_default();
+            *slot = per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8))
+                .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+                .sum();
+        }
+        Ok(out)
+    }
+}
+
+/// Everything between open and load: slots, targets, filter, config.
+fn prepare(
+    open: &mut OpenObject,
+    flavour: Flavour,
+    plan: &Plan,
+    filter: &Filter,
+    cfg: &Config,
+    ring_bytes: u32,
+) -> Result<()> {
+    let specials = [
+        ("fib4", plan.fib4, sites::FIB4.name),
+        ("fib6", plan.fib6, sites::FIB6.name),
+        ("neigh_done", plan.neigh, sites::NEIGH.name),
+    ];
+    for mut prog in open.progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        let target = if let Some(i) = name.strip_prefix("slot_") {
+            let i: usize = i.parse().context("slot program name")?;
+            plan.slots.get(i).map(|t| t.name.clone())
+        } else {
+            specials
+                .iter()
+                .find(|(p, on, _)| *p == name && *on)
+                .map(|(_, _, tp)| tp.to_string())
+        };
+        let Some(target) = target else {
+            prog.set_autoload(false);
+            continue;
+        };
+        if flavour == Flavour::TpBtf {
+            prog.set_attach_target(0, Some(target))
+                .with_context(|| format!("setting the target of {name}"))?;
+        }
+        if name.starts_with("slot_") {
+            splice::patch_program(
+                &mut prog,
+                &[
+                    (abi::FILTER_MAGIC_L2, &filter.l2),
+                    (abi::FILTER_MAGIC_L3, &filter.l3),
+                ],
+            )
+            .with_context(|| format!("splicing the filter into {name}"))?;
+        }
+    }
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if name == "events" {
+            map.set_max_entries(ring_bytes)?;
+        } else if name.ends_with(".rodata") {
+            let bytes = map
+                .initial_value_mut()
+                .ok_or_else(|| anyhow!(".rodata has no initial value"))?;
+            if bytes.len() != size_of::<Config>() {
+                bail!(
+                    ".rodata is {} bytes, expected struct config ({}): the object and \
+                     src/kernel/abi.rs disagree",
+                    bytes.len(),
+                    size_of::<Config>()
+                );
+            }
+            bytes.copy_from_slice(cfg.as_bytes());
+        }
+    }
+    Ok(())
+}
