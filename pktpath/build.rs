@@ -1,5 +1,6 @@
 //! Compiles bpf/pktpath.bpf.c twice with clang (libbpf-cargo): once with
 //! tp_btf sections, once with raw_tp sections for kernels without tp_btf.
+//! Also compiles bpf/probe.bpf.c, the attach-type probes of `pktpath doctor`.
 //! The objects are embedded into the binary by src/kernel/objects.rs.
 
 use std::env;
@@ -21,5 +22,11 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("compiling {SRC} ({name}) failed: {e:#}"));
     }
+    SkeletonBuilder::new()
+        .source("bpf/probe.bpf.c")
+        .obj(out.join("probe.bpf.o"))
+        .clang_args(["-Ibpf/include", "-Wall"])
+        .build()
+        .unwrap_or_else(|e| panic!("compiling bpf/probe.bpf.c failed: {e:#}"));
     println!("cargo:rerun-if-changed=bpf");
 }

@@ -35,6 +35,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define CORRELATE_NS 2000000ULL /* FIB lookup to packet, same CPU */
+#define LOOPBACK_IFINDEX 1
 
 const volatile struct config cfg = {};
 
@@ -44,6 +45,7 @@ __u64 next_journey = 0;
 struct track {
 	__u64 journey;
 	__u64 last_ts;
+	__u64 fp;    /* header fingerprint, see fingerprint() */
 	__u32 state; /* ROLE_PASS or ROLE_DELIVER */
 	__u32 pad;
 };
@@ -53,6 +55,8 @@ struct current {
 	__u64 skb;
 	__u64 journey;
 	__u64 ts;
+	__u32 ifindex;
+	__u32 netns;
 	__u32 saddr4;
 	__u32 daddr4;
 	__u8 saddr6[16];
@@ -172,14 +176,60 @@ static __always_inline bool pkt_view(struct sk_buff *skb, struct pkt_view *v)
 	return true;
 }
 
-static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *dev)
+/* The packet's netns: its device's, else its socket's, else the socket
+ * the tracepoint names. */
+static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *dev,
+				       struct sock *arg_sk)
 {
+	struct sock *sk;
+
 	if (dev)
 		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		sk = arg_sk;
 	if (sk)
 		return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	return 0;
+}
+
+/*
+ * What stays the same for one packet through forwarding and NAT but differs
+ * between packets: IP protocol, length and id (IPv4) or flow label (IPv6),
+ * and the TCP sequence number. An skb whose address is tracked but whose
+ * fingerprint changed is a new packet in recycled memory (the old one was
+ * freed where no tracepoint fires, e.g. a TCP ACK eaten by TCP).
+ */
+static __always_inline __u64 fingerprint(struct pkt_view *v)
+{
+	__u8 h[40] = {};
+	__u32 off = 0, seq = 0, l4;
+	__u16 eth = 0;
+	__u64 fp;
+
+	if (!v->l3) {
+		bpf_probe_read_kernel(&eth, 2, v->start + 12);
+		off = eth == bpf_htons(0x8100) ? 18 : 14;
+	}
+	if (bpf_probe_read_kernel(h, sizeof(h), v->start + off))
+		return 0;
+	if ((h[0] >> 4) == 4) {
+		fp = (__u64)h[9] << 48 | (__u64)h[2] << 40 | (__u64)h[3] << 32 |
+		     (__u64)h[4] << 24 | (__u64)h[5] << 16 | 4;
+		l4 = off + (h[0] & 0xf) * 4;
+		if (h[9] != 6)
+			return fp;
+	} else if ((h[0] >> 4) == 6) {
+		fp = (__u64)h[6] << 48 | (__u64)(h[1] & 0xf) << 40 | (__u64)h[2] << 32 |
+		     (__u64)h[3] << 24 | (__u64)h[4] << 16 | (__u64)h[5] << 8 | 6;
+		l4 = off + 40;
+		if (h[6] != 6)
+			return fp;
+	} else {
+		return 0;
+	}
+	bpf_probe_read_kernel(&seq, 4, v->start + l4 + 4);
+	return fp ^ ((__u64)seq << 8);
 }
 
 /* Is this untracked packet one the user asked for? */
@@ -192,7 +242,7 @@ static __always_inline bool select_packet(struct sk_buff *skb, struct pkt_view *
 
 	if (cfg.ifindex && (!dev || BPF_CORE_READ(dev, ifindex) != cfg.ifindex))
 		return false;
-	if (cfg.netns && skb_netns(skb, dev) != cfg.netns)
+	if (cfg.netns && skb_netns(skb, dev, NULL) != cfg.netns)
 		return false;
 	if (cfg.mark_mask && (BPF_CORE_READ(skb, mark) & cfg.mark_mask) != cfg.mark)
 		return false;
@@ -224,6 +274,8 @@ static __always_inline void set_current(struct event *e)
 	c->skb = e->skb;
 	c->journey = e->journey;
 	c->ts = e->ts;
+	c->ifindex = e->ifindex;
+	c->netns = e->netns;
 	if (!(e->flags & EVENT_F_L3))
 		off = 14;
 	proto = bpf_ntohs(e->protocol);
@@ -257,6 +309,13 @@ static __always_inline void flush_pending_fib(struct event *first)
 	p->ts = 0;
 }
 
+static __always_inline struct sock *slot_sock(__u64 *ctx, const __u32 slot)
+{
+	if (cfg.slots[slot].sock_arg >= MAX_ARGS)
+		return NULL;
+	return (void *)ctx_arg(ctx, cfg.slots[slot].sock_arg);
+}
+
 static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 {
 	struct sk_buff *skb = (void *)ctx_arg(ctx, cfg.slots[slot].skb_arg);
@@ -265,6 +324,7 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 	struct net_device *dev;
 	struct pkt_view v = {};
 	__u64 key = (__u64)skb, now;
+	bool have_view;
 	struct event *e;
 	__u8 flags = 0;
 	__u64 n;
@@ -272,23 +332,28 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 	if (!skb)
 		return 0;
 	now = bpf_ktime_get_ns();
+	have_view = pkt_view(skb, &v);
 	t = bpf_map_lookup_elem(&tracked, &key);
 	if (t && (now - t->last_ts > cfg.stale_ns ||
-		  (t->state == ROLE_DELIVER && role != ROLE_DELIVER))) {
+		  (t->state == ROLE_DELIVER && role != ROLE_DELIVER) ||
+		  (have_view && t->fp && fingerprint(&v) != t->fp))) {
 		/* The address was freed without us seeing it and reused. */
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
 	}
-	if (!pkt_view(skb, &v) && !t)
+	if (!have_view && !t)
 		return 0;
 	if (t) {
 		t->last_ts = now;
 		nt.journey = t->journey;
 	} else {
+		if (cfg.slots[slot].flags & SLOT_F_NO_START)
+			return 0;
 		if (!select_packet(skb, &v))
 			return 0;
 		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
 		nt.last_ts = now;
+		nt.fp = fingerprint(&v);
 		flags |= EVENT_F_FIRST;
 		count(CNT_SELECTED);
 		if (role != ROLE_FREE)
@@ -300,13 +365,18 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 		count(CNT_LOST);
 		goto out;
 	}
-	dev = BPF_CORE_READ(skb, dev);
+	/* The tracepoint's own device (the sender's, for net_dev_xmit on
+	 * veth, where skb->dev already is the peer). */
+	if (cfg.slots[slot].dev_arg < MAX_ARGS)
+		dev = (void *)ctx_arg(ctx, cfg.slots[slot].dev_arg);
+	else
+		dev = BPF_CORE_READ(skb, dev);
 	e->ts = now;
 	e->skb = key;
 	e->journey = nt.journey;
 	for (n = 0; n < MAX_ARGS; n++)
 		e->args[n] = n < cfg.slots[slot].nargs ? ctx_arg(ctx, n) : 0;
-	e->netns = skb_netns(skb, dev);
+	e->netns = skb_netns(skb, dev, slot_sock(ctx, slot));
 	e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
 	if (dev)
 		BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
@@ -418,6 +488,7 @@ int fib4(__u64 *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	__u32 daddr, saddr, zero = 0;
 	bool pending = false;
+	int iif;
 	struct current *c;
 	struct event *e;
 
@@ -425,15 +496,23 @@ int fib4(__u64 *ctx)
 		return 0;
 	daddr = BPF_CORE_READ(flp, daddr);
 	saddr = BPF_CORE_READ(flp, saddr);
+	iif = BPF_CORE_READ(flp, __fl_common.flowic_iif);
 	c = recent_current(now);
-	if (c && (daddr == c->daddr4 || daddr == c->saddr4)) {
+	/*
+	 * Ours when it looks up the packet's addresses (either way: rp_filter
+	 * looks up the source), or when it is an input lookup on the device the
+	 * packet just arrived on (after DNAT rewrote the destination).
+	 */
+	if (c && (daddr == c->daddr4 || daddr == c->saddr4 ||
+		  (iif != LOOPBACK_IFINDEX && iif == c->ifindex))) {
 		e = new_event(now, EVENT_FIB4, 0);
 		if (!e)
 			return 0;
 		e->journey = c->journey;
 		e->skb = c->skb;
-	} else {
-		/* Maybe the packet does not exist yet: keep it for later. */
+		e->netns = c->netns;
+	} else if (iif == LOOPBACK_IFINDEX) {
+		/* An output lookup: its packet may not exist yet. */
 		e = bpf_map_lookup_elem(&pending_fib, &zero);
 		if (!e)
 			return 0;
@@ -443,6 +522,8 @@ int fib4(__u64 *ctx)
 		e->cpu = bpf_get_smp_processor_id();
 		e->flags = EVENT_F_CORRELATED;
 		pending = true;
+	} else {
+		return 0;
 	}
 	e->args[0] = (__u32)ctx[0];
 	e->args[1] = (__s32)ctx[3];
@@ -501,6 +582,7 @@ int fib6(__u64 *ctx)
 		return 0;
 	e->journey = c->journey;
 	e->skb = c->skb;
+	e->netns = c->netns;
 	e->args[0] = table ? BPF_CORE_READ(table, tb6_id) : 0;
 	e->args[1] = BPF_CORE_READ(res, fib6_type);
 	__builtin_memcpy(e->data, &daddr, 16);
@@ -534,6 +616,7 @@ int neigh_done(__u64 *ctx)
 		return 0;
 	e->journey = c->journey;
 	e->skb = c->skb;
+	e->netns = c->netns;
 	e->args[0] = BPF_CORE_READ(n, nud_state);
 	e->args[1] = (__s32)ctx[1];
 	fill_nh_dev(e, BPF_CORE_READ(n, dev));

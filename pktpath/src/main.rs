@@ -1,10 +1,227 @@
-use pktpath::kernel::{btf::Inventory, tracepoint::*};
-fn main() -> anyhow::Result<()> {
+//! The pktpath command: parses arguments, runs one command, maps errors to
+//! exit codes (2: bad input, 1: failure; a closed output pipe is success).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use pktpath::cli::{Cli, Cmd, Color, OutputArgs, TraceArgs};
+use pktpath::filter::{Filter, FilterError};
+use pktpath::kernel::btf::Inventory;
+use pktpath::kernel::tracepoint::Selection;
+use pktpath::output::{json::Json, terminal::Terminal, Sink};
+use pktpath::trace::{self, TraceOptions};
+use pktpath::{demo, enrich, kernel, netlab, UsageError};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // SIGINT, SIGTERM and SIGHUP end the run cleanly: links are dropped and
+    // a summary is printed.
+    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).ok();
+    let result = match cli.cmd {
+        Some(Cmd::Doctor) => doctor(),
+        Some(Cmd::Demo(out)) => run_demo(&out),
+        None => run_trace(&cli.trace),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pktpath: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn doctor() -> Result<ExitCode> {
+    let report = kernel::doctor::examine();
+    kernel::doctor::print(&report, &mut std::io::stdout())?;
+    Ok(if report.any_backend() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn sink(out: &OutputArgs) -> Box<dyn Sink> {
+    let stdout = std::io::stdout();
+    if out.json {
+        return Box::new(Json::new(stdout, out.steps));
+    }
+    let color = match out.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    Box::new(Terminal::new(stdout, color, out.steps))
+}
+
+fn filter(expr: &str) -> Result<Filter> {
+    Filter::new(expr).map_err(|e| match e {
+        FilterError::Syntax(_) | FilterError::TooLarge(..) => UsageError(e.to_string()).into(),
+        other => anyhow::Error::new(other),
+    })
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Turns -i/--netns/--mark into what the BPF side compares.
+fn selection(args: &TraceArgs) -> Result<Selection> {
+    let mut sel = Selection::default();
+    let mut ns_path = None;
+    if let Some(ns) = &args.netns {
+        sel.netns = enrich::netns::resolve(ns).ok_or_else(|| {
+            UsageError(format!(
+                "unknown network namespace '{ns}' (not a name under /run/netns, nor an inode number)"
+            ))
+        })?;
+        ns_path = Some(ns.clone());
+    }
+    if let Some(ifname) = &args.interface {
+        let path = match &ns_path {
+            Some(_) => Some(
+                enrich::netns::path_of(sel.netns)
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "cannot enter netns {} to find interface '{ifname}'",
+                            sel.netns
+                        ))
+                    })?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            None => {
+                sel.netns = enrich::netns::own_inode().unwrap_or(0);
+                None
+            }
+        };
+        sel.ifindex = netlab::ifindex_in(path.as_deref(), ifname)?.ok_or_else(|| {
+            UsageError(format!(
+                "unknown interface '{ifname}'{}",
+                args.netns
+                    .as_ref()
+                    .map(|n| format!(" in netns '{n}'"))
+                    .unwrap_or_default()
+            ))
+        })?;
+    }
+    if let Some(m) = &args.mark {
+        let (mark, mask) = match m.split_once('/') {
+            Some((a, b)) => (parse_u32(a), parse_u32(b)),
+            None => (parse_u32(m), Some(u32::MAX)),
+        };
+        let (Some(mark), Some(mask)) = (mark, mask) else {
+            return Err(UsageError(format!("invalid --mark '{m}': expected MARK or MARK/MASK")).into());
+        };
+        sel.mark = mark;
+        sel.mark_mask = if mask == 0 { u32::MAX } else { mask };
+    }
+    Ok(sel)
+}
+
+fn ring_bytes(mib: u32) -> Result<u32> {
+    if !mib.is_power_of_two() || mib > 1024 {
+        return Err(UsageError(format!("--ring-size {mib}: a power of two up to 1024 MiB")).into());
+    }
+    Ok(mib << 20)
+}
+
+fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
+    let expr = args.filter.join(" ");
+    let opts = TraceOptions {
+        filter: filter(&expr)?,
+        selection: selection(args)?,
+        backend: args.backend.flavour(),
+        ring_bytes: ring_bytes(args.ring_size)?,
+        count: args.count,
+        duration: args.duration.map(Duration::from_secs_f64),
+        idle: Duration::from_secs_f64(args.idle_timeout.max(0.01)),
+        drops_only: args.output.drops_only,
+    };
     let inv = Inventory::load()?;
-    let f = pktpath::filter::Filter::new(&std::env::args().nth(1).unwrap_or_default())?;
-    let t = Tracer::start(&inv, &f, &Selection::default(), None, 1 << 22)?;
-    println!("{} attached {} failed {:?}", t.flavour.name(), t.attached(), t.failed);
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    println!("{:?}", t.counters()?);
-    Ok(())
+    let mut out = sink(&args.output);
+    let summary = trace::run(&inv, &opts, out.as_mut(), &STOP, |t| {
+        for (tp, why) in &t.failed {
+            eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
+        }
+        eprintln!(
+            "pktpath: tracing {} with the {} backend ({} sites); Ctrl-C to stop",
+            if expr.is_empty() { "all packets".to_string() } else { format!("'{expr}'") },
+            t.flavour.name(),
+            t.attached()
+        );
+        if let Some(p) = &args.ready_file {
+            std::fs::write(p, "ready\n")
+                .with_context(|| format!("cannot write ready file {}", p.display()))?;
+        }
+        Ok(())
+    })?;
+    eprintln!("pktpath: {}", summary.line());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
+    kernel::caps::require_bpf()?;
+    let inv = Inventory::load()?;
+    eprintln!("pktpath demo: building the network (namespaces {}*)", demo::PREFIX);
+    let net = demo::build()?;
+    eprintln!(
+        "  client 10.99.1.2 -- router (nftables: drop udp dport 9999; masquerade) -- \
+         switch (bridge br0) -- server 10.99.2.2"
+    );
+    let opts = TraceOptions {
+        filter: filter(demo::FILTER)?,
+        selection: Selection::default(),
+        backend: None,
+        ring_bytes: 16 << 20,
+        count: None,
+        duration: None,
+        idle: Duration::from_millis(500),
+        drops_only: out.drops_only,
+    };
+    let mut sink = sink(out);
+    let traffic_error = std::sync::Mutex::new(None);
+    let summary = std::thread::scope(|scope| {
+        trace::run(&inv, &opts, sink.as_mut(), &STOP, |t| {
+            eprintln!(
+                "  tracing '{}' with the {} backend ({} sites); sending: ping, TCP, UDP to a \
+                 blocked port, UDP to a closed port\n",
+                demo::FILTER,
+                t.flavour.name(),
+                t.attached()
+            );
+            let net = &net;
+            let traffic_error = &traffic_error;
+            scope.spawn(move || {
+                if let Err(e) = demo::traffic(net) {
+                    *traffic_error.lock().unwrap() = Some(e);
+                }
+                // Let the last journeys end, then stop.
+                std::thread::sleep(Duration::from_millis(1500));
+                STOP.store(true, Ordering::SeqCst);
+            });
+            Ok(())
+        })
+    })?;
+    eprintln!("pktpath demo: {}", summary.line());
+    drop(net);
+    eprintln!("pktpath demo: network removed");
+    if let Some(e) = traffic_error.into_inner().unwrap() {
+        return Err(e.context("demo traffic"));
+    }
+    Ok(ExitCode::SUCCESS)
 }

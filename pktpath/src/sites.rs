@@ -67,6 +67,14 @@ pub const FIB4: SiteInfo = site("fib_table_lookup", "routing", "IPv4 route looku
 pub const FIB6: SiteInfo = site("fib6_table_lookup", "routing", "IPv6 route lookup", "net/ipv6/route.c", ROLE_PASS);
 pub const NEIGH: SiteInfo = site("neigh_event_send_done", "neighbour", "next hop resolution", "net/core/neighbour.c", ROLE_PASS);
 
+/// Whether a packet first seen at `name` starts a journey. Not at
+/// consume_skb: a packet seen only when freed after normal use is a copy or
+/// clone whose life we did not see, and would be noise. Drops still start
+/// one (a packet dropped early is worth seeing even alone).
+pub fn starts_journey(name: &str) -> bool {
+    name != "consume_skb"
+}
+
 /// What we know of tracepoint `name`, guessing for unlisted ones.
 pub fn info(name: &str) -> SiteInfo {
     if let Some(s) = KNOWN.iter().chain([&FIB4, &FIB6, &NEIGH]).find(|s| s.name == name) {

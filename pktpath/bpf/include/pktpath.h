@@ -42,11 +42,18 @@ enum slot_role {
 	ROLE_DELIVER = 2, /* copied to a socket: ends unless copied again */
 };
 
+/* struct slot_cfg.flags */
+#define SLOT_F_NO_START 0x1 /* packets first seen here start no journey */
+
 struct slot_cfg {
 	unsigned char skb_arg;	 /* index of the struct sk_buff * argument */
 	unsigned char nargs;	 /* number of tracepoint arguments */
 	unsigned char qdisc_arg; /* index of a struct Qdisc * argument, or 0xff */
 	unsigned char role;	 /* enum slot_role */
+	unsigned char sock_arg;	 /* index of a struct sock * argument, or 0xff */
+	unsigned char flags;	 /* SLOT_F_* */
+	unsigned char dev_arg;	 /* index of a struct net_device * argument, or 0xff */
+	unsigned char pad;
 };
 
 struct config {

@@ -24,6 +24,8 @@ pub const EVENT_F_FIRST: u8 = 0x1;
 pub const EVENT_F_L3: u8 = 0x2;
 pub const EVENT_F_CORRELATED: u8 = 0x4;
 
+pub const SLOT_F_NO_START: u8 = 0x1;
+
 pub const ROLE_PASS: u8 = 0;
 pub const ROLE_FREE: u8 = 1;
 pub const ROLE_DELIVER: u8 = 2;
@@ -42,6 +44,10 @@ pub struct SlotCfg {
     pub nargs: u8,
     pub qdisc_arg: u8,
     pub role: u8,
+    pub sock_arg: u8,
+    pub flags: u8,
+    pub dev_arg: u8,
+    pub pad: u8,
 }
 
 /// `struct config`: the read-only config, written between open and load.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use libbpf_rs::btf::types::{Enum, Enum64, FuncProto, Int, Ptr, Typedef};
+use libbpf_rs::btf::types::{Enum, Enum64, Func, FuncProto, Int, Ptr, Typedef};
 use libbpf_rs::btf::{Btf, BtfKind, BtfType, ReferencesType};
 use serde::Serialize;
 
@@ -43,6 +43,18 @@ impl Tracepoint {
     pub fn qdisc_arg(&self) -> Option<usize> {
         self.params.iter().position(|p| p.kind == ArgKind::Qdisc)
     }
+    /// Index of the first `struct net_device *` argument.
+    pub fn dev_arg(&self) -> Option<usize> {
+        self.params
+            .iter()
+            .position(|p| p.kind == ArgKind::Pointer("net_device".into()))
+    }
+    /// Index of the first `struct sock *` argument.
+    pub fn sock_arg(&self) -> Option<usize> {
+        self.params
+            .iter()
+            .position(|p| p.kind == ArgKind::Pointer("sock".into()))
+    }
 }
 
 /// The BTF facts pktpath uses, copied out of the kernel's BTF.
@@ -70,6 +82,23 @@ impl Inventory {
 
     pub fn from_btf(btf: &Btf<'_>) -> Inventory {
         let mut inv = Inventory::default();
+        // btf_trace_* prototypes have anonymous parameters; the
+        // __bpf_trace_<class> functions have the same parameter types, named.
+        let mut names: HashMap<Vec<u32>, Vec<String>> = HashMap::new();
+        for f in btf.type_by_kind::<Func>() {
+            if !f.name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("__bpf_trace_")) {
+                continue;
+            }
+            let Ok(proto) = FuncProto::try_from(f.referenced_type()) else {
+                continue;
+            };
+            let types = proto.iter().map(|p| u32::from(p.ty)).collect();
+            let pnames = proto
+                .iter()
+                .map(|p| p.name.and_then(|n| n.to_str()).unwrap_or("").to_string())
+                .collect();
+            names.entry(types).or_insert(pnames);
+        }
         for td in btf.type_by_kind::<Typedef>() {
             let Some(name) = td.name().and_then(|n| n.to_str()) else {
                 continue;
@@ -83,13 +112,15 @@ impl Inventory {
             else {
                 continue;
             };
+            let types: Vec<u32> = proto.iter().map(|p| u32::from(p.ty)).collect();
+            let known = names.get(&types);
             let mut params = Vec::new();
-            for p in proto.iter().skip(1) {
-                let name = p
-                    .name
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("")
-                    .to_string();
+            for (i, p) in proto.iter().enumerate().skip(1) {
+                let name = known
+                    .and_then(|n| n.get(i))
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| format!("arg{}", i - 1));
                 let kind = btf
                     .type_by_id::<BtfType>(p.ty)
                     .map(|t| arg_kind(&t, &mut inv.enums))

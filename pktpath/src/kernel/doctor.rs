@@ -1,1 +1,306 @@
-//! pktpath doctor
+//! `pktpath doctor`: what this kernel allows, found by trying.
+//!
+//! Each backend is probed by loading and attaching an empty program of its
+//! attach type (bpf/probe.bpf.c); nftables tracing by joining the
+//! NFNLGRP_NFTRACE netlink group. Config files are only read to explain.
+
+use std::io::Write;
+
+use anyhow::Result;
+use libbpf_rs::ObjectBuilder;
+use serde::Serialize;
+
+use super::btf::Inventory;
+use super::{caps, objects, tracepoint};
+
+/// The outcome of one probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub name: &'static str,
+    pub works: bool,
+    /// The failing stage and errno, with the likely cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub kernel: String,
+    pub btf: Result<String, String>,
+    pub lockdown: String,
+    pub privileges: String,
+    pub backends: Vec<Probe>,
+    pub nftrace: Probe,
+}
+
+impl Report {
+    pub fn any_backend(&self) -> bool {
+        self.backends.iter().any(|b| b.works)
+    }
+}
+
+fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::ENOENT => "ENOENT",
+        libc::EINVAL => "EINVAL",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ESRCH => "ESRCH",
+        libc::E2BIG => "E2BIG",
+        libc::ENOSYS => "ENOSYS",
+        524 => "ENOTSUPP",
+        _ => "errno",
+    }
+}
+
+/// The likely cause of `errno` when `stage` of backend `name` fails.
+fn cause(name: &str, stage: &str, errno: i32) -> &'static str {
+    match (name, stage, errno) {
+        (_, _, libc::EPERM | libc::EACCES) if !is_root() => "not running as root",
+        ("fentry" | "fexit", _, libc::EPERM) => {
+            "the kernel refuses BPF trampolines (lockdown or a security policy)"
+        }
+        ("fentry" | "fexit", _, 524) => "BPF trampolines are not supported on this kernel/arch",
+        ("kprobe-multi", _, libc::EOPNOTSUPP | 524) => {
+            "kernel built without CONFIG_FPROBE (kprobe-multi links)"
+        }
+        ("kprobe" | "kprobe-multi", _, libc::ENOENT | libc::EOPNOTSUPP | libc::ENOSYS) => {
+            "kernel built without CONFIG_KPROBES (or kprobes disabled)"
+        }
+        ("kprobe" | "kprobe-multi", _, libc::EPERM) => "kprobes forbidden (lockdown)",
+        (_, "load", libc::EINVAL) => "the kernel does not know this program type or target",
+        _ => "see dmesg",
+    }
+}
+
+fn is_root() -> bool {
+    caps::effective() & (1 << 21) != 0
+}
+
+fn probe_backend(label: &'static str, prog_name: &str) -> Probe {
+    let fail = |stage: &str, e: &libbpf_rs::Error| {
+        let errno = errno_of(e);
+        Probe {
+            name: label,
+            works: false,
+            why: Some(format!(
+                "{stage} failed: {} ({}): {}",
+                std::io::Error::from_raw_os_error(errno),
+                errno_name(errno),
+                cause(label, stage, errno)
+            )),
+        }
+    };
+    let mut open = match ObjectBuilder::default().open_memory(objects::PROBE) {
+        Ok(o) => o,
+        Err(e) => return fail("open", &e),
+    };
+    for mut p in open.progs_mut() {
+        p.set_autoload(p.name() == prog_name);
+    }
+    let obj = match open.load() {
+        Ok(o) => o,
+        Err(e) => return fail("load", &e),
+    };
+    let Some(prog) = obj.progs_mut().find(|p| p.name() == prog_name) else {
+        return Probe {
+            name: label,
+            works: false,
+            why: Some("probe program missing".into()),
+        };
+    };
+    match prog.attach() {
+        Ok(_link) => Probe {
+            name: label,
+            works: true,
+            why: None,
+        },
+        Err(e) => fail("attach", &e),
+    }
+}
+
+/// The errno inside a libbpf error ("... (os error 13)").
+fn errno_of(e: &libbpf_rs::Error) -> i32 {
+    let text = format!("{e:#}");
+    text.rsplit("(os error ")
+        .next()
+        .and_then(|t| t.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Joins the nftables trace multicast group, as `nft monitor trace` does.
+fn probe_nftrace() -> Probe {
+    const NETLINK_NETFILTER: i32 = 12;
+    const NFNLGRP_NFTRACE: i32 = 9;
+    const SOL_NETLINK: i32 = 270;
+    const NETLINK_ADD_MEMBERSHIP: i32 = 1;
+    // SAFETY: plain socket calls on a descriptor we own and close.
+    let (fd, rc, err) = unsafe {
+        let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER);
+        if fd < 0 {
+            (fd, -1, std::io::Error::last_os_error())
+        } else {
+            let g = NFNLGRP_NFTRACE;
+            let rc = libc::setsockopt(
+                fd,
+                SOL_NETLINK,
+                NETLINK_ADD_MEMBERSHIP,
+                &g as *const i32 as *const libc::c_void,
+                4,
+            );
+            (fd, rc, std::io::Error::last_os_error())
+        }
+    };
+    if fd >= 0 {
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+    }
+    let nft = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match (rc == 0, nft) {
+        (true, Some(v)) => Probe {
+            name: "nftables trace",
+            works: true,
+            why: Some(format!("NFNLGRP_NFTRACE joined; {v}")),
+        },
+        (true, None) => Probe {
+            name: "nftables trace",
+            works: false,
+            why: Some("the kernel allows it, but the nft command is missing (apt install nftables)".into()),
+        },
+        (false, _) => Probe {
+            name: "nftables trace",
+            works: false,
+            why: Some(format!(
+                "cannot join NFNLGRP_NFTRACE: {err} (nf_tables or nfnetlink missing?)"
+            )),
+        },
+    }
+}
+
+fn lockdown() -> String {
+    if let Ok(s) = std::fs::read_to_string("/sys/kernel/security/lockdown") {
+        // "none [integrity] confidentiality"
+        if let Some(active) = s.split('[').nth(1).and_then(|r| r.split(']').next()) {
+            return active.to_string();
+        }
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(mode) = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("lockdown="))
+    {
+        return format!("{mode} (from the kernel command line)");
+    }
+    "unknown (securityfs not mounted at /sys/kernel/security)".into()
+}
+
+fn privileges() -> String {
+    let eff = caps::effective();
+    let names = [
+        (21, "CAP_SYS_ADMIN"),
+        (39, "CAP_BPF"),
+        (38, "CAP_PERFMON"),
+        (12, "CAP_NET_ADMIN"),
+        (24, "CAP_SYS_RESOURCE"),
+    ];
+    let have: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| eff & (1u64 << b) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| eff & (1u64 << b) == 0)
+        .map(|(_, n)| *n)
+        .collect();
+    format!(
+        "uid {}; has {}; lacks {}",
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() },
+        if have.is_empty() { "none".into() } else { have.join(", ") },
+        if missing.is_empty() { "none".into() } else { missing.join(", ") }
+    )
+}
+
+/// Runs every probe.
+pub fn examine() -> Report {
+    let uts = nix_uname();
+    let btf = Inventory::load().map(|inv| {
+        let plan = tracepoint::plan(&inv);
+        format!(
+            "{} present: {} tracepoints, {} of them take a packet",
+            super::btf::VMLINUX_BTF,
+            inv.tracepoints.len(),
+            plan.slots.len() + plan.skipped.len()
+        )
+    });
+    // libbpf's own messages would repeat what the probes say.
+    libbpf_rs::set_print(None);
+    let backends = vec![
+        probe_backend("fentry", "probe_fentry"),
+        probe_backend("fexit", "probe_fexit"),
+        probe_backend("kprobe-multi", "probe_kprobe_multi"),
+        probe_backend("kprobe", "probe_kprobe"),
+        probe_backend("tp_btf", "probe_tp_btf"),
+        probe_backend("raw_tp", "probe_raw_tp"),
+    ];
+    Report {
+        kernel: uts,
+        btf: btf.map_err(|e| format!("{e:#}")),
+        lockdown: lockdown(),
+        privileges: privileges(),
+        backends,
+        nftrace: probe_nftrace(),
+    }
+}
+
+fn nix_uname() -> String {
+    // SAFETY: utsname is plain data filled by the kernel.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".into();
+    }
+    let s = |f: &[libc::c_char]| {
+        let b: Vec<u8> = f.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    format!("{} {} ({})", s(&u.sysname), s(&u.release), s(&u.machine))
+}
+
+/// Prints the report for a person.
+pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "kernel          {}", r.kernel)?;
+    match &r.btf {
+        Ok(s) => writeln!(out, "BTF             {s}")?,
+        Err(e) => writeln!(out, "BTF             missing: {e}")?,
+    }
+    writeln!(out, "lockdown        {}", r.lockdown)?;
+    writeln!(out, "privileges      {}", r.privileges)?;
+    writeln!(out, "backends (tried by loading and attaching a program):")?;
+    for p in r.backends.iter().chain([&r.nftrace]) {
+        let verdict = if p.works { "works" } else { "NO" };
+        let why = p.why.as_deref().map(|w| format!("  {w}")).unwrap_or_default();
+        writeln!(out, "  {:<15} {verdict:<5}{why}", p.name)?;
+    }
+    let best = r
+        .backends
+        .iter()
+        .find(|p| p.works && matches!(p.name, "tp_btf" | "raw_tp"));
+    match best {
+        Some(b) => writeln!(
+            out,
+            "pktpath will trace with the {} backend (network tracepoints){}",
+            b.name,
+            if r.nftrace.works { " and can use nftables tracing" } else { "" }
+        )?,
+        None => writeln!(out, "no backend works here: pktpath cannot trace on this kernel")?,
+    }
+    Ok(())
+}

@@ -193,6 +193,20 @@ impl Tracer {
                     .filter(|&q| q < MAX_ARGS)
                     .map_or(0xff, |q| q as u8),
                 role: sites::info(&tp.name).role,
+                sock_arg: tp
+                    .sock_arg()
+                    .filter(|&q| q < MAX_ARGS)
+                    .map_or(0xff, |q| q as u8),
+                flags: if sites::starts_journey(&tp.name) {
+                    0
+                } else {
+                    abi::SLOT_F_NO_START
+                },
+                dev_arg: tp
+                    .dev_arg()
+                    .filter(|&q| q < MAX_ARGS)
+                    .map_or(0xff, |q| q as u8),
+                pad: 0,
             };
         }
         prepare(&mut open, flavour, plan, filter, &cfg, ring_bytes)?;

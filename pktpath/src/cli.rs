@@ -1,0 +1,111 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::kernel::tracepoint::Flavour;
+
+/// Show the path packets take through the Linux kernel network stack.
+///
+/// Selects packets with a tcpdump filter, follows each through every network
+/// tracepoint it crosses (device receive and transmit, qdisc, routing,
+/// sockets, drops) across namespaces, and prints one journey per packet.
+#[derive(Debug, Parser)]
+#[command(name = "pktpath", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Tell which tracing backends work on this kernel, by trying each.
+    Doctor,
+    /// Build a small virtual network, send traffic through it and trace it.
+    Demo(OutputArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The best that works: tp_btf, else raw_tp.
+    Auto,
+    #[value(name = "tp_btf")]
+    TpBtf,
+    #[value(name = "raw_tp")]
+    RawTp,
+}
+
+impl Backend {
+    pub fn flavour(self) -> Option<Flavour> {
+        match self {
+            Backend::Auto => None,
+            Backend::TpBtf => Some(Flavour::TpBtf),
+            Backend::RawTp => Some(Flavour::RawTp),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// How journeys are written.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Write JSON lines: one journey per line (see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Also print every step live, as it happens.
+    #[arg(long)]
+    pub steps: bool,
+    /// Only show journeys that ended in a real drop.
+    #[arg(long)]
+    pub drops_only: bool,
+    /// Colors on the terminal.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Packet filter in tcpdump (pcap-filter) syntax, e.g. 'host 10.0.0.2 and icmp'.
+    /// Without one, every packet is traced.
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Only packets seen on this interface (in --netns, else in ours).
+    #[arg(short = 'i', long, value_name = "IFNAME")]
+    pub interface: Option<String>,
+    /// Only packets seen in this network namespace: a name under /run/netns
+    /// or an inode number.
+    #[arg(long, value_name = "NAME|INODE")]
+    pub netns: Option<String>,
+    /// Only packets whose mark matches: MARK or MARK/MASK (hex with 0x).
+    #[arg(long, value_name = "MARK[/MASK]")]
+    pub mark: Option<String>,
+    /// Stop after N journeys.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Close a journey after this many seconds without events.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub idle_timeout: f64,
+    /// Attach backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Write this file once the probes are attached (for scripts and tests).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub ring_size: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}

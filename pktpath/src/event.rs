@@ -1,0 +1,368 @@
+//! The event model: one observation of one packet at one site (a `Step`),
+//! decoded from the raw ring buffer record and enriched with names.
+//!
+//! Steps are what every sink renders and what journeys are made of; they are
+//! plain data (serde), so replaying or testing them needs no kernel.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::enrich::{netns::NetnsNames, symbols::Symbols};
+use crate::kernel::abi::{self, cstr, RawEvent};
+use crate::kernel::btf::{ArgKind, Inventory, Tracepoint};
+use crate::packet;
+use crate::sites;
+
+/// One observation of a packet.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    /// Kernel monotonic time, ns.
+    pub ts_ns: u64,
+    /// Site name: the tracepoint.
+    pub site: String,
+    pub subsystem: String,
+    /// The kernel source file where it fires, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Network namespace inode and name.
+    pub netns: u32,
+    pub netns_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    pub ifindex: u32,
+    /// skb->len at this step.
+    pub len: u32,
+    pub mark: u32,
+    pub cpu: u16,
+    /// The skb address (the packet's identity while it lives).
+    pub skb: String,
+    /// Tied to the packet by CPU and addresses (FIB, neighbour).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub correlated: bool,
+    /// Headers at this step, when captured ("10.0.1.2 > 10.0.2.2 ICMP ...").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<String>,
+    pub detail: Detail,
+    /// Raw captured bytes and whether they start at L3 (not serialized).
+    #[serde(skip)]
+    pub packet: Option<(bool, Vec<u8>)>,
+}
+
+/// What a site says beyond "the packet was here".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Detail {
+    None,
+    /// kfree_skb: the packet was dropped.
+    Drop {
+        reason: String,
+        code: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+    },
+    /// consume_skb: freed after use.
+    Free {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+    },
+    /// net_dev_xmit: driver return code.
+    Xmit { rc: i64 },
+    Qdisc { kind: String, handle: String },
+    /// skb_copy_datagram_iovec: bytes copied to user space.
+    Deliver { bytes: i64 },
+    /// A FIB lookup.
+    Route {
+        family: u8,
+        table: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        dst: String,
+        src: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        out_dev: Option<String>,
+    },
+    /// Next hop resolution on output.
+    Neigh {
+        addr: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Other tracepoints: their arguments by name.
+    Args { args: Vec<(String, String)> },
+}
+
+impl Step {
+    /// The short words shown next to the site.
+    pub fn describe(&self) -> String {
+        match &self.detail {
+            Detail::None => sites::info(&self.site).what.to_string(),
+            Detail::Drop { reason, location, .. } => match location {
+                Some(l) => format!("drop: {reason} at {l}"),
+                None => format!("drop: {reason}"),
+            },
+            Detail::Free { location } => match location {
+                Some(l) => format!("freed at {l}"),
+                None => "freed".into(),
+            },
+            Detail::Xmit { rc } => match rc {
+                0 => "transmitted".into(),
+                rc => format!("transmit returned {rc}"),
+            },
+            Detail::Qdisc { kind, handle } => {
+                format!("{} qdisc {kind} {handle}", sites::info(&self.site).what)
+            }
+            Detail::Deliver { bytes } => format!("{bytes} bytes copied to user space"),
+            Detail::Route {
+                table,
+                error,
+                dst,
+                gateway,
+                out_dev,
+                ..
+            } => match error {
+                Some(e) => format!("route to {dst}: table {table}: {e}"),
+                None => {
+                    let via = gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_default();
+                    let dev = out_dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default();
+                    format!("route to {dst}: table {table}{via}{dev}")
+                }
+            },
+            Detail::Neigh { addr, state, error } => match error {
+                Some(e) => format!("resolve next hop {addr}: {state}, {e}"),
+                None => format!("resolve next hop {addr}: {state}"),
+            },
+            Detail::Args { args } => {
+                let what = sites::info(&self.site).what;
+                let a: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                [what.to_string(), a.join(" ")]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        }
+    }
+
+    pub fn flow(&self) -> Option<packet::Flow> {
+        let (l3, data) = self.packet.as_ref()?;
+        packet::decode(data, *l3)
+    }
+}
+
+/// Decodes raw events with what the run knows: the slots' tracepoints,
+/// the BTF enums, namespace names and kernel symbols.
+pub struct Decoder {
+    slots: Vec<Tracepoint>,
+    inv: Inventory,
+    pub netns: NetnsNames,
+    pub symbols: Symbols,
+}
+
+fn table_name(id: u64) -> String {
+    match id {
+        255 => "local".into(),
+        254 => "main".into(),
+        253 => "default".into(),
+        n => n.to_string(),
+    }
+}
+
+fn errno_name(err: i64) -> String {
+    match -err {
+        11 => "no match in this table (EAGAIN)".into(),
+        101 => "network unreachable (ENETUNREACH)".into(),
+        113 => "no route to host (EHOSTUNREACH)".into(),
+        22 => "invalid (EINVAL)".into(),
+        1 => "prohibited (EPERM)".into(),
+        13 => "prohibited (EACCES)".into(),
+        e => format!("error {}", -e),
+    }
+}
+
+fn nud_state(s: u64) -> String {
+    let names = [
+        (0x01, "INCOMPLETE"),
+        (0x02, "REACHABLE"),
+        (0x04, "STALE"),
+        (0x08, "DELAY"),
+        (0x10, "PROBE"),
+        (0x20, "FAILED"),
+        (0x40, "NOARP"),
+        (0x80, "PERMANENT"),
+    ];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| s & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if v.is_empty() {
+        "NONE".into()
+    } else {
+        v.join("|")
+    }
+}
+
+impl Decoder {
+    pub fn new(slots: Vec<Tracepoint>, inv: Inventory) -> Decoder {
+        Decoder {
+            slots,
+            inv,
+            netns: NetnsNames::new(),
+            symbols: Symbols::default(),
+        }
+    }
+
+    pub fn decode(&mut self, raw: &RawEvent) -> Option<Step> {
+        let info = match raw.kind {
+            abi::EVENT_SKB => sites::info(&self.slots.get(raw.site as usize)?.name),
+            abi::EVENT_FIB4 => sites::FIB4,
+            abi::EVENT_FIB6 => sites::FIB6,
+            abi::EVENT_NEIGH => sites::NEIGH,
+            _ => return None,
+        };
+        let site = match raw.kind {
+            abi::EVENT_SKB => self.slots[raw.site as usize].name.clone(),
+            _ => info.name.to_string(),
+        };
+        let dev = cstr(&raw.dev);
+        let data_len = (raw.data_len as usize).min(raw.data.len());
+        let packet = (raw.kind == abi::EVENT_SKB && data_len > 0)
+            .then(|| (raw.flags & abi::EVENT_F_L3 != 0, raw.data[..data_len].to_vec()));
+        let mut step = Step {
+            ts_ns: raw.ts,
+            site,
+            subsystem: if info.subsystem.is_empty() {
+                "other".into()
+            } else {
+                info.subsystem.into()
+            },
+            source: (!info.source.is_empty()).then(|| info.source.to_string()),
+            netns: raw.netns,
+            netns_name: self.netns.name(raw.netns),
+            dev: (!dev.is_empty()).then_some(dev),
+            ifindex: raw.ifindex,
+            len: raw.len,
+            mark: raw.mark,
+            cpu: raw.cpu,
+            skb: format!("{:#x}", raw.skb),
+            correlated: raw.flags & abi::EVENT_F_CORRELATED != 0,
+            headers: None,
+            detail: Detail::None,
+            packet,
+        };
+        step.headers = step.flow().map(|f| f.line());
+        step.detail = match raw.kind {
+            abi::EVENT_SKB => self.skb_detail(raw),
+            abi::EVENT_FIB4 => Detail::Route {
+                family: 4,
+                table: table_name(raw.args[0]),
+                error: (raw.args[1] as i64 != 0).then(|| errno_name(raw.args[1] as i64)),
+                dst: Ipv4Addr::from((raw.args[2] as u32).to_ne_bytes()).to_string(),
+                src: Ipv4Addr::from((raw.args[3] as u32).to_ne_bytes()).to_string(),
+                gateway: (raw.args[4] != 0)
+                    .then(|| Ipv4Addr::from((raw.args[4] as u32).to_ne_bytes()).to_string()),
+                out_dev: step.dev.clone(),
+            },
+            abi::EVENT_FIB6 => {
+                let addr = |i: usize| {
+                    let b: [u8; 16] = raw.data[i * 16..i * 16 + 16].try_into().unwrap_or([0; 16]);
+                    Ipv6Addr::from(b)
+                };
+                let gw = addr(2);
+                // fib6_type is RTN_*: 1 unicast, 2 local, 6 blackhole, 7 unreachable, 8 prohibit.
+                let error = match raw.args[1] {
+                    6 => Some("blackhole route".to_string()),
+                    7 => Some("unreachable route".to_string()),
+                    8 => Some("prohibit route".to_string()),
+                    _ => None,
+                };
+                Detail::Route {
+                    family: 6,
+                    table: table_name(raw.args[0]),
+                    error,
+                    dst: addr(0).to_string(),
+                    src: addr(1).to_string(),
+                    gateway: (!gw.is_unspecified()).then(|| gw.to_string()),
+                    out_dev: step.dev.clone(),
+                }
+            }
+            _ => Detail::Neigh {
+                addr: Ipv4Addr::from(<[u8; 4]>::try_from(&raw.data[..4]).unwrap_or([0; 4]))
+                    .to_string(),
+                state: nud_state(raw.args[0]),
+                error: (raw.args[1] as i64 != 0).then(|| errno_name(raw.args[1] as i64)),
+            },
+        };
+        // FIB and neighbour steps have no device of the packet itself.
+        if raw.kind != abi::EVENT_SKB {
+            step.dev = None;
+        }
+        Some(step)
+    }
+
+    fn skb_detail(&mut self, raw: &RawEvent) -> Detail {
+        let tp = &self.slots[raw.site as usize];
+        let arg = |name: &str| {
+            tp.params
+                .iter()
+                .position(|p| p.name == name)
+                .filter(|&i| i < abi::MAX_ARGS)
+                .map(|i| raw.args[i])
+        };
+        match tp.name.as_str() {
+            "kfree_skb" => {
+                let code = arg("reason").unwrap_or(0) as u32;
+                let reason = self
+                    .inv
+                    .enum_name("skb_drop_reason", code as i64)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("reason {code}"));
+                let location = arg("location").and_then(|a| self.symbols.resolve(a));
+                Detail::Drop {
+                    reason,
+                    code,
+                    location,
+                }
+            }
+            "consume_skb" => Detail::Free {
+                location: arg("location").and_then(|a| self.symbols.resolve(a)),
+            },
+            "net_dev_xmit" => Detail::Xmit {
+                rc: arg("rc").unwrap_or(0) as i32 as i64,
+            },
+            "skb_copy_datagram_iovec" => Detail::Deliver {
+                bytes: arg("len").unwrap_or(0) as i32 as i64,
+            },
+            _ if raw.qdisc_kind[0] != 0 => Detail::Qdisc {
+                kind: cstr(&raw.qdisc_kind),
+                handle: format!("{:x}:{:x}", raw.qdisc_handle >> 16, raw.qdisc_handle & 0xffff),
+            },
+            _ => {
+                let mut args = Vec::new();
+                for (i, p) in tp.params.iter().enumerate().take(abi::MAX_ARGS) {
+                    let v = raw.args[i];
+                    let text = match &p.kind {
+                        ArgKind::Int { signed: true } => (v as i32 as i64).to_string(),
+                        ArgKind::Int { signed: false } => v.to_string(),
+                        ArgKind::Enum(e) => self
+                            .inv
+                            .enum_name(e, v as i64)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                        _ => continue,
+                    };
+                    args.push((p.name.clone(), text));
+                }
+                if args.is_empty() {
+                    Detail::None
+                } else {
+                    Detail::Args { args }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Journeys: the ordered steps of one packet, from the first time it was
+//! selected to the end of its life, and how it ended.
+//!
+//! The BPF side gives every selected packet a journey id; here steps are
+//! grouped by that id, ordered by time (events from several CPUs can reach
+//! the ring buffer out of order) and closed when the packet is freed, shortly
+//! after it was copied to a socket, or after it went quiet.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::enrich::drop;
+use crate::event::{Detail, Step};
+use crate::kernel::abi::{ROLE_DELIVER, ROLE_FREE};
+use crate::sites;
+
+/// How a packet's journey ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum End {
+    /// Freed by kfree_skb: a drop, with the kernel's reason.
+    Dropped {
+        reason: String,
+        /// The reason in words.
+        explanation: String,
+        /// What to check, when we know.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+        netns: String,
+        /// Not a loss (e.g. ICMP echo replies whose copy reached ping's raw
+        /// socket, while the original finds no ping socket).
+        benign: bool,
+    },
+    /// Copied to a socket in user space.
+    Delivered { netns: String },
+    /// Handed to a device driver for transmission.
+    Transmitted { dev: String, netns: String },
+    /// Freed after the kernel used it (e.g. an ICMP echo request answered).
+    Consumed { netns: String, after: String },
+    /// No end seen before the journey went quiet or tracing stopped.
+    Unknown {
+        last_site: String,
+        /// A TCP segment: TCP frees what it handled without a tracepoint.
+        #[serde(default)]
+        tcp: bool,
+    },
+}
+
+impl End {
+    pub fn is_real_drop(&self) -> bool {
+        matches!(self, End::Dropped { benign: false, .. })
+    }
+    /// A one-line statement of the end.
+    pub fn line(&self) -> String {
+        match self {
+            End::Dropped {
+                reason,
+                explanation,
+                netns,
+                location,
+                benign,
+                ..
+            } => {
+                let at = location
+                    .as_ref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                let note = if *benign { " (not a loss)" } else { "" };
+                format!("dropped in netns {netns}: {reason}{at}, {explanation}{note}")
+            }
+            End::Delivered { netns } => format!("delivered to a socket in netns {netns}"),
+            End::Transmitted { dev, netns } => format!("transmitted on {dev} in netns {netns}"),
+            End::Consumed { netns, after } => {
+                format!("consumed by the kernel in netns {netns} after {after}")
+            }
+            End::Unknown { last_site, tcp: true } => format!(
+                "no end seen after {last_site} (TCP frees segments it handles without a \
+                 tracepoint)"
+            ),
+            End::Unknown { last_site, .. } => format!(
+                "no end seen after {last_site} (freed where no tracepoint fires, or still \
+                 in flight)"
+            ),
+        }
+    }
+}
+
+/// A finished journey.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Journey {
+    /// Journey id (the BPF side's counter, from 1).
+    pub id: u64,
+    /// The packet as first seen ("10.0.1.2 > 10.0.2.2 ICMP echo request ...").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet: Option<String>,
+    /// IP length of the packet as first seen (skb->len when not IP).
+    pub len: u32,
+    /// Time from the first to the last step, ns.
+    pub duration_ns: u64,
+    pub end: End,
+    pub steps: Vec<Step>,
+}
+
+impl Journey {
+    /// Builds a journey from its steps (any order) and classifies the end.
+    pub fn from_steps(id: u64, mut steps: Vec<Step>, closed: bool) -> Journey {
+        steps.sort_by_key(|s| s.ts_ns);
+        // A step with neither device nor socket has no netns of its own: the
+        // packet is still where the previous step saw it.
+        let mut prev: Option<(u32, String)> = None;
+        for s in steps.iter_mut() {
+            match (&prev, s.netns) {
+                (Some((ino, name)), 0) => {
+                    s.netns = *ino;
+                    s.netns_name = name.clone();
+                }
+                (_, ino) if ino != 0 => prev = Some((ino, s.netns_name.clone())),
+                _ => {}
+            }
+        }
+        let first = steps.iter().find(|s| s.packet.is_some()).or(steps.first());
+        let flow = first.and_then(|s| s.flow());
+        let packet = first.and_then(|s| s.headers.clone());
+        let len = flow
+            .as_ref()
+            .and_then(|f| f.ip_len)
+            .or_else(|| steps.iter().find(|s| !s.correlated).map(|s| s.len))
+            .unwrap_or(0);
+        let duration_ns = match (steps.first(), steps.last()) {
+            (Some(a), Some(b)) => b.ts_ns - a.ts_ns,
+            _ => 0,
+        };
+        let end = classify(&steps, closed, flow.as_ref());
+        Journey {
+            id,
+            packet,
+            len,
+            duration_ns,
+            end,
+            steps,
+        }
+    }
+}
+
+fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) -> End {
+    let Some(last) = steps.last() else {
+        return End::Unknown {
+            last_site: "-".into(),
+            tcp: false,
+        };
+    };
+    if let Detail::Drop {
+        reason, location, ..
+    } = &last.detail
+    {
+        let (explanation, hint) = drop::explain(reason);
+        let benign = reason == "NO_SOCKET" && flow.is_some_and(|f| f.is_echo_reply());
+        let (explanation, hint) = if benign {
+            (
+                "no ping socket for this echo reply; ping(8) on a raw socket got its own copy"
+                    .to_string(),
+                None,
+            )
+        } else {
+            (explanation, hint.map(str::to_string))
+        };
+        return End::Dropped {
+            reason: reason.clone(),
+            explanation,
+            hint,
+            location: location.clone(),
+            netns: last.netns_name.clone(),
+            benign,
+        };
+    }
+    if let Some(d) = steps.iter().rev().find(|s| matches!(s.detail, Detail::Deliver { .. })) {
+        return End::Delivered {
+            netns: d.netns_name.clone(),
+        };
+    }
+    if !closed {
+        let own = steps.iter().rev().find(|s| !s.correlated).unwrap_or(last);
+        if own.site == "tcp_probe" {
+            // TCP frees the segments it processed without a tracepoint.
+            return End::Consumed {
+                netns: own.netns_name.clone(),
+                after: "tcp_probe (TCP processed it)".into(),
+            };
+        }
+        return End::Unknown {
+            last_site: own.site.clone(),
+            tcp: flow.is_some_and(|f| f.proto == 6),
+        };
+    }
+    // Freed: by whom? The last step before the free that is the packet's own.
+    let before = steps
+        .iter()
+        .rev()
+        .skip(1)
+        .find(|s| !s.correlated && sites::info(&s.site).role != ROLE_FREE);
+    match before {
+        Some(b) if b.site == "net_dev_xmit" || b.site == "net_dev_start_xmit" => End::Transmitted {
+            dev: b.dev.clone().unwrap_or_default(),
+            netns: b.netns_name.clone(),
+        },
+        Some(b) => End::Consumed {
+            netns: last.netns_name.clone(),
+            after: b.site.clone(),
+        },
+        None => End::Consumed {
+            netns: last.netns_name.clone(),
+            after: "-".into(),
+        },
+    }
+}
+
+struct Open {
+    steps: Vec<Step>,
+    last_ts: u64,
+    delivered: bool,
+}
+
+/// Groups steps into journeys and decides when each is finished.
+pub struct Journeys {
+    open: HashMap<u64, Open>,
+    /// Ids already closed, to count steps arriving after the end.
+    closed: BTreeSet<u64>,
+    /// Close a journey that saw nothing for this long, ns.
+    pub idle_ns: u64,
+    /// After a socket copy, wait this long for more copies, ns.
+    pub deliver_grace_ns: u64,
+    /// Steps that arrived after their journey was closed.
+    pub late: u64,
+}
+
+impl Default for Journeys {
+    fn default() -> Self {
+        Journeys {
+            open: HashMap::new(),
+            closed: BTreeSet::new(),
+            idle_ns: 1_000_000_000,
+            deliver_grace_ns: 100_000_000,
+            late: 0,
+        }
+    }
+}
+
+impl Journeys {
+    /// Adds a step; returns the journey when this step ended it.
+    pub fn push(&mut self, id: u64, step: Step) -> Option<Journey> {
+        if self.closed.contains(&id) {
+            self.late += 1;
+            return None;
+        }
+        let role = sites::info(&step.site).role;
+        let o = self.open.entry(id).or_insert(Open {
+            steps: Vec::new(),
+            last_ts: 0,
+            delivered: false,
+        });
+        o.last_ts = o.last_ts.max(step.ts_ns);
+        o.delivered |= role == ROLE_DELIVER;
+        o.steps.push(step);
+        (role == ROLE_FREE).then(|| self.close(id, true))
+    }
+
+    fn close(&mut self, id: u64, freed: bool) -> Journey {
+        let o = self.open.remove(&id).expect("open journey");
+        self.closed.insert(id);
+        // Keep the set small: ids grow, old ones can go.
+        while self.closed.len() > 65536 {
+            self.closed.pop_first();
+        }
+        Journey::from_steps(id, o.steps, freed)
+    }
+
+    /// Journeys that went quiet by kernel time `now_ns`, oldest first.
+    pub fn expire(&mut self, now_ns: u64) -> Vec<Journey> {
+        let mut ids: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| {
+                let quiet = now_ns.saturating_sub(o.last_ts);
+                quiet > self.idle_ns || (o.delivered && quiet > self.deliver_grace_ns)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|id| self.close(id, false)).collect()
+    }
+
+    /// Closes everything (tracing stops).
+    pub fn flush(&mut self) -> Vec<Journey> {
+        let mut ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|id| self.close(id, false)).collect()
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(ts: u64, site: &str, netns: &str, detail: Detail) -> Step {
+        Step {
+            ts_ns: ts,
+            site: site.into(),
+            subsystem: sites::info(site).subsystem.into(),
+            source: None,
+            netns: 1,
+            netns_name: netns.into(),
+            dev: Some("eth0".into()),
+            ifindex: 2,
+            len: 84,
+            mark: 0,
+            cpu: 0,
+            skb: "0x1".into(),
+            correlated: false,
+            headers: None,
+            detail,
+            packet: None,
+        }
+    }
+
+    #[test]
+    fn drop_ends_journey_with_reason_in_words() {
+        let mut j = Journeys::default();
+        assert!(j.push(1, step(10, "net_dev_queue", "client", Detail::None)).is_none());
+        let done = j
+            .push(
+                1,
+                step(
+                    30,
+                    "kfree_skb",
+                    "router",
+                    Detail::Drop {
+                        reason: "NETFILTER_DROP".into(),
+                        code: 6,
+                        location: Some("nf_hook_slow+0x9a".into()),
+                    },
+                ),
+            )
+            .expect("closed");
+        assert_eq!(done.duration_ns, 20);
+        assert!(done.end.is_real_drop());
+        assert!(done.end.line().contains("netfilter"), "{}", done.end.line());
+        assert_eq!(j.open_count(), 0);
+    }
+
+    #[test]
+    fn steps_are_ordered_by_time_and_late_ones_counted() {
+        let mut j = Journeys::default();
+        j.push(7, step(50, "netif_receive_skb", "server", Detail::None));
+        j.push(7, step(20, "net_dev_xmit", "client", Detail::Xmit { rc: 0 }));
+        let done = j
+            .push(7, step(60, "consume_skb", "server", Detail::Free { location: None }))
+            .unwrap();
+        let sites: Vec<_> = done.steps.iter().map(|s| s.site.as_str()).collect();
+        assert_eq!(sites, ["net_dev_xmit", "netif_receive_skb", "consume_skb"]);
+        assert!(matches!(done.end, End::Consumed { .. }));
+        j.push(7, step(70, "netif_rx", "server", Detail::None));
+        assert_eq!(j.late, 1);
+    }
+
+    #[test]
+    fn transmit_then_free_is_transmitted() {
+        let mut j = Journeys::default();
+        j.push(2, step(1, "net_dev_xmit", "host", Detail::Xmit { rc: 0 }));
+        let done = j
+            .push(2, step(2, "consume_skb", "host", Detail::Free { location: None }))
+            .unwrap();
+        assert_eq!(
+            done.end,
+            End::Transmitted {
+                dev: "eth0".into(),
+                netns: "host".into()
+            }
+        );
+    }
+
+    #[test]
+    fn delivery_closes_after_grace_and_quiet_ones_after_idle() {
+        let mut j = Journeys::default();
+        j.push(3, step(0, "skb_copy_datagram_iovec", "server", Detail::Deliver { bytes: 5 }));
+        j.push(4, step(0, "netif_receive_skb", "server", Detail::None));
+        assert!(j.expire(50_000_000).is_empty());
+        let done = j.expire(200_000_000);
+        assert_eq!(done.len(), 1);
+        assert!(matches!(done[0].end, End::Delivered { .. }));
+        let quiet = j.expire(2_000_000_000);
+        assert!(matches!(quiet[0].end, End::Unknown { .. }));
+    }
+}

@@ -1,0 +1,16 @@
+//! Sinks: where journeys and steps go. Every sink takes the same journeys,
+//! live or replayed.
+
+pub mod json;
+pub mod terminal;
+
+use crate::event::Step;
+use crate::journey::Journey;
+
+/// A destination for journeys (and, with --steps, for live steps).
+pub trait Sink {
+    fn journey(&mut self, j: &Journey) -> std::io::Result<()>;
+    fn step(&mut self, _journey: u64, _s: &Step) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! The live terminal view: each journey as a header line (the packet and how
+//! it ended) and one line per step, colored on a terminal, plain when piped.
+
+use std::io::Write;
+
+use super::Sink;
+use crate::event::Step;
+use crate::journey::{End, Journey};
+
+pub struct Terminal<W: Write> {
+    out: W,
+    color: bool,
+    steps: bool,
+}
+
+const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+
+impl<W: Write> Terminal<W> {
+    /// `steps`: also print each step live, as it arrives.
+    pub fn new(out: W, color: bool, steps: bool) -> Self {
+        Terminal { out, color, steps }
+    }
+
+    fn c(&self, code: &'static str) -> &'static str {
+        if self.color {
+            code
+        } else {
+            ""
+        }
+    }
+
+    fn step_line(&self, s: &Step, t0: u64) -> String {
+        let site_color = match s.subsystem.as_str() {
+            "drop" => RED,
+            "routing" | "neighbour" => CYAN,
+            _ => YELLOW,
+        };
+        let offset = s.ts_ns.saturating_sub(t0) as f64 / 1e6;
+        let headers = s
+            .headers
+            .as_ref()
+            .map(|h| format!("  {}[{h}]{}", self.c(DIM), self.c(RESET)))
+            .unwrap_or_default();
+        format!(
+            "  +{offset:<8.3} {:<12} {:<10} {:<9} {}{:<24}{} {}{}",
+            s.netns_name,
+            s.dev.as_deref().unwrap_or(""),
+            s.subsystem,
+            self.c(site_color),
+            s.site,
+            self.c(RESET),
+            s.describe(),
+            headers
+        )
+    }
+}
+
+impl<W: Write> Sink for Terminal<W> {
+    fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
+        let end_color = match &j.end {
+            End::Dropped { benign: false, .. } => RED,
+            End::Dropped { .. } | End::Unknown { .. } => YELLOW,
+            End::Delivered { .. } | End::Consumed { .. } => GREEN,
+            End::Transmitted { .. } => CYAN,
+        };
+        writeln!(
+            self.out,
+            "{}#{}{}  {}, {} bytes: {}{}{}, {:.3} ms",
+            self.c(BOLD),
+            j.id,
+            self.c(RESET),
+            j.packet.as_deref().unwrap_or("(headers not captured)"),
+            j.len,
+            self.c(end_color),
+            j.end.line(),
+            self.c(RESET),
+            j.duration_ns as f64 / 1e6
+        )?;
+        if let End::Dropped { hint: Some(h), .. } = &j.end {
+            writeln!(self.out, "  {}hint: {h}{}", self.c(DIM), self.c(RESET))?;
+        }
+        let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
+        // Show headers only where they change (NAT rewrites).
+        let mut last_headers: Option<&str> = None;
+        for s in &j.steps {
+            let mut shown = s.clone();
+            if shown.headers.as_deref() == last_headers || last_headers.is_none() {
+                if last_headers.is_none() {
+                    last_headers = s.headers.as_deref();
+                }
+                shown.headers = None;
+            } else if s.headers.is_some() {
+                last_headers = s.headers.as_deref();
+            }
+            writeln!(self.out, "{}", self.step_line(&shown, t0))?;
+        }
+        writeln!(self.out)?;
+        self.out.flush()
+    }
+
+    fn step(&mut self, journey: u64, s: &Step) -> std::io::Result<()> {
+        if !self.steps {
+            return Ok(());
+        }
+        writeln!(
+            self.out,
+            "{}#{journey}{} {}",
+            self.c(BOLD),
+            self.c(RESET),
+            self.step_line(s, s.ts_ns).trim_start_matches(' ')
+        )?;
+        self.out.flush()
+    }
+}

@@ -1,0 +1,249 @@
+//! One-line summaries of packet headers, in tcpdump's manner, from the bytes
+//! an event captured (starting at the Ethernet or at the IP header).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Addresses and protocol of a packet, as far as the captured bytes tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub src: String,
+    pub dst: String,
+    /// "ICMP echo request id 41 seq 1", "TCP 40000 > 80 [S]", ...
+    pub what: String,
+    /// IP protocol number (or 0 for non-IP).
+    pub proto: u8,
+    /// ICMP/ICMPv6 type, when the packet is one.
+    pub icmp_type: Option<u8>,
+    /// Length of the IP packet (from its header).
+    pub ip_len: Option<u32>,
+}
+
+impl Flow {
+    pub fn line(&self) -> String {
+        if self.src.is_empty() {
+            self.what.clone()
+        } else {
+            format!("{} > {} {}", self.src, self.dst, self.what)
+        }
+    }
+    /// An ICMP or ICMPv6 echo reply.
+    pub fn is_echo_reply(&self) -> bool {
+        matches!((self.proto, self.icmp_type), (1, Some(0)) | (58, Some(129)))
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Decodes the headers in `data`; `l3` when it starts at the IP header.
+pub fn decode(data: &[u8], l3: bool) -> Option<Flow> {
+    if l3 {
+        return match data.first()? >> 4 {
+            4 => ipv4(data),
+            6 => ipv6(data),
+            _ => None,
+        };
+    }
+    let mut off = 12;
+    let mut ethertype = be16(data, off)?;
+    let mut vlan = String::new();
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        vlan.push_str(&format!("vlan {} ", be16(data, off + 2)? & 0xfff));
+        off += 4;
+        ethertype = be16(data, off)?;
+    }
+    let rest = data.get(off + 2..)?;
+    let mut flow = match ethertype {
+        0x0800 => ipv4(rest)?,
+        0x86dd => ipv6(rest)?,
+        0x0806 => arp(rest)?,
+        other => Flow {
+            what: format!("ethertype {other:#06x}"),
+            ..Flow::default()
+        },
+    };
+    if !vlan.is_empty() {
+        flow.what = format!("{vlan}{}", flow.what);
+    }
+    Some(flow)
+}
+
+fn ipv4(b: &[u8]) -> Option<Flow> {
+    let ihl = ((b.first()? & 0xf) as usize) * 4;
+    let src = Ipv4Addr::from(<[u8; 4]>::try_from(b.get(12..16)?).ok()?);
+    let dst = Ipv4Addr::from(<[u8; 4]>::try_from(b.get(16..20)?).ok()?);
+    let proto = *b.get(9)?;
+    let frag = be16(b, 6)?;
+    let mut flow = transport(proto, b.get(ihl..).unwrap_or(&[]), false);
+    if frag & 0x1fff != 0 {
+        flow.what = format!("IP fragment offset {} proto {proto}", (frag & 0x1fff) * 8);
+        flow.icmp_type = None;
+    }
+    flow.src = src.to_string();
+    flow.dst = dst.to_string();
+    flow.ip_len = Some(be16(b, 2)? as u32);
+    Some(flow)
+}
+
+fn ipv6(b: &[u8]) -> Option<Flow> {
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(8..24)?).ok()?);
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(24..40)?).ok()?);
+    let mut next = *b.get(6)?;
+    let mut off = 40;
+    // Skip hop-by-hop, routing, fragment and destination options headers.
+    while matches!(next, 0 | 43 | 44 | 60) {
+        let h = b.get(off..off + 2).unwrap_or(&[59, 0]);
+        let len = if next == 44 { 8 } else { (h[1] as usize + 1) * 8 };
+        next = h[0];
+        off += len;
+    }
+    let mut flow = transport(next, b.get(off..).unwrap_or(&[]), true);
+    flow.src = src.to_string();
+    flow.dst = dst.to_string();
+    flow.ip_len = Some(be16(b, 4)? as u32 + 40);
+    Some(flow)
+}
+
+fn arp(b: &[u8]) -> Option<Flow> {
+    let op = be16(b, 6)?;
+    let spa = Ipv4Addr::from(<[u8; 4]>::try_from(b.get(14..18)?).ok()?);
+    let tpa = Ipv4Addr::from(<[u8; 4]>::try_from(b.get(24..28)?).ok()?);
+    let what = match op {
+        1 => format!("ARP who-has {tpa} tell {spa}"),
+        2 => format!("ARP reply {spa} is-at {}", mac(b.get(8..14)?)),
+        _ => format!("ARP op {op}"),
+    };
+    Some(Flow {
+        what,
+        ..Flow::default()
+    })
+}
+
+fn mac(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
+    let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
+    let mut icmp_type = None;
+    let what = match proto {
+        6 => match ports() {
+            Some((s, d)) => {
+                let flags = l4.get(13).copied().unwrap_or(0);
+                let f: String = [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x10, '.')]
+                    .iter()
+                    .filter(|(bit, _)| flags & bit != 0)
+                    .map(|(_, c)| *c)
+                    .collect();
+                format!("TCP {s} > {d} [{f}]")
+            }
+            None => "TCP".into(),
+        },
+        17 => match ports() {
+            Some((s, d)) => format!("UDP {s} > {d}"),
+            None => "UDP".into(),
+        },
+        1 | 58 => {
+            icmp_type = l4.first().copied();
+            icmp(l4, v6)
+        }
+        47 => "GRE".into(),
+        50 => "ESP".into(),
+        132 => "SCTP".into(),
+        p => format!("proto {p}"),
+    };
+    Flow {
+        what,
+        proto,
+        icmp_type,
+        ..Flow::default()
+    }
+}
+
+fn icmp(b: &[u8], v6: bool) -> String {
+    let (Some(&t), Some(&code)) = (b.first(), b.get(1)) else {
+        return if v6 { "ICMP6" } else { "ICMP" }.into();
+    };
+    let echo = |name: &str| match (be16(b, 4), be16(b, 6)) {
+        (Some(id), Some(seq)) => format!("{name} id {id} seq {seq}"),
+        _ => name.to_string(),
+    };
+    if v6 {
+        match t {
+            128 => echo("ICMP6 echo request"),
+            129 => echo("ICMP6 echo reply"),
+            1 => format!("ICMP6 destination unreachable code {code}"),
+            133 => "ICMP6 router solicitation".into(),
+            134 => "ICMP6 router advertisement".into(),
+            135 => "ICMP6 neighbor solicitation".into(),
+            136 => "ICMP6 neighbor advertisement".into(),
+            _ => format!("ICMP6 type {t} code {code}"),
+        }
+    } else {
+        match t {
+            8 => echo("ICMP echo request"),
+            0 => echo("ICMP echo reply"),
+            3 => {
+                let why = match code {
+                    0 => "net",
+                    1 => "host",
+                    2 => "protocol",
+                    3 => "port",
+                    4 => "fragmentation needed",
+                    13 => "administratively prohibited",
+                    _ => "code",
+                };
+                format!("ICMP {why} unreachable")
+            }
+            11 => "ICMP time exceeded".into(),
+            _ => format!("ICMP type {t} code {code}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn icmp_echo() -> Vec<u8> {
+        let mut p = vec![0u8; 12];
+        p.extend([0x08, 0x00]);
+        p.extend([0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0]);
+        p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
+        p.extend([8, 0, 0, 0, 0, 41, 0, 1]);
+        p
+    }
+
+    #[test]
+    fn icmp_echo_line() {
+        let f = decode(&icmp_echo(), false).unwrap();
+        assert_eq!(f.line(), "10.0.1.2 > 10.0.2.2 ICMP echo request id 41 seq 1");
+        assert!(!f.is_echo_reply());
+        let l3 = decode(&icmp_echo()[14..], true).unwrap();
+        assert_eq!(l3, f);
+    }
+
+    #[test]
+    fn truncated_is_none_not_panic() {
+        let p = icmp_echo();
+        for n in 0..p.len() {
+            let _ = decode(&p[..n], false);
+            let _ = decode(&p[14..14.max(n)], true);
+        }
+        assert!(decode(&p[..10], false).is_none());
+    }
+
+    #[test]
+    fn tcp_flags() {
+        let mut p = icmp_echo();
+        p[23] = 6;
+        p.truncate(34);
+        p.extend([0x9c, 0x40, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x12]);
+        let f = decode(&p, false).unwrap();
+        assert_eq!(f.what, "TCP 40000 > 80 [S.]");
+    }
+}

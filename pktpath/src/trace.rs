@@ -1,0 +1,167 @@
+//! A live tracing run: attach, read the ring buffer, decode, group into
+//! journeys, hand them to a sink, stop on a signal, a count or a deadline.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::RingBufferBuilder;
+
+use crate::event::Decoder;
+use crate::filter::Filter;
+use crate::journey::{Journey, Journeys};
+use crate::kernel::abi::{RawEvent, CNT_FILTERED, CNT_LOST, CNT_SELECTED};
+use crate::kernel::btf::Inventory;
+use crate::kernel::tracepoint::{Flavour, Selection, Tracer};
+use crate::output::Sink;
+
+/// What to trace and when to stop.
+pub struct TraceOptions {
+    pub filter: Filter,
+    pub selection: Selection,
+    pub backend: Option<Flavour>,
+    pub ring_bytes: u32,
+    /// Stop after this many journeys.
+    pub count: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Close a journey after this long without events.
+    pub idle: Duration,
+    /// Only journeys that ended in a real drop reach the sink.
+    pub drops_only: bool,
+}
+
+/// What a run did, printed at the end.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    pub backend: String,
+    pub sites: usize,
+    pub journeys: u64,
+    pub events: u64,
+    /// Events the kernel could not write (ring buffer full).
+    pub lost: u64,
+    /// Events that arrived after their journey was closed.
+    pub late: u64,
+    /// Packets the filter was run on, and how many it selected.
+    pub filtered: u64,
+    pub selected: u64,
+}
+
+impl Summary {
+    pub fn line(&self) -> String {
+        format!(
+            "{} journeys, {} events, {} lost in the ring buffer, {} late ({} backend, {} sites)",
+            self.journeys, self.events, self.lost, self.late, self.backend, self.sites
+        )
+    }
+}
+
+/// Kernel monotonic time (what bpf_ktime_get_ns returns).
+pub fn ktime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// Runs until `stop` is set, the count or the duration is reached.
+/// `on_ready` is called once the probes are attached.
+pub fn run(
+    inv: &Inventory,
+    opts: &TraceOptions,
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+    on_ready: impl FnOnce(&Tracer) -> Result<()>,
+) -> Result<Summary> {
+    let tracer = Tracer::start(
+        inv,
+        &opts.filter,
+        &opts.selection,
+        opts.backend,
+        opts.ring_bytes,
+    )?;
+    let mut summary = Summary {
+        backend: tracer.flavour.name().to_string(),
+        sites: tracer.attached(),
+        ..Summary::default()
+    };
+    let mut decoder = Decoder::new(tracer.plan.slots.clone(), inv.clone());
+    let mut journeys = Journeys::default();
+    journeys.idle_ns = opts.idle.as_nanos() as u64;
+    let pending: RefCell<Vec<RawEvent>> = RefCell::new(Vec::new());
+    let map = tracer.events_map()?;
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&map, |data: &[u8]| {
+        if let Some(e) = RawEvent::from_bytes(data) {
+            pending.borrow_mut().push(e);
+        }
+        0
+    })?;
+    let rb = builder.build()?;
+    on_ready(&tracer)?;
+
+    let started = Instant::now();
+    let emit = |j: Journey, summary: &mut Summary, sink: &mut dyn Sink| -> Result<bool> {
+        if opts.drops_only && !j.end.is_real_drop() {
+            return Ok(true);
+        }
+        if opts.count.is_some_and(|c| summary.journeys >= c) {
+            return Ok(false);
+        }
+        summary.journeys += 1;
+        match sink.journey(&j) {
+            Err(e) if is_broken_pipe(&e) => return Ok(false),
+            r => r.context("writing output")?,
+        }
+        Ok(opts.count.is_none_or(|c| summary.journeys < c))
+    };
+    let mut going = true;
+    while going {
+        let stopping = stop.load(Ordering::Relaxed)
+            || opts.duration.is_some_and(|d| started.elapsed() >= d);
+        if stopping {
+            rb.consume().ok();
+        } else {
+            rb.poll(Duration::from_millis(100)).ok();
+        }
+        let batch = std::mem::take(&mut *pending.borrow_mut());
+        for raw in batch {
+            let Some(step) = decoder.decode(&raw) else {
+                continue;
+            };
+            summary.events += 1;
+            match sink.step(raw.journey, &step) {
+                Err(e) if is_broken_pipe(&e) => going = false,
+                r => r.context("writing output")?,
+            }
+            if let Some(j) = journeys.push(raw.journey, step) {
+                going &= emit(j, &mut summary, sink)?;
+            }
+        }
+        let finished = if stopping {
+            journeys.flush()
+        } else {
+            journeys.expire(ktime_ns())
+        };
+        for j in finished {
+            if going {
+                going &= emit(j, &mut summary, sink)?;
+            }
+        }
+        going &= !stopping;
+    }
+    let counters = tracer.counters().unwrap_or_default();
+    summary.lost = counters[CNT_LOST as usize];
+    summary.filtered = counters[CNT_FILTERED as usize];
+    summary.selected = counters[CNT_SELECTED as usize];
+    summary.late = journeys.late;
+    Ok(summary)
+}
