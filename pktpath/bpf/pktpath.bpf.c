@@ -297,6 +297,9 @@ static __always_inline void flush_pending_fib(struct event *first)
 
 	if (!p || !p->ts || first->ts - p->ts > CORRELATE_NS)
 		return;
+	/* Same namespace as the route's device: a lookup elsewhere is not ours. */
+	if (!p->netns || p->netns != first->netns)
+		return;
 	if (bpf_ntohs(first->protocol) != ETH_P_IP || first->data_len < off + 20)
 		return;
 	__builtin_memcpy(&daddr, &first->data[off + 16], 4);

@@ -74,8 +74,14 @@ pub fn build() -> Result<DemoNet> {
     // A shaping qdisc on the router's way out (tbf never bypasses its
     // queue, unlike pfifo), so qdisc steps show. Optional: tbf may be missing.
     lab.ip(&router, "link set out0 txqueuelen 1000").ok();
-    lab.exec(&router, &["tc", "qdisc", "replace", "dev", "out0", "root", "tbf", "rate", "1gbit", "burst", "32k", "latency", "10ms"])
-        .ok();
+    lab.exec(
+        &router,
+        &[
+            "tc", "qdisc", "replace", "dev", "out0", "root", "tbf", "rate", "1gbit", "burst",
+            "32k", "latency", "10ms",
+        ],
+    )
+    .ok();
     Ok(DemoNet {
         lab,
         client,

@@ -67,10 +67,17 @@ pub enum Detail {
         location: Option<String>,
     },
     /// net_dev_xmit: driver return code.
-    Xmit { rc: i64 },
-    Qdisc { kind: String, handle: String },
+    Xmit {
+        rc: i64,
+    },
+    Qdisc {
+        kind: String,
+        handle: String,
+    },
     /// skb_copy_datagram_iovec: bytes copied to user space.
-    Deliver { bytes: i64 },
+    Deliver {
+        bytes: i64,
+    },
     /// A FIB lookup.
     Route {
         family: u8,
@@ -92,7 +99,9 @@ pub enum Detail {
         error: Option<String>,
     },
     /// Other tracepoints: their arguments by name.
-    Args { args: Vec<(String, String)> },
+    Args {
+        args: Vec<(String, String)>,
+    },
 }
 
 impl Step {
@@ -100,7 +109,9 @@ impl Step {
     pub fn describe(&self) -> String {
         match &self.detail {
             Detail::None => sites::info(&self.site).what.to_string(),
-            Detail::Drop { reason, location, .. } => match location {
+            Detail::Drop {
+                reason, location, ..
+            } => match location {
                 Some(l) => format!("drop: {reason} at {l}"),
                 None => format!("drop: {reason}"),
             },
@@ -126,8 +137,14 @@ impl Step {
             } => match error {
                 Some(e) => format!("route to {dst}: table {table}: {e}"),
                 None => {
-                    let via = gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_default();
-                    let dev = out_dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default();
+                    let via = gateway
+                        .as_ref()
+                        .map(|g| format!(" via {g}"))
+                        .unwrap_or_default();
+                    let dev = out_dev
+                        .as_ref()
+                        .map(|d| format!(" dev {d}"))
+                        .unwrap_or_default();
                     format!("route to {dst}: table {table}{via}{dev}")
                 }
             },
@@ -230,8 +247,12 @@ impl Decoder {
         };
         let dev = cstr(&raw.dev);
         let data_len = (raw.data_len as usize).min(raw.data.len());
-        let packet = (raw.kind == abi::EVENT_SKB && data_len > 0)
-            .then(|| (raw.flags & abi::EVENT_F_L3 != 0, raw.data[..data_len].to_vec()));
+        let packet = (raw.kind == abi::EVENT_SKB && data_len > 0).then(|| {
+            (
+                raw.flags & abi::EVENT_F_L3 != 0,
+                raw.data[..data_len].to_vec(),
+            )
+        });
         let mut step = Step {
             ts_ns: raw.ts,
             site,
@@ -339,7 +360,11 @@ impl Decoder {
             },
             _ if raw.qdisc_kind[0] != 0 => Detail::Qdisc {
                 kind: cstr(&raw.qdisc_kind),
-                handle: format!("{:x}:{:x}", raw.qdisc_handle >> 16, raw.qdisc_handle & 0xffff),
+                handle: format!(
+                    "{:x}:{:x}",
+                    raw.qdisc_handle >> 16,
+                    raw.qdisc_handle & 0xffff
+                ),
             },
             _ => {
                 let mut args = Vec::new();

@@ -76,7 +76,10 @@ impl End {
             End::Consumed { netns, after } => {
                 format!("consumed by the kernel in netns {netns} after {after}")
             }
-            End::Unknown { last_site, tcp: true } => format!(
+            End::Unknown {
+                last_site,
+                tcp: true,
+            } => format!(
                 "no end seen after {last_site} (TCP frees segments it handles without a \
                  tracepoint)"
             ),
@@ -176,7 +179,11 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
             benign,
         };
     }
-    if let Some(d) = steps.iter().rev().find(|s| matches!(s.detail, Detail::Deliver { .. })) {
+    if let Some(d) = steps
+        .iter()
+        .rev()
+        .find(|s| matches!(s.detail, Detail::Deliver { .. }))
+    {
         return End::Delivered {
             netns: d.netns_name.clone(),
         };
@@ -332,7 +339,9 @@ mod tests {
     #[test]
     fn drop_ends_journey_with_reason_in_words() {
         let mut j = Journeys::default();
-        assert!(j.push(1, step(10, "net_dev_queue", "client", Detail::None)).is_none());
+        assert!(j
+            .push(1, step(10, "net_dev_queue", "client", Detail::None))
+            .is_none());
         let done = j
             .push(
                 1,
@@ -358,9 +367,15 @@ mod tests {
     fn steps_are_ordered_by_time_and_late_ones_counted() {
         let mut j = Journeys::default();
         j.push(7, step(50, "netif_receive_skb", "server", Detail::None));
-        j.push(7, step(20, "net_dev_xmit", "client", Detail::Xmit { rc: 0 }));
+        j.push(
+            7,
+            step(20, "net_dev_xmit", "client", Detail::Xmit { rc: 0 }),
+        );
         let done = j
-            .push(7, step(60, "consume_skb", "server", Detail::Free { location: None }))
+            .push(
+                7,
+                step(60, "consume_skb", "server", Detail::Free { location: None }),
+            )
             .unwrap();
         let sites: Vec<_> = done.steps.iter().map(|s| s.site.as_str()).collect();
         assert_eq!(sites, ["net_dev_xmit", "netif_receive_skb", "consume_skb"]);
@@ -374,7 +389,10 @@ mod tests {
         let mut j = Journeys::default();
         j.push(2, step(1, "net_dev_xmit", "host", Detail::Xmit { rc: 0 }));
         let done = j
-            .push(2, step(2, "consume_skb", "host", Detail::Free { location: None }))
+            .push(
+                2,
+                step(2, "consume_skb", "host", Detail::Free { location: None }),
+            )
             .unwrap();
         assert_eq!(
             done.end,
@@ -388,7 +406,15 @@ mod tests {
     #[test]
     fn delivery_closes_after_grace_and_quiet_ones_after_idle() {
         let mut j = Journeys::default();
-        j.push(3, step(0, "skb_copy_datagram_iovec", "server", Detail::Deliver { bytes: 5 }));
+        j.push(
+            3,
+            step(
+                0,
+                "skb_copy_datagram_iovec",
+                "server",
+                Detail::Deliver { bytes: 5 },
+            ),
+        );
         j.push(4, step(0, "netif_receive_skb", "server", Detail::None));
         assert!(j.expire(50_000_000).is_empty());
         let done = j.expire(200_000_000);

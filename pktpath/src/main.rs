@@ -125,7 +125,9 @@ fn selection(args: &TraceArgs) -> Result<Selection> {
             None => (parse_u32(m), Some(u32::MAX)),
         };
         let (Some(mark), Some(mask)) = (mark, mask) else {
-            return Err(UsageError(format!("invalid --mark '{m}': expected MARK or MARK/MASK")).into());
+            return Err(
+                UsageError(format!("invalid --mark '{m}': expected MARK or MARK/MASK")).into(),
+            );
         };
         sel.mark = mark;
         sel.mark_mask = if mask == 0 { u32::MAX } else { mask };
@@ -160,7 +162,11 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
         }
         eprintln!(
             "pktpath: tracing {} with the {} backend ({} sites); Ctrl-C to stop",
-            if expr.is_empty() { "all packets".to_string() } else { format!("'{expr}'") },
+            if expr.is_empty() {
+                "all packets".to_string()
+            } else {
+                format!("'{expr}'")
+            },
             t.flavour.name(),
             t.attached()
         );
@@ -177,7 +183,10 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
 fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
     kernel::caps::require_bpf()?;
     let inv = Inventory::load()?;
-    eprintln!("pktpath demo: building the network (namespaces {}*)", demo::PREFIX);
+    eprintln!(
+        "pktpath demo: building the network (namespaces {}*)",
+        demo::PREFIX
+    );
     let net = demo::build()?;
     eprintln!(
         "  client 10.99.1.2 -- router (nftables: drop udp dport 9999; masquerade) -- \

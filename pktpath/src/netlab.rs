@@ -19,7 +19,11 @@ pub struct Lab {
 fn run(cmd: &mut Command, input: Option<&str>) -> Result<String> {
     let shown = format!("{cmd:?}").replace('"', "");
     let mut child = cmd
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -81,7 +85,10 @@ impl Lab {
 
     /// Runs a command inside a namespace (`ip netns exec`).
     pub fn exec(&self, ns: &str, argv: &[&str]) -> Result<String> {
-        run(Command::new("ip").args(["netns", "exec", ns]).args(argv), None)
+        run(
+            Command::new("ip").args(["netns", "exec", ns]).args(argv),
+            None,
+        )
     }
 
     /// A veth pair: dev_a in ns_a, dev_b in ns_b, both up.

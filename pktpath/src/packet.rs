@@ -94,7 +94,11 @@ fn ipv6(b: &[u8]) -> Option<Flow> {
     // Skip hop-by-hop, routing, fragment and destination options headers.
     while matches!(next, 0 | 43 | 44 | 60) {
         let h = b.get(off..off + 2).unwrap_or(&[59, 0]);
-        let len = if next == 44 { 8 } else { (h[1] as usize + 1) * 8 };
+        let len = if next == 44 {
+            8
+        } else {
+            (h[1] as usize + 1) * 8
+        };
         next = h[0];
         off += len;
     }
@@ -134,11 +138,17 @@ fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
         6 => match ports() {
             Some((s, d)) => {
                 let flags = l4.get(13).copied().unwrap_or(0);
-                let f: String = [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x10, '.')]
-                    .iter()
-                    .filter(|(bit, _)| flags & bit != 0)
-                    .map(|(_, c)| *c)
-                    .collect();
+                let f: String = [
+                    (0x02, 'S'),
+                    (0x01, 'F'),
+                    (0x04, 'R'),
+                    (0x08, 'P'),
+                    (0x10, '.'),
+                ]
+                .iter()
+                .filter(|(bit, _)| flags & bit != 0)
+                .map(|(_, c)| *c)
+                .collect();
                 format!("TCP {s} > {d} [{f}]")
             }
             None => "TCP".into(),
@@ -221,7 +231,10 @@ mod tests {
     #[test]
     fn icmp_echo_line() {
         let f = decode(&icmp_echo(), false).unwrap();
-        assert_eq!(f.line(), "10.0.1.2 > 10.0.2.2 ICMP echo request id 41 seq 1");
+        assert_eq!(
+            f.line(),
+            "10.0.1.2 > 10.0.2.2 ICMP echo request id 41 seq 1"
+        );
         assert!(!f.is_echo_reply());
         let l3 = decode(&icmp_echo()[14..], true).unwrap();
         assert_eq!(l3, f);

@@ -37,35 +37,191 @@ const fn site(
 
 /// Known tracepoints, in the order they are given slots (most useful first).
 pub const KNOWN: &[SiteInfo] = &[
-    site("netif_receive_skb", "receive", "receive", "net/core/dev.c", ROLE_PASS),
-    site("netif_rx", "receive", "queued to backlog", "net/core/dev.c", ROLE_PASS),
-    site("napi_gro_receive_entry", "gro", "GRO receive", "net/core/gro.c", ROLE_PASS),
-    site("napi_gro_frags_entry", "gro", "GRO receive (frags)", "net/core/gro.c", ROLE_PASS),
-    site("netif_receive_skb_entry", "receive", "driver hands over", "net/core/dev.c", ROLE_PASS),
-    site("netif_receive_skb_list_entry", "receive", "driver hands over (list)", "net/core/dev.c", ROLE_PASS),
-    site("netif_rx_entry", "receive", "driver hands over (netif_rx)", "net/core/dev.c", ROLE_PASS),
-    site("net_dev_queue", "xmit", "transmit queued", "net/core/dev.c", ROLE_PASS),
-    site("qdisc_enqueue", "qdisc", "enqueued on qdisc", "net/sched/sch_generic.c", ROLE_PASS),
-    site("qdisc_dequeue", "qdisc", "dequeued from qdisc", "net/sched/sch_generic.c", ROLE_PASS),
-    site("net_dev_start_xmit", "xmit", "handed to driver", "net/core/dev.c", ROLE_PASS),
-    site("net_dev_xmit", "xmit", "transmitted", "net/core/dev.c", ROLE_PASS),
-    site("icmp_send", "icmp", "ICMP error sent about it", "net/ipv4/icmp.c", ROLE_PASS),
-    site("tcp_probe", "tcp", "TCP receive (established)", "net/ipv4/tcp_input.c", ROLE_PASS),
-    site("tcp_retransmit_skb", "tcp", "TCP retransmit", "net/ipv4/tcp_output.c", ROLE_PASS),
-    site("tcp_send_reset", "tcp", "TCP reset sent", "net/ipv4/tcp_ipv4.c", ROLE_PASS),
-    site("tcp_bad_csum", "tcp", "TCP bad checksum", "net/ipv4/tcp_ipv4.c", ROLE_PASS),
-    site("tcp_sendmsg_locked", "tcp", "TCP send", "net/ipv4/tcp.c", ROLE_PASS),
-    site("udp_fail_queue_rcv_skb", "udp", "UDP socket queue failed", "net/ipv4/udp.c", ROLE_PASS),
-    site("sock_rcvqueue_full", "socket", "socket receive queue full", "net/core/sock.c", ROLE_PASS),
-    site("skb_copy_datagram_iovec", "socket", "copied to user space", "net/core/datagram.c", ROLE_DELIVER),
-    site("kfree_skb", "drop", "dropped", "net/core/skbuff.c", ROLE_FREE),
-    site("consume_skb", "free", "freed (consumed)", "net/core/skbuff.c", ROLE_FREE),
+    site(
+        "netif_receive_skb",
+        "receive",
+        "receive",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "netif_rx",
+        "receive",
+        "queued to backlog",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "napi_gro_receive_entry",
+        "gro",
+        "GRO receive",
+        "net/core/gro.c",
+        ROLE_PASS,
+    ),
+    site(
+        "napi_gro_frags_entry",
+        "gro",
+        "GRO receive (frags)",
+        "net/core/gro.c",
+        ROLE_PASS,
+    ),
+    site(
+        "netif_receive_skb_entry",
+        "receive",
+        "driver hands over",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "netif_receive_skb_list_entry",
+        "receive",
+        "driver hands over (list)",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "netif_rx_entry",
+        "receive",
+        "driver hands over (netif_rx)",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "net_dev_queue",
+        "xmit",
+        "transmit queued",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "qdisc_enqueue",
+        "qdisc",
+        "enqueued on qdisc",
+        "net/sched/sch_generic.c",
+        ROLE_PASS,
+    ),
+    site(
+        "qdisc_dequeue",
+        "qdisc",
+        "dequeued from qdisc",
+        "net/sched/sch_generic.c",
+        ROLE_PASS,
+    ),
+    site(
+        "net_dev_start_xmit",
+        "xmit",
+        "handed to driver",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "net_dev_xmit",
+        "xmit",
+        "transmitted",
+        "net/core/dev.c",
+        ROLE_PASS,
+    ),
+    site(
+        "icmp_send",
+        "icmp",
+        "ICMP error sent about it",
+        "net/ipv4/icmp.c",
+        ROLE_PASS,
+    ),
+    site(
+        "tcp_probe",
+        "tcp",
+        "TCP receive (established)",
+        "net/ipv4/tcp_input.c",
+        ROLE_PASS,
+    ),
+    site(
+        "tcp_retransmit_skb",
+        "tcp",
+        "TCP retransmit",
+        "net/ipv4/tcp_output.c",
+        ROLE_PASS,
+    ),
+    site(
+        "tcp_send_reset",
+        "tcp",
+        "TCP reset sent",
+        "net/ipv4/tcp_ipv4.c",
+        ROLE_PASS,
+    ),
+    site(
+        "tcp_bad_csum",
+        "tcp",
+        "TCP bad checksum",
+        "net/ipv4/tcp_ipv4.c",
+        ROLE_PASS,
+    ),
+    site(
+        "tcp_sendmsg_locked",
+        "tcp",
+        "TCP send",
+        "net/ipv4/tcp.c",
+        ROLE_PASS,
+    ),
+    site(
+        "udp_fail_queue_rcv_skb",
+        "udp",
+        "UDP socket queue failed",
+        "net/ipv4/udp.c",
+        ROLE_PASS,
+    ),
+    site(
+        "sock_rcvqueue_full",
+        "socket",
+        "socket receive queue full",
+        "net/core/sock.c",
+        ROLE_PASS,
+    ),
+    site(
+        "skb_copy_datagram_iovec",
+        "socket",
+        "copied to user space",
+        "net/core/datagram.c",
+        ROLE_DELIVER,
+    ),
+    site(
+        "kfree_skb",
+        "drop",
+        "dropped",
+        "net/core/skbuff.c",
+        ROLE_FREE,
+    ),
+    site(
+        "consume_skb",
+        "free",
+        "freed (consumed)",
+        "net/core/skbuff.c",
+        ROLE_FREE,
+    ),
 ];
 
 /// Tracepoints without a packet argument, tied to the packet by the BPF side.
-pub const FIB4: SiteInfo = site("fib_table_lookup", "routing", "IPv4 route lookup", "net/ipv4/fib_trie.c", ROLE_PASS);
-pub const FIB6: SiteInfo = site("fib6_table_lookup", "routing", "IPv6 route lookup", "net/ipv6/route.c", ROLE_PASS);
-pub const NEIGH: SiteInfo = site("neigh_event_send_done", "neighbour", "next hop resolution", "net/core/neighbour.c", ROLE_PASS);
+pub const FIB4: SiteInfo = site(
+    "fib_table_lookup",
+    "routing",
+    "IPv4 route lookup",
+    "net/ipv4/fib_trie.c",
+    ROLE_PASS,
+);
+pub const FIB6: SiteInfo = site(
+    "fib6_table_lookup",
+    "routing",
+    "IPv6 route lookup",
+    "net/ipv6/route.c",
+    ROLE_PASS,
+);
+pub const NEIGH: SiteInfo = site(
+    "neigh_event_send_done",
+    "neighbour",
+    "next hop resolution",
+    "net/core/neighbour.c",
+    ROLE_PASS,
+);
 
 /// Whether a packet first seen at `name` starts a journey. Not at
 /// consume_skb: a packet seen only when freed after normal use is a copy or
@@ -77,7 +233,11 @@ pub fn starts_journey(name: &str) -> bool {
 
 /// What we know of tracepoint `name`, guessing for unlisted ones.
 pub fn info(name: &str) -> SiteInfo {
-    if let Some(s) = KNOWN.iter().chain([&FIB4, &FIB6, &NEIGH]).find(|s| s.name == name) {
+    if let Some(s) = KNOWN
+        .iter()
+        .chain([&FIB4, &FIB6, &NEIGH])
+        .find(|s| s.name == name)
+    {
         return *s;
     }
     let subsystem = [

@@ -125,8 +125,8 @@ pub fn run(
     };
     let mut going = true;
     while going {
-        let stopping = stop.load(Ordering::Relaxed)
-            || opts.duration.is_some_and(|d| started.elapsed() >= d);
+        let stopping =
+            stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d);
         if stopping {
             rb.consume().ok();
         } else {

@@ -123,7 +123,11 @@ fn l4(r: &mut Rng, proto: u8) -> Vec<u8> {
     }
     let n = (r.next() % 120) as usize;
     p.extend((0..n).map(|i| if i == 0 { 0x47 } else { r.byte() }));
-    p.extend(if r.chance(20) { vec![1, 2, 3, 4] } else { vec![] });
+    p.extend(if r.chance(20) {
+        vec![1, 2, 3, 4]
+    } else {
+        vec![]
+    });
     p
 }
 
@@ -265,5 +269,8 @@ fn ebpf_translation_matches_libpcap() {
     }
     // The generator must exercise both verdicts, or the test proves nothing.
     assert!(checked > 50_000, "{checked} checks");
-    assert!(matched > checked / 20 && matched < checked * 19 / 20, "{matched}/{checked} matched");
+    assert!(
+        matched > checked / 20 && matched < checked * 19 / 20,
+        "{matched}/{checked} matched"
+    );
 }

@@ -22,7 +22,9 @@ pub struct NetnsNames {
 
 /// The inode of the network namespace this process runs in.
 pub fn own_inode() -> Option<u32> {
-    fs::metadata("/proc/self/ns/net").ok().map(|m| m.ino() as u32)
+    fs::metadata("/proc/self/ns/net")
+        .ok()
+        .map(|m| m.ino() as u32)
 }
 
 /// The inode behind `/run/netns/NAME`.
@@ -96,7 +98,8 @@ impl NetnsNames {
         // Processes first, so that /run/netns names win.
         let mut seen = HashMap::new();
         for (ino, pid, comm) in proc_scan() {
-            seen.entry(ino).or_insert(format!("netns:{ino} (pid {pid} {comm})"));
+            seen.entry(ino)
+                .or_insert(format!("netns:{ino} (pid {pid} {comm})"));
         }
         if let Some(own) = own_inode() {
             seen.insert(own, "host".to_string());

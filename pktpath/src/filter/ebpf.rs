@@ -312,15 +312,15 @@ pub fn translate(prog: &[CInsn]) -> Result<Vec<Insn>, FilterError> {
     let exit = e.out.len();
     for (at, target) in std::mem::take(&mut e.fixups) {
         let to = match target {
-            Target::Cbpf(pc) => *starts.get(pc).ok_or(FilterError::Unsupported {
-                index: pc,
-                code: 0,
-            })?,
+            Target::Cbpf(pc) => *starts
+                .get(pc)
+                .ok_or(FilterError::Unsupported { index: pc, code: 0 })?,
             Target::Fail => fail,
             Target::Exit => exit,
         };
         let off = to as i64 - at as i64 - 1;
-        e.out[at].off = i16::try_from(off).map_err(|_| FilterError::TooLarge(e.out.len(), 32767))?;
+        e.out[at].off =
+            i16::try_from(off).map_err(|_| FilterError::TooLarge(e.out.len(), 32767))?;
     }
     Ok(e.out)
 }

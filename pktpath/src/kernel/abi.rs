@@ -84,9 +84,7 @@ impl Config {
     pub fn as_bytes(&self) -> &[u8] {
         // SAFETY: Config is repr(C), made only of integers, with explicit
         // padding fields, so every byte is initialized.
-        unsafe {
-            std::slice::from_raw_parts(self as *const Self as *const u8, size_of::<Self>())
-        }
+        unsafe { std::slice::from_raw_parts(self as *const Self as *const u8, size_of::<Self>()) }
     }
 }
 
@@ -129,10 +127,8 @@ impl RawEvent {
     /// The record's bytes, for tests and replay.
     pub fn to_bytes(&self) -> Vec<u8> {
         // SAFETY: RawEvent is repr(C) plain old data with explicit padding.
-        unsafe {
-            std::slice::from_raw_parts(self as *const Self as *const u8, size_of::<Self>())
-        }
-        .to_vec()
+        unsafe { std::slice::from_raw_parts(self as *const Self as *const u8, size_of::<Self>()) }
+            .to_vec()
     }
 
     pub fn zeroed() -> RawEvent {

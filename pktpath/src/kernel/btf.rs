@@ -86,7 +86,11 @@ impl Inventory {
         // __bpf_trace_<class> functions have the same parameter types, named.
         let mut names: HashMap<Vec<u32>, Vec<String>> = HashMap::new();
         for f in btf.type_by_kind::<Func>() {
-            if !f.name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("__bpf_trace_")) {
+            if !f
+                .name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("__bpf_trace_"))
+            {
                 continue;
             }
             let Ok(proto) = FuncProto::try_from(f.referenced_type()) else {
@@ -169,11 +173,7 @@ fn arg_kind(t: &BtfType<'_>, enums: &mut HashMap<String, BTreeMap<i64, String>>)
             }
         }
         BtfKind::Enum | BtfKind::Enum64 => {
-            let name = t
-                .name()
-                .and_then(|s| s.to_str())
-                .unwrap_or("")
-                .to_string();
+            let name = t.name().and_then(|s| s.to_str()).unwrap_or("").to_string();
             if !name.is_empty() && !enums.contains_key(&name) {
                 enums.insert(name.clone(), enum_values(&t));
             }

@@ -172,7 +172,10 @@ fn probe_nftrace() -> Probe {
         (true, None) => Probe {
             name: "nftables trace",
             works: false,
-            why: Some("the kernel allows it, but the nft command is missing (apt install nftables)".into()),
+            why: Some(
+                "the kernel allows it, but the nft command is missing (apt install nftables)"
+                    .into(),
+            ),
         },
         (false, _) => Probe {
             name: "nftables trace",
@@ -224,8 +227,16 @@ fn privileges() -> String {
         "uid {}; has {}; lacks {}",
         // SAFETY: geteuid cannot fail.
         unsafe { libc::geteuid() },
-        if have.is_empty() { "none".into() } else { have.join(", ") },
-        if missing.is_empty() { "none".into() } else { missing.join(", ") }
+        if have.is_empty() {
+            "none".into()
+        } else {
+            have.join(", ")
+        },
+        if missing.is_empty() {
+            "none".into()
+        } else {
+            missing.join(", ")
+        }
     )
 }
 
@@ -268,7 +279,11 @@ fn nix_uname() -> String {
         return "unknown".into();
     }
     let s = |f: &[libc::c_char]| {
-        let b: Vec<u8> = f.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        let b: Vec<u8> = f
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
         String::from_utf8_lossy(&b).into_owned()
     };
     format!("{} {} ({})", s(&u.sysname), s(&u.release), s(&u.machine))
@@ -286,7 +301,11 @@ pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "backends (tried by loading and attaching a program):")?;
     for p in r.backends.iter().chain([&r.nftrace]) {
         let verdict = if p.works { "works" } else { "NO" };
-        let why = p.why.as_deref().map(|w| format!("  {w}")).unwrap_or_default();
+        let why = p
+            .why
+            .as_deref()
+            .map(|w| format!("  {w}"))
+            .unwrap_or_default();
         writeln!(out, "  {:<15} {verdict:<5}{why}", p.name)?;
     }
     let best = r
@@ -298,9 +317,16 @@ pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
             out,
             "pktpath will trace with the {} backend (network tracepoints){}",
             b.name,
-            if r.nftrace.works { " and can use nftables tracing" } else { "" }
+            if r.nftrace.works {
+                " and can use nftables tracing"
+            } else {
+                ""
+            }
         )?,
-        None => writeln!(out, "no backend works here: pktpath cannot trace on this kernel")?,
+        None => writeln!(
+            out,
+            "no backend works here: pktpath cannot trace on this kernel"
+        )?,
     }
     Ok(())
 }

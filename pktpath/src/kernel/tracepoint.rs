@@ -117,14 +117,11 @@ pub struct Tracer {
 static LIBBPF_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn capture_libbpf_log() {
-    libbpf_rs::set_print(Some((
-        libbpf_rs::PrintLevel::Warn,
-        |_, msg: String| {
-            if let Ok(mut log) = LIBBPF_LOG.lock() {
-                log.push(msg.trim_end().to_string());
-            }
-        },
-    )));
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, |_, msg: String| {
+        if let Ok(mut log) = LIBBPF_LOG.lock() {
+            log.push(msg.trim_end().to_string());
+        }
+    })));
 }
 
 /// The most telling line of libbpf's log (the verifier's last words).
@@ -163,7 +160,10 @@ impl Tracer {
                 Err(e) => errors.push(format!("{}: {e:#}", f.name())),
             }
         }
-        bail!("cannot load the tracepoint programs ({})", errors.join("; "))
+        bail!(
+            "cannot load the tracepoint programs ({})",
+            errors.join("; ")
+        )
     }
 
     fn start_one(
@@ -212,7 +212,14 @@ impl Tracer {
         prepare(&mut open, flavour, plan, filter, &cfg, ring_bytes)?;
         let obj = open.load().map_err(|e| {
             let why = libbpf_reason();
-            anyhow!("{e}{}", if why.is_empty() { String::new() } else { format!(": {why}") })
+            anyhow!(
+                "{e}{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            )
         })?;
         let mut t = Tracer {
             obj,
@@ -243,7 +250,11 @@ impl Tracer {
             }
         }
         for (prog_name, tp) in targets {
-            let Some(prog) = self.obj.progs_mut().find(|p| p.name() == prog_name.as_str()) else {
+            let Some(prog) = self
+                .obj
+                .progs_mut()
+                .find(|p| p.name() == prog_name.as_str())
+            else {
                 continue;
             };
             let link = match self.flavour {
@@ -258,7 +269,10 @@ impl Tracer {
         if self.links.is_empty() {
             bail!(
                 "no tracepoint could be attached: {}",
-                self.failed.first().map(|f| f.1.as_str()).unwrap_or("none found")
+                self.failed
+                    .first()
+                    .map(|f| f.1.as_str())
+                    .unwrap_or("none found")
             );
         }
         Ok(())

@@ -1,0 +1,273 @@
+//! Fixtures for the root tests: a sandbox network per test (its own
+//! namespaces and subnet, removed on drop even when the test fails) and the
+//! real pktpath binary, started in the background and stopped with SIGINT.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pktpath::netlab::Lab;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pktpath");
+
+/// Why this machine cannot run the root tests, if it cannot.
+pub fn cannot_run() -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    for tool in ["ip", "nft", "ping", "tc"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            return Some(format!("{tool} is not installed (run scripts/setup.sh)"));
+        }
+    }
+    None
+}
+
+/// Skips the calling test, saying why, when the machine cannot run it.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if let Some(why) = common::cannot_run() {
+            eprintln!("SKIPPED {}: {why}", module_path!());
+            return;
+        }
+    };
+}
+
+/// client -- router -- switch (bridge) -- server, on subnets
+/// 10.N.1.0/24 and 10.N.2.0/24; namespaces named pt<N>-*.
+pub struct Net {
+    pub lab: Lab,
+    pub n: u8,
+    pub client: String,
+    pub router: String,
+    pub switch: String,
+    pub server: String,
+}
+
+impl Net {
+    pub fn new(n: u8) -> Net {
+        let mut lab = Lab::new(&format!("pt{n}-")).expect("lab");
+        let client = lab.netns("client").unwrap();
+        let router = lab.netns("router").unwrap();
+        let switch = lab.netns("switch").unwrap();
+        let server = lab.netns("server").unwrap();
+        lab.veth(&client, "eth0", &router, "in0").unwrap();
+        lab.veth(&router, "out0", &switch, "p-router").unwrap();
+        lab.veth(&switch, "p-server", &server, "eth0").unwrap();
+        lab.ip(&switch, "link add br0 type bridge").unwrap();
+        lab.ip(&switch, "link set p-router master br0").unwrap();
+        lab.ip(&switch, "link set p-server master br0").unwrap();
+        lab.ip(&switch, "link set br0 up").unwrap();
+        lab.ip(&client, &format!("addr add 10.{n}.1.2/24 dev eth0"))
+            .unwrap();
+        lab.ip(&client, &format!("route add default via 10.{n}.1.1"))
+            .unwrap();
+        lab.ip(&router, &format!("addr add 10.{n}.1.1/24 dev in0"))
+            .unwrap();
+        lab.ip(&router, &format!("addr add 10.{n}.2.1/24 dev out0"))
+            .unwrap();
+        lab.sysctl(&router, "net.ipv4.ip_forward", "1").unwrap();
+        lab.ip(&server, &format!("addr add 10.{n}.2.2/24 dev eth0"))
+            .unwrap();
+        lab.ip(&server, &format!("route add default via 10.{n}.2.1"))
+            .unwrap();
+        // Resolve neighbours before tracing, so journeys are not delayed by ARP.
+        lab.exec(&client, &["ping", "-c1", "-W2", &format!("10.{n}.2.2")])
+            .expect("the sandbox network forwards");
+        Net {
+            lab,
+            n,
+            client,
+            router,
+            switch,
+            server,
+        }
+    }
+
+    /// `expr` restricted to this sandbox's addresses, so that tests running
+    /// in parallel do not see each other's traffic.
+    pub fn only(&self, expr: &str) -> String {
+        format!("({expr}) and net 10.{}.0.0/16", self.n)
+    }
+
+    pub fn client_ip(&self) -> String {
+        format!("10.{}.1.2", self.n)
+    }
+    pub fn server_ip(&self) -> String {
+        format!("10.{}.2.2", self.n)
+    }
+    pub fn ping(&self) {
+        self.lab
+            .exec(&self.client, &["ping", "-c1", "-W2", &self.server_ip()])
+            .expect("ping");
+    }
+    /// One UDP datagram from the client to the server's port.
+    pub fn udp(&self, port: u16) {
+        let dst = format!("{}:{port}", self.server_ip());
+        pktpath::netlab::in_netns(&self.client, move || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.send_to(b"pktpath test", dst).unwrap();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    }
+}
+
+/// A running pktpath.
+pub struct Pktpath {
+    child: Option<Child>,
+    out: PathBuf,
+    err: PathBuf,
+    dir: PathBuf,
+}
+
+fn scratch_dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "pktpath-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Pktpath {
+    /// Starts `pktpath --json ARGS` and waits until its probes are attached.
+    pub fn start(args: &[&str]) -> Pktpath {
+        let dir = scratch_dir();
+        let (out, err, ready) = (dir.join("out"), dir.join("err"), dir.join("ready"));
+        let child = Command::new(BIN)
+            .arg("--json")
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--idle-timeout")
+            .arg("0.5")
+            .args(args)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("pktpath starts");
+        let mut p = Pktpath {
+            child: Some(child),
+            out,
+            err,
+            dir,
+        };
+        let t = Instant::now();
+        while !ready.exists() {
+            if let Some(st) = p.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pktpath exited ({st}) before ready: {}", p.stderr());
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "pktpath never ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Sends `signal`, waits for the exit; returns the status, the JSON
+    /// lines printed and stderr.
+    pub fn stop_with(mut self, signal: i32) -> (std::process::ExitStatus, Vec<Value>, String) {
+        // Let the last journeys close (idle timeout 0.5 s).
+        std::thread::sleep(Duration::from_millis(800));
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "pktpath did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l}: {e}")))
+            .collect();
+        (status, lines, self.stderr())
+    }
+
+    pub fn stop(self) -> Vec<Value> {
+        let (status, lines, stderr) = self.stop_with(libc::SIGINT);
+        assert!(status.success(), "pktpath failed: {stderr}");
+        assert!(stderr.contains("journeys"), "no summary: {stderr}");
+        lines
+    }
+}
+
+impl Drop for Pktpath {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Journeys whose packet line contains all of `words`.
+pub fn journeys_with<'a>(all: &'a [Value], words: &[&str]) -> Vec<&'a Value> {
+    all.iter()
+        .filter(|j| {
+            let p = j["packet"].as_str().unwrap_or("");
+            words.iter().all(|w| p.contains(w))
+        })
+        .collect()
+}
+
+/// (site, netns name, device) of each step.
+pub fn path(j: &Value) -> Vec<(String, String, String)> {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["site"].as_str().unwrap().to_string(),
+                s["netns_name"].as_str().unwrap().to_string(),
+                s["dev"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `expected` (site, netns, dev) appear in this order in the
+/// journey (other steps may come between).
+pub fn assert_in_order(j: &Value, expected: &[(&str, &str, &str)]) {
+    let p = path(j);
+    let mut i = 0;
+    for want in expected {
+        match p[i..]
+            .iter()
+            .position(|(s, n, d)| s == want.0 && n == want.1 && (want.2.is_empty() || d == want.2))
+        {
+            Some(k) => i += k + 1,
+            None => panic!("step {want:?} missing (in order) from journey path:\n{p:#?}"),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Root tests on the host's real kernel with the tracepoint backend (#2):
+//! sandbox namespaces, veth, a bridge, routes and nftables rules; real
+//! traffic; the real pktpath binary; assertions on the journeys it prints.
+
+mod common;
+
+use std::process::Command;
+
+use common::{assert_in_order, journeys_with, Net, Pktpath, BIN};
+use serde_json::Value;
+
+fn end(j: &Value) -> (&str, &str) {
+    (
+        j["end"]["kind"].as_str().unwrap_or(""),
+        j["end"]["netns"].as_str().unwrap_or(""),
+    )
+}
+
+#[test]
+fn routed_and_bridged_ping_path() {
+    require_root!();
+    let net = Net::new(201);
+    let p = Pktpath::start(&[&format!("icmp and host {}", net.client_ip())]);
+    net.ping();
+    let all = p.stop();
+    let req = journeys_with(&all, &["ICMP echo request", &net.client_ip()]);
+    assert_eq!(req.len(), 1, "one echo request journey: {all:#?}");
+    let (c, r, sw, s) = (&net.client, &net.router, &net.switch, &net.server);
+    assert_in_order(
+        req[0],
+        &[
+            ("net_dev_queue", c, "eth0"),
+            ("net_dev_start_xmit", c, "eth0"),
+            ("netif_receive_skb", r, "in0"),
+            ("fib_table_lookup", r, ""),
+            ("net_dev_queue", r, "out0"),
+            ("netif_receive_skb", sw, "p-router"),
+            ("net_dev_queue", sw, "p-server"),
+            ("netif_receive_skb", s, "eth0"),
+            ("consume_skb", s, ""),
+        ],
+    );
+    assert_eq!(end(req[0]), ("consumed", s.as_str()));
+    // The route the router chose is shown.
+    let fib = req[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "fib_table_lookup" && s["netns_name"] == *r)
+        .unwrap();
+    assert_eq!(fib["detail"]["dst"], net.server_ip());
+    assert_eq!(fib["detail"]["out_dev"], "out0");
+
+    // The reply comes back to the client and ends there.
+    let reply = journeys_with(&all, &["ICMP echo reply", &net.server_ip()]);
+    assert!(!reply.is_empty(), "{all:#?}");
+    assert!(reply
+        .iter()
+        .all(|j| j["end"]["netns"] == *c || j["end"]["kind"] == "delivered"));
+    assert_in_order(
+        reply[0],
+        &[
+            ("net_dev_queue", s, "eth0"),
+            ("netif_receive_skb", c, "eth0"),
+        ],
+    );
+}
+
+#[test]
+fn nftables_drop_in_router_is_explained() {
+    require_root!();
+    let net = Net::new(202);
+    net.lab
+        .nft(
+            &net.router,
+            "table inet t {\n chain filter_forward {\n type filter hook forward priority 0;\n \
+             udp dport 9999 drop\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&[&net.only("udp port 9999")]);
+    net.udp(9999);
+    let all = p.stop();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let j = &all[0];
+    assert_eq!(j["end"]["kind"], "dropped");
+    assert_eq!(j["end"]["reason"], "NETFILTER_DROP");
+    assert_eq!(j["end"]["netns"], net.router.as_str());
+    assert_eq!(j["end"]["benign"], false);
+    assert!(j["end"]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("netfilter"));
+    assert_in_order(
+        j,
+        &[
+            ("net_dev_queue", &net.client, "eth0"),
+            ("netif_receive_skb", &net.router, "in0"),
+            ("kfree_skb", &net.router, ""),
+        ],
+    );
+    // Dropped in the router: it never reached the server.
+    assert!(!common::path(j).iter().any(|(_, n, _)| *n == net.server));
+}
+
+#[test]
+fn closed_udp_port_is_no_socket_with_icmp_error() {
+    require_root!();
+    let net = Net::new(203);
+    let p = Pktpath::start(&[&net.only("udp port 7777")]);
+    net.udp(7777);
+    let all = p.stop();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let j = &all[0];
+    assert_eq!(j["end"]["kind"], "dropped");
+    assert_eq!(j["end"]["reason"], "NO_SOCKET");
+    assert_eq!(j["end"]["netns"], net.server.as_str());
+    assert_in_order(
+        j,
+        &[
+            ("netif_receive_skb", &net.server, "eth0"),
+            ("icmp_send", &net.server, ""),
+            ("kfree_skb", &net.server, ""),
+        ],
+    );
+    let icmp = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "icmp_send")
+        .unwrap();
+    let args = icmp["detail"]["args"].as_array().unwrap();
+    assert!(args.contains(&serde_json::json!(["type", "3"])), "{icmp}");
+    assert!(args.contains(&serde_json::json!(["code", "3"])), "{icmp}");
+}
+
+#[test]
+fn tcp_data_is_delivered_to_the_server_socket() {
+    require_root!();
+    let net = Net::new(204);
+    let addr = format!("{}:8080", net.server_ip());
+    let bind = addr.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = pktpath::netlab::in_netns(&net.server, move || {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind(bind).unwrap();
+        tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        buf
+    })
+    .unwrap();
+    rx.recv().unwrap();
+    let p = Pktpath::start(&[&net.only("tcp port 8080 and tcp[tcpflags] & tcp-push != 0")]);
+    pktpath::netlab::in_netns(&net.client, move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"hello pktpath").unwrap();
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(server.join().unwrap(), b"hello pktpath");
+    let all = p.stop();
+    let data = journeys_with(&all, &["TCP", "> 8080"]);
+    assert_eq!(data.len(), 1, "{all:#?}");
+    assert_eq!(end(data[0]), ("delivered", net.server.as_str()));
+    assert_in_order(
+        data[0],
+        &[
+            ("net_dev_queue", &net.client, "eth0"),
+            ("netif_receive_skb", &net.server, "eth0"),
+            ("skb_copy_datagram_iovec", &net.server, ""),
+        ],
+    );
+    let copy = data[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "skb_copy_datagram_iovec")
+        .unwrap();
+    assert_eq!(copy["detail"]["bytes"], 13);
+}
+
+#[test]
+fn unselected_traffic_is_absent() {
+    require_root!();
+    let net = Net::new(205);
+    let p = Pktpath::start(&[&net.only("udp dst port 5001")]);
+    net.ping();
+    net.udp(5002);
+    net.udp(5001);
+    net.udp(5003);
+    let all = p.stop();
+    assert_eq!(all.len(), 1, "only the UDP 5001 datagram: {all:#?}");
+    assert!(all[0]["packet"].as_str().unwrap().contains("> 5001"));
+}
+
+#[test]
+fn interface_and_netns_select_where_tracing_starts() {
+    require_root!();
+    let net = Net::new(206);
+    let p = Pktpath::start(&["-i", "eth0", "--netns", &net.server, &net.only("udp")]);
+    net.udp(6001);
+    let all = p.stop();
+    assert!(!all.is_empty());
+    for j in &all {
+        // Selected on the server's eth0: nothing before it is shown.
+        let first = &j["steps"][0];
+        assert_eq!(first["netns_name"], net.server.as_str(), "{j}");
+    }
+}
+
+#[test]
+fn mark_selects_marked_packets() {
+    require_root!();
+    let net = Net::new(207);
+    net.lab
+        .nft(
+            &net.client,
+            "table ip m {\n chain out {\n type route hook output priority 0;\n \
+             udp dport 5010 meta mark set 0x42\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&["--mark", "0x42", &net.only("udp")]);
+    net.udp(5010);
+    net.udp(5011);
+    let all = p.stop();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(all[0]["packet"].as_str().unwrap().contains("> 5010"));
+    let own = all[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s.get("correlated").is_none())
+        .unwrap();
+    assert_eq!(own["mark"], 0x42);
+}
+
+#[test]
+fn raw_tp_backend_sees_the_same_path_as_tp_btf() {
+    require_root!();
+    let net = Net::new(208);
+    let sites = |backend: &str| {
+        let p = Pktpath::start(&["--backend", backend, &net.only("udp port 5020")]);
+        net.udp(5020);
+        let all = p.stop();
+        assert_eq!(all.len(), 1, "{backend}: {all:#?}");
+        common::path(&all[0])
+            .into_iter()
+            .filter(|(s, _, _)| s != "fib_table_lookup" && s != "neigh_event_send_done")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sites("tp_btf"), sites("raw_tp"));
+}
+
+#[test]
+fn steps_are_streamed_live_and_count_stops() {
+    require_root!();
+    let net = Net::new(209);
+    let p = Pktpath::start(&["--steps", "-c", "1", &net.only("udp port 5030")]);
+    net.udp(5030);
+    net.udp(5030);
+    let all = p.stop();
+    let steps = all.iter().filter(|v| v.get("step").is_some()).count();
+    let journeys: Vec<_> = all.iter().filter(|v| v.get("steps").is_some()).collect();
+    assert_eq!(journeys.len(), 1, "-c 1 prints one journey");
+    assert!(steps >= journeys[0]["steps"].as_array().unwrap().len());
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_input_gives_one_line_and_exit_2() {
+    let (code, err) = run(&["host", "and", "and"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("invalid filter") && err.contains("syntax error"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, err) = run(&["--ring-size", "3"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = run(&["--mark", "zz"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("panicked"));
+    let (code, err) = run(&["--netns", "no-such-netns-pktpath"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unknown network namespace 'no-such-netns-pktpath'"),
+        "{err}"
+    );
+    let (code, err) = run(&["-i", "nosuchif0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown interface 'nosuchif0'"), "{err}");
+}
+
+#[test]
+fn without_privileges_says_what_is_needed() {
+    require_root!();
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("SKIPPED: setpriv (util-linux) missing");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(BIN)
+        .arg("icmp")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("CAP_BPF"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Ids of the BPF objects of `kind` ("prog" or "link") that process `pid`
+/// holds, from the fdinfo of its descriptors ("prog_id:", "link_id:").
+fn held_by(kind: &str, pid: i32) -> Vec<u64> {
+    let key = format!("{kind}_id:");
+    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Whether BPF object `kind` `id` still exists.
+fn exists(kind: &str, id: u64) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn nothing_stays_attached_after_sigint_sigterm_or_sigkill() {
+    require_root!();
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+        let p = Pktpath::start(&["udp port 5999"]);
+        let progs = held_by("prog", p.pid());
+        let links = held_by("link", p.pid());
+        assert!(progs.len() > 10, "programs loaded while tracing: {progs:?}");
+        assert!(links.len() > 10, "links attached while tracing: {links:?}");
+        let (status, _, _) = p.stop_with(signal);
+        if signal != libc::SIGKILL {
+            assert!(status.success(), "clean exit on signal {signal}: {status}");
+        }
+        // The kernel frees objects asynchronously (RCU): allow a moment.
+        let t = std::time::Instant::now();
+        let left = || -> Vec<u64> {
+            links
+                .iter()
+                .filter(|id| exists("link", **id))
+                .chain(progs.iter().filter(|id| exists("prog", **id)))
+                .copied()
+                .collect()
+        };
+        while !left().is_empty() && t.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(
+            left(),
+            Vec::<u64>::new(),
+            "objects left after signal {signal}"
+        );
+    }
+}
+
+#[test]
+fn demo_runs_and_cleans_up() {
+    require_root!();
+    let out = Command::new(BIN).args(["demo", "--json"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let all: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dropped = all
+        .iter()
+        .find(|j| j["end"]["reason"] == "NETFILTER_DROP")
+        .expect("the nftables drop");
+    assert_eq!(dropped["end"]["netns"], "ppdemo-router");
+    assert!(all
+        .iter()
+        .any(|j| j["end"]["kind"] == "delivered" && j["end"]["netns"] == "ppdemo-server"));
+    assert!(all
+        .iter()
+        .any(|j| j["end"]["reason"] == "NO_SOCKET" && j["end"]["netns"] == "ppdemo-server"));
+    assert!(
+        !pktpath::netlab::list_netns()
+            .iter()
+            .any(|n| n.starts_with("ppdemo-")),
+        "demo namespaces removed"
+    );
+}
