@@ -59,6 +59,8 @@ struct current {
 	__u32 netns;
 	__u32 saddr4;
 	__u32 daddr4;
+	__u32 gw4; /* gateway of the last route looked up for it */
+	__u32 pad;
 	__u8 saddr6[16];
 	__u8 daddr6[16];
 };
@@ -96,6 +98,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct event);
 } pending_fib SEC(".maps");
+
+/* A next-hop resolution made before its packet existed (local output). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} pending_neigh SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -271,6 +281,8 @@ static __always_inline void set_current(struct event *e)
 
 	if (!c)
 		return;
+	if (c->skb != e->skb)
+		c->gw4 = 0;
 	c->skb = e->skb;
 	c->journey = e->journey;
 	c->ts = e->ts;
@@ -288,28 +300,43 @@ static __always_inline void set_current(struct event *e)
 	}
 }
 
-/* A FIB lookup that happened just before this new packet existed. */
-static __always_inline void flush_pending_fib(struct event *first)
+/* Emits a pending event (made just before this new packet existed) for it. */
+static __always_inline void flush_one(struct event *p, struct event *first)
 {
-	__u32 zero = 0, off = (first->flags & EVENT_F_L3) ? 0 : 14;
-	struct event *p = bpf_map_lookup_elem(&pending_fib, &zero);
-	__u32 daddr;
-
-	if (!p || !p->ts || first->ts - p->ts > CORRELATE_NS)
-		return;
-	/* Same namespace as the route's device: a lookup elsewhere is not ours. */
-	if (!p->netns || p->netns != first->netns)
-		return;
-	if (bpf_ntohs(first->protocol) != ETH_P_IP || first->data_len < off + 20)
-		return;
-	__builtin_memcpy(&daddr, &first->data[off + 16], 4);
-	if (daddr != (__u32)p->args[2])
-		return;
 	p->journey = first->journey;
 	p->skb = first->skb;
 	if (bpf_ringbuf_output(&events, p, sizeof(*p), 0))
 		count(CNT_LOST);
 	p->ts = 0;
+}
+
+/*
+ * Output route lookups and next-hop resolution happen before the skb of a
+ * locally generated packet reaches its first tracepoint. They were kept per
+ * CPU; they are this packet's when recent, in its netns, and about its
+ * destination (or the gateway of that route).
+ */
+static __always_inline void flush_pending(struct event *first)
+{
+	__u32 zero = 0, off = (first->flags & EVENT_F_L3) ? 0 : 14;
+	struct event *fib = bpf_map_lookup_elem(&pending_fib, &zero);
+	struct event *neigh = bpf_map_lookup_elem(&pending_neigh, &zero);
+	__u32 daddr, gw = 0, key;
+
+	if (bpf_ntohs(first->protocol) != ETH_P_IP || first->data_len < off + 20)
+		return;
+	__builtin_memcpy(&daddr, &first->data[off + 16], 4);
+	if (fib && fib->ts && first->ts - fib->ts <= CORRELATE_NS &&
+	    fib->netns == first->netns && (__u32)fib->args[2] == daddr) {
+		gw = fib->args[4];
+		flush_one(fib, first);
+	}
+	if (neigh && neigh->ts && first->ts - neigh->ts <= CORRELATE_NS &&
+	    neigh->netns == first->netns) {
+		__builtin_memcpy(&key, neigh->data, 4);
+		if (key == daddr || (gw && key == gw))
+			flush_one(neigh, first);
+	}
 }
 
 static __always_inline struct sock *slot_sock(__u64 *ctx, const __u32 slot)
@@ -412,7 +439,7 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 	e->flags = flags;
 	e->pad = 0;
 	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
-		flush_pending_fib(e);
+		flush_pending(e);
 	set_current(e);
 	bpf_ringbuf_submit(e, 0);
 	count(CNT_EVENTS);
@@ -489,57 +516,51 @@ int fib4(__u64 *ctx)
 	const struct flowi4 *flp = (void *)ctx[1];
 	const struct fib_nh_common *nhc = (void *)ctx[2];
 	__u64 now = bpf_ktime_get_ns();
-	__u32 daddr, saddr, zero = 0;
-	bool pending = false;
-	int iif;
+	struct event ev = {}, *e = &ev;
+	__u32 daddr, zero = 0;
 	struct current *c;
-	struct event *e;
+	int iif;
 
 	if (!cfg.fib_correlate)
 		return 0;
 	daddr = BPF_CORE_READ(flp, daddr);
-	saddr = BPF_CORE_READ(flp, saddr);
 	iif = BPF_CORE_READ(flp, __fl_common.flowic_iif);
-	c = recent_current(now);
-	/*
-	 * Ours when it looks up the packet's addresses (either way: rp_filter
-	 * looks up the source), or when it is an input lookup on the device the
-	 * packet just arrived on (after DNAT rewrote the destination).
-	 */
-	if (c && (daddr == c->daddr4 || daddr == c->saddr4 ||
-		  (iif != LOOPBACK_IFINDEX && iif == c->ifindex))) {
-		e = new_event(now, EVENT_FIB4, 0);
-		if (!e)
-			return 0;
-		e->journey = c->journey;
-		e->skb = c->skb;
-		e->netns = c->netns;
-	} else if (iif == LOOPBACK_IFINDEX) {
-		/* An output lookup: its packet may not exist yet. */
-		e = bpf_map_lookup_elem(&pending_fib, &zero);
-		if (!e)
-			return 0;
-		__builtin_memset(e, 0, sizeof(*e));
-		e->ts = now;
-		e->kind = EVENT_FIB4;
-		e->cpu = bpf_get_smp_processor_id();
-		e->flags = EVENT_F_CORRELATED;
-		pending = true;
-	} else {
-		return 0;
-	}
+	e->ts = now;
+	e->kind = EVENT_FIB4;
+	e->cpu = bpf_get_smp_processor_id();
+	e->flags = EVENT_F_CORRELATED;
 	e->args[0] = (__u32)ctx[0];
 	e->args[1] = (__s32)ctx[3];
 	e->args[2] = daddr;
-	e->args[3] = saddr;
+	e->args[3] = BPF_CORE_READ(flp, saddr);
 	e->args[5] = BPF_CORE_READ(flp, __fl_common.flowic_oif);
 	if (nhc) {
 		if (BPF_CORE_READ(nhc, nhc_gw_family) == 2)
 			e->args[4] = BPF_CORE_READ(nhc, nhc_gw.ipv4);
 		fill_nh_dev(e, BPF_CORE_READ(nhc, nhc_dev));
 	}
-	if (!pending)
-		bpf_ringbuf_submit(e, 0);
+	if (iif == LOOPBACK_IFINDEX) {
+		/* An output lookup: its packet does not exist yet. */
+		struct event *p = bpf_map_lookup_elem(&pending_fib, &zero);
+
+		if (p)
+			__builtin_memcpy(p, e, sizeof(*e));
+		return 0;
+	}
+	/*
+	 * An input lookup (routing the packet this CPU just received on device
+	 * iif, whatever DNAT made of its destination). Lookups without an input
+	 * device are address-type queries (ARP, local checks), not routing.
+	 */
+	c = recent_current(now);
+	if (!iif || !c || iif != c->ifindex || (e->netns && e->netns != c->netns))
+		return 0;
+	e->journey = c->journey;
+	e->skb = c->skb;
+	e->netns = c->netns;
+	c->gw4 = e->args[4];
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+		count(CNT_LOST);
 	return 0;
 }
 
@@ -609,22 +630,34 @@ int neigh_done(__u64 *ctx)
 {
 	struct neighbour *n = (void *)ctx[0];
 	__u64 now = bpf_ktime_get_ns();
-	struct current *c = recent_current(now);
-	struct event *e;
+	struct event ev = {}, *e = &ev;
+	struct current *c;
+	__u32 key, zero = 0;
 
-	if (!c || !cfg.fib_correlate)
+	if (!cfg.fib_correlate)
 		return 0;
-	e = new_event(now, EVENT_NEIGH, 0);
-	if (!e)
-		return 0;
-	e->journey = c->journey;
-	e->skb = c->skb;
-	e->netns = c->netns;
+	e->ts = now;
+	e->kind = EVENT_NEIGH;
+	e->cpu = bpf_get_smp_processor_id();
+	e->flags = EVENT_F_CORRELATED;
 	e->args[0] = BPF_CORE_READ(n, nud_state);
 	e->args[1] = (__s32)ctx[1];
 	fill_nh_dev(e, BPF_CORE_READ(n, dev));
 	bpf_probe_read_kernel(e->data, 16, (void *)n + bpf_core_field_offset(n->primary_key));
 	e->data_len = 16;
-	bpf_ringbuf_submit(e, 0);
+	__builtin_memcpy(&key, e->data, 4);
+	c = recent_current(now);
+	if (c && e->netns == c->netns && (key == c->daddr4 || (c->gw4 && key == c->gw4))) {
+		e->journey = c->journey;
+		e->skb = c->skb;
+		if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+			count(CNT_LOST);
+	} else {
+		/* Maybe for a packet about to be transmitted for the first time. */
+		struct event *p = bpf_map_lookup_elem(&pending_neigh, &zero);
+
+		if (p)
+			__builtin_memcpy(p, e, sizeof(*e));
+	}
 	return 0;
 }

@@ -315,7 +315,12 @@ impl Decoder {
                 addr: Ipv4Addr::from(<[u8; 4]>::try_from(&raw.data[..4]).unwrap_or([0; 4]))
                     .to_string(),
                 state: nud_state(raw.args[0]),
-                error: (raw.args[1] as i64 != 0).then(|| errno_name(raw.args[1] as i64)),
+                // __neigh_event_send: 0 send now, 1 queued until resolved.
+                error: match raw.args[1] as i64 {
+                    0 => None,
+                    1 => Some("packet queued until the neighbour answers".into()),
+                    e => Some(errno_name(e)),
+                },
             },
         };
         // FIB and neighbour steps have no device of the packet itself.

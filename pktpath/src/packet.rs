@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub struct Flow {
     pub src: String,
     pub dst: String,
-    /// "ICMP echo request id 41 seq 1", "TCP 40000 > 80 [S]", ...
+    /// `ICMP echo request id 41 seq 1`, `TCP 40000 > 80 [S]`, ...
     pub what: String,
     /// IP protocol number (or 0 for non-IP).
     pub proto: u8,

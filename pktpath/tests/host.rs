@@ -348,12 +348,19 @@ fn held_by(kind: &str, pid: i32) -> Vec<u64> {
     ids
 }
 
-/// Whether BPF object `kind` `id` still exists.
+/// Whether BPF object `kind` `id` still exists (BPF_*_GET_FD_BY_ID).
 fn exists(kind: &str, id: u64) -> bool {
-    Command::new("bpftool")
-        .args([kind, "show", "id", &id.to_string()])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    match kind {
+        "prog" => libbpf_rs::Program::fd_from_id(id as u32).is_ok(),
+        _ => {
+            // SAFETY: plain libbpf call; a returned fd is closed at once.
+            let fd = unsafe { libbpf_rs::libbpf_sys::bpf_link_get_fd_by_id(id as u32) };
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+            }
+            fd >= 0
+        }
+    }
 }
 
 #[test]

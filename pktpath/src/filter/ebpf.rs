@@ -127,7 +127,7 @@ impl Emitter {
     fn ldx(&mut self, size: u8, dst: u8, src: u8, off: i16) {
         self.op(Insn::new(LDX | size | MEM, dst, src, off, 0));
     }
-    fn to_be(&mut self, size: u8, reg: u8) {
+    fn swap_to_be(&mut self, size: u8, reg: u8) {
         match size {
             W => self.op(Insn::new(ALU | END | TO_BE, reg, 0, 0, 32)),
             H => self.op(Insn::new(ALU | END | TO_BE, reg, 0, 0, 16)),
@@ -181,7 +181,7 @@ pub fn translate(prog: &[CInsn]) -> Result<Vec<Insn>, FilterError> {
                         } else {
                             e.jump(JMP | JLT | K, R_LEN, 0, (k + n) as i32, Target::Fail);
                             e.ldx(size, R_A, R_BUF, k as i16);
-                            e.to_be(size, R_A);
+                            e.swap_to_be(size, R_A);
                         }
                     }
                     0x40 if dst == R_A => {
@@ -202,7 +202,7 @@ pub fn translate(prog: &[CInsn]) -> Result<Vec<Insn>, FilterError> {
                         e.op(Insn::new(ALU64 | MOV | X, R0, R_BUF, 0, 0));
                         e.op(Insn::new(ALU64 | ADD | X, R0, R_TMP, 0, 0));
                         e.ldx(size, R_A, R0, 0);
-                        e.to_be(size, R_A);
+                        e.swap_to_be(size, R_A);
                     }
                     0x60 => e.ldx(W, dst, R_BUF, mem_off(k).ok_or(unsupported)?), // MEM
                     0x80 => e.ldx(W, dst, R_BUF, SCRATCH_WIRELEN_OFF),            // LEN

@@ -59,7 +59,7 @@ pub struct Selection {
 /// The tracepoints one run attaches to.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
-    /// Slot i serves slots[i].
+    /// Slot `i` serves `slots[i]`.
     pub slots: Vec<Tracepoint>,
     pub fib4: bool,
     pub fib6: bool,

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what pktpath needs to build, run and test on Debian/Ubuntu.
+# Idempotent: only missing packages are installed. Run as root.
+set -euo pipefail
+
+PACKAGES=(
+	clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config  # build: BPF C, libbpf, libpcap
+	iproute2 nftables iputils-ping util-linux procps         # demo and tests: netns, rules, traffic
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup.sh: run as root (it installs packages; pktpath itself needs root to trace)" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup.sh: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: use the machine's toolchain (rustup or distribution packages).
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+if ! command -v cargo >/dev/null; then
+	echo "setup.sh: no cargo found, installing Debian's"
+	apt-get install -y -qq cargo rustc >/dev/null
+fi
+need=1.82
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+	echo "setup.sh: rustc $have is older than $need, which pktpath needs (use rustup)" >&2
+	exit 1
+fi

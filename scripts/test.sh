@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, then each step in turn,
+# loudly. Needs root (the host tests trace real packets in namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lint (cargo clippy, warnings denied)"
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "docs (cargo doc, warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
+step "unit and integration tests, root tests on the host kernel (tracepoint backend)"
+cargo test --quiet -- --test-threads 4
