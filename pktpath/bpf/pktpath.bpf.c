@@ -346,67 +346,80 @@ static __always_inline struct sock *slot_sock(__u64 *ctx, const __u32 slot)
 	return (void *)ctx_arg(ctx, cfg.slots[slot].sock_arg);
 }
 
-static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
+/* State carried from begin() to end() of one observation. */
+struct hctx {
+	struct track *t;
+	__u64 key;
+	__u8 role;
+};
+
+/*
+ * The common part of every site that sees a packet: decide whether this
+ * skb belongs to a journey (tracked, or selected now by the filter), and if
+ * so reserve and fill an event. The caller adds its site-specific fields and
+ * calls end(), also when NULL is returned.
+ */
+static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u16 kind,
+					   __u8 role, bool may_start,
+					   struct net_device *dev, struct sock *sk,
+					   struct hctx *h)
 {
-	struct sk_buff *skb = (void *)ctx_arg(ctx, cfg.slots[slot].skb_arg);
-	__u8 role = cfg.slots[slot].role;
-	struct track *t, nt = {};
-	struct net_device *dev;
 	struct pkt_view v = {};
-	__u64 key = (__u64)skb, now;
+	struct track nt = {};
+	__u64 now, n;
 	bool have_view;
 	struct event *e;
+	struct track *t;
 	__u8 flags = 0;
-	__u64 n;
 
+	h->t = NULL;
+	h->key = (__u64)skb;
+	h->role = role;
 	if (!skb)
-		return 0;
+		return NULL;
 	now = bpf_ktime_get_ns();
 	have_view = pkt_view(skb, &v);
-	t = bpf_map_lookup_elem(&tracked, &key);
+	t = bpf_map_lookup_elem(&tracked, &h->key);
 	if (t && (now - t->last_ts > cfg.stale_ns ||
 		  (t->state == ROLE_DELIVER && role != ROLE_DELIVER) ||
 		  (have_view && t->fp && fingerprint(&v) != t->fp))) {
 		/* The address was freed without us seeing it and reused. */
-		bpf_map_delete_elem(&tracked, &key);
+		bpf_map_delete_elem(&tracked, &h->key);
 		t = NULL;
 	}
+	h->t = t;
 	if (!have_view && !t)
-		return 0;
+		return NULL;
 	if (t) {
 		t->last_ts = now;
 		nt.journey = t->journey;
 	} else {
-		if (cfg.slots[slot].flags & SLOT_F_NO_START)
-			return 0;
-		if (!select_packet(skb, &v))
-			return 0;
+		if (!may_start || !select_packet(skb, &v))
+			return NULL;
 		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
 		nt.last_ts = now;
 		nt.fp = fingerprint(&v);
 		flags |= EVENT_F_FIRST;
 		count(CNT_SELECTED);
-		if (role != ROLE_FREE)
-			bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY);
+		if (role != ROLE_FREE) {
+			bpf_map_update_elem(&tracked, &h->key, &nt, BPF_ANY);
+			h->t = bpf_map_lookup_elem(&tracked, &h->key);
+		}
 	}
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(CNT_LOST);
-		goto out;
+		return NULL;
 	}
-	/* The tracepoint's own device (the sender's, for net_dev_xmit on
-	 * veth, where skb->dev already is the peer). */
-	if (cfg.slots[slot].dev_arg < MAX_ARGS)
-		dev = (void *)ctx_arg(ctx, cfg.slots[slot].dev_arg);
-	else
+	if (!dev)
 		dev = BPF_CORE_READ(skb, dev);
 	e->ts = now;
-	e->skb = key;
+	e->skb = h->key;
 	e->journey = nt.journey;
 	for (n = 0; n < MAX_ARGS; n++)
-		e->args[n] = n < cfg.slots[slot].nargs ? ctx_arg(ctx, n) : 0;
-	e->netns = skb_netns(skb, dev, slot_sock(ctx, slot));
+		e->args[n] = 0;
+	e->netns = skb_netns(skb, dev, sk);
 	e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
 	if (dev)
 		BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
@@ -414,20 +427,12 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 		e->dev[0] = 0;
 	e->len = BPF_CORE_READ(skb, len);
 	e->mark = BPF_CORE_READ(skb, mark);
-	e->site = slot;
-	e->kind = EVENT_SKB;
+	e->site = site;
+	e->kind = kind;
 	e->cpu = bpf_get_smp_processor_id();
 	e->protocol = BPF_CORE_READ(skb, protocol);
 	e->qdisc_handle = 0;
 	e->qdisc_kind[0] = 0;
-	if (cfg.slots[slot].qdisc_arg < MAX_ARGS) {
-		struct Qdisc *q = (void *)ctx_arg(ctx, cfg.slots[slot].qdisc_arg);
-
-		if (q) {
-			e->qdisc_handle = BPF_CORE_READ(q, handle);
-			BPF_CORE_READ_STR_INTO(&e->qdisc_kind, q, ops, id);
-		}
-	}
 	e->data_len = 0;
 	if (v.caplen) {
 		n = v.caplen > EVENT_PKT_MAX ? EVENT_PKT_MAX : v.caplen;
@@ -441,20 +446,55 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
 		flush_pending(e);
 	set_current(e);
-	bpf_ringbuf_submit(e, 0);
-	count(CNT_EVENTS);
-out:
-	if (role == ROLE_FREE) {
+	return e;
+}
+
+static __always_inline void end(struct event *e, struct hctx *h)
+{
+	if (e) {
+		bpf_ringbuf_submit(e, 0);
+		count(CNT_EVENTS);
+	}
+	if (h->role == ROLE_FREE) {
 		__u32 zero = 0;
 		struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
 
-		if (c && c->skb == key)
+		if (c && c->skb == h->key)
 			c->skb = 0;
-		if (t)
-			bpf_map_delete_elem(&tracked, &key);
-	} else if (role == ROLE_DELIVER && t) {
-		t->state = ROLE_DELIVER;
+		if (h->t)
+			bpf_map_delete_elem(&tracked, &h->key);
+	} else if (h->role == ROLE_DELIVER && h->t) {
+		h->t->state = ROLE_DELIVER;
 	}
+}
+
+static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
+{
+	struct sk_buff *skb = (void *)ctx_arg(ctx, cfg.slots[slot].skb_arg);
+	struct net_device *dev = NULL;
+	struct hctx h;
+	struct event *e;
+	__u64 n;
+
+	/* The tracepoint's own device (the sender's, for net_dev_xmit on
+	 * veth, where skb->dev already is the peer). */
+	if (cfg.slots[slot].dev_arg < MAX_ARGS)
+		dev = (void *)ctx_arg(ctx, cfg.slots[slot].dev_arg);
+	e = begin(skb, slot, EVENT_SKB, cfg.slots[slot].role,
+		  !(cfg.slots[slot].flags & SLOT_F_NO_START), dev, slot_sock(ctx, slot), &h);
+	if (e) {
+		for (n = 0; n < MAX_ARGS; n++)
+			e->args[n] = n < cfg.slots[slot].nargs ? ctx_arg(ctx, n) : 0;
+		if (cfg.slots[slot].qdisc_arg < MAX_ARGS) {
+			struct Qdisc *q = (void *)ctx_arg(ctx, cfg.slots[slot].qdisc_arg);
+
+			if (q) {
+				e->qdisc_handle = BPF_CORE_READ(q, handle);
+				BPF_CORE_READ_STR_INTO(&e->qdisc_kind, q, ops, id);
+			}
+		}
+	}
+	end(e, &h);
 	return 0;
 }
 
