@@ -99,6 +99,27 @@ struct {
 	__type(value, struct event);
 } pending_fib SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_FUNCS);
+	__type(key, __u32);
+	__type(value, struct func_cfg);
+} func_cfgs SEC(".maps");
+
+/* kprobe backends: the packet a function was called with, until it returns. */
+struct ret_stash {
+	__u64 skb;
+	__u32 site;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct ret_stash);
+} stash SEC(".maps");
+
 /* A next-hop resolution made before its packet existed (local output). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -351,6 +372,7 @@ struct hctx {
 	struct track *t;
 	__u64 key;
 	__u8 role;
+	bool func; /* a function site (else a tracepoint) */
 };
 
 /*
@@ -375,6 +397,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	h->t = NULL;
 	h->key = (__u64)skb;
 	h->role = role;
+	h->func = kind == EVENT_FUNC || kind == EVENT_FUNC_RET;
 	if (!skb)
 		return NULL;
 	now = bpf_ktime_get_ns();
@@ -388,6 +411,8 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		t = NULL;
 	}
 	h->t = t;
+	if (t && t->state == ROLE_FREED)
+		return NULL; /* being released: the journey already ended */
 	if (!have_view && !t)
 		return NULL;
 	if (t) {
@@ -461,7 +486,14 @@ static __always_inline void end(struct event *e, struct hctx *h)
 
 		if (c && c->skb == h->key)
 			c->skb = 0;
-		if (h->t)
+		/*
+		 * With function sites attached, the skb still goes through the
+		 * release functions after the free tracepoint: keep it known
+		 * (so it is not selected anew) until a function frees it.
+		 */
+		if (h->t && cfg.funcs_active && h->t->state != ROLE_FREED && !h->func)
+			h->t->state = ROLE_FREED;
+		else if (h->t)
 			bpf_map_delete_elem(&tracked, &h->key);
 	} else if (h->role == ROLE_DELIVER && h->t) {
 		h->t->state = ROLE_DELIVER;
@@ -497,6 +529,161 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 	end(e, &h);
 	return 0;
 }
+
+/*
+ * Function sites.
+ *
+ * One entry observation per call of a function that takes a packet; for
+ * functions that return a packet, one more at return. A returned skb other
+ * than the argument (a clone, a copy, a reallocation) inherits the
+ * argument's journey.
+ */
+static __always_inline void func_entry(void *ctx, struct sk_buff *skb, __u32 site)
+{
+	struct func_cfg *fc = bpf_map_lookup_elem(&func_cfgs, &site);
+	struct hctx h;
+	struct event *e;
+
+	if (!fc)
+		return;
+	e = begin(skb, site, EVENT_FUNC, fc->role, !(fc->flags & FUNC_F_NO_START),
+		  NULL, NULL, &h);
+	if (e)
+		e->args[0] = bpf_get_func_ip(ctx);
+	end(e, &h);
+}
+
+static __always_inline void func_return(void *ctx, struct sk_buff *parent,
+					struct sk_buff *ret, __u32 site, __u64 ip)
+{
+	struct track *pt, child = {};
+	__u64 pkey = (__u64)parent, rkey = (__u64)ret;
+	struct hctx h;
+	struct event *e;
+
+	if (!ret)
+		return;
+	if (parent && ret != parent) {
+		pt = bpf_map_lookup_elem(&tracked, &pkey);
+		if (pt && !bpf_map_lookup_elem(&tracked, &rkey)) {
+			struct pkt_view v = {};
+
+			child.journey = pt->journey;
+			child.last_ts = bpf_ktime_get_ns();
+			if (pkt_view(ret, &v))
+				child.fp = fingerprint(&v);
+			bpf_map_update_elem(&tracked, &rkey, &child, BPF_ANY);
+		}
+	}
+	e = begin(ret, site, EVENT_FUNC_RET, ROLE_PASS, false, NULL, NULL, &h);
+	if (e) {
+		e->args[0] = ip;
+		e->args[1] = pkey;
+	}
+	end(e, &h);
+}
+
+/* The site id of this copy of a template, patched in before load. */
+static __always_inline __u32 patched_site(void)
+{
+	__u64 site;
+
+	asm volatile("%0 = " pp_str(SITE_MAGIC) : "=r"(site));
+	return site;
+}
+
+static __always_inline struct sk_buff *func_skb(void *ctx, __u32 site)
+{
+	struct func_cfg *fc = bpf_map_lookup_elem(&func_cfgs, &site);
+	__u64 skb = 0;
+
+	if (!fc || fc->skb_arg >= 12)
+		return NULL;
+	bpf_get_func_arg(ctx, fc->skb_arg, &skb);
+	return (void *)skb;
+}
+
+SEC("fentry/netif_receive_skb")
+int fentry_tpl(__u64 *ctx)
+{
+	__u32 site = patched_site();
+
+	func_entry(ctx, func_skb(ctx, site), site);
+	return 0;
+}
+
+SEC("fexit/skb_clone")
+int fexit_tpl(__u64 *ctx)
+{
+	__u32 site = patched_site();
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	func_return(ctx, func_skb(ctx, site), (void *)ret, site, bpf_get_func_ip(ctx));
+	return 0;
+}
+
+/* x86-64 argument registers in struct pt_regs (uapi, stable offsets). */
+#define REGS_LOAD(ctx, off) CTX_LOAD(ctx, off)
+
+static __always_inline __u64 kprobe_arg(struct pt_regs *ctx, __u32 i)
+{
+	switch (i) {
+	case 0: return REGS_LOAD(ctx, 112); /* di */
+	case 1: return REGS_LOAD(ctx, 104); /* si */
+	case 2: return REGS_LOAD(ctx, 96);  /* dx */
+	case 3: return REGS_LOAD(ctx, 88);  /* cx */
+	case 4: return REGS_LOAD(ctx, 72);  /* r8 */
+	case 5: return REGS_LOAD(ctx, 64);  /* r9 */
+	}
+	return 0;
+}
+
+static __always_inline int kprobe_common(struct pt_regs *ctx)
+{
+	__u32 site = bpf_get_attach_cookie(ctx);
+	struct func_cfg *fc = bpf_map_lookup_elem(&func_cfgs, &site);
+	struct sk_buff *skb;
+
+	if (!fc || fc->skb_arg >= 6)
+		return 0;
+	skb = (void *)kprobe_arg(ctx, fc->skb_arg);
+	if (fc->flags & FUNC_F_RETURNS_SKB) {
+		__u64 id = bpf_get_current_pid_tgid();
+		struct ret_stash st = { .skb = (__u64)skb, .site = site };
+
+		bpf_map_update_elem(&stash, &id, &st, BPF_ANY);
+	}
+	func_entry(ctx, skb, site);
+	return 0;
+}
+
+static __always_inline int kretprobe_common(struct pt_regs *ctx)
+{
+	__u32 site = bpf_get_attach_cookie(ctx);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ret_stash *st = bpf_map_lookup_elem(&stash, &id);
+	struct sk_buff *parent = NULL;
+
+	if (st && st->site == site)
+		parent = (void *)st->skb;
+	if (st)
+		bpf_map_delete_elem(&stash, &id);
+	func_return(ctx, parent, (void *)REGS_LOAD(ctx, 80), site, bpf_get_func_ip(ctx));
+	return 0;
+}
+
+SEC("kprobe.multi")
+int kprobe_multi(struct pt_regs *ctx) { return kprobe_common(ctx); }
+
+SEC("kretprobe.multi")
+int kretprobe_multi(struct pt_regs *ctx) { return kretprobe_common(ctx); }
+
+SEC("kprobe")
+int kprobe_one(struct pt_regs *ctx) { return kprobe_common(ctx); }
+
+SEC("kretprobe")
+int kretprobe_one(struct pt_regs *ctx) { return kretprobe_common(ctx); }
 
 #define SLOT(n) \
 	TP_SEC("pktpath_slot") int slot_##n(__u64 *ctx) { return handle_skb(ctx, n); }

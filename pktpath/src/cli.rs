@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::kernel::tracepoint::Flavour;
+use crate::kernel::tracepoint::{Flavour, FuncBackend};
 
 /// Show the path packets take through the Linux kernel network stack.
 ///
@@ -26,24 +26,55 @@ pub enum Cmd {
     Doctor,
     /// Build a small virtual network, send traffic through it and trace it.
     Demo(OutputArgs),
+    /// List the sites: network tracepoints and kernel functions that take
+    /// (or return) a packet, with argument position and subsystem.
+    Sites {
+        /// Only names matching this regular expression.
+        regex: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
-    /// The best that works: tp_btf, else raw_tp.
+    /// The best that works: functions (kprobe-multi, fentry or kprobe) and
+    /// tracepoints, else tracepoints only.
     Auto,
+    /// Tracepoints only (tp_btf, else raw_tp).
+    Tracepoint,
+    /// Tracepoints only, as tp_btf.
     #[value(name = "tp_btf")]
     TpBtf,
+    /// Tracepoints only, as raw_tp.
     #[value(name = "raw_tp")]
     RawTp,
+    /// Every function through BPF trampolines, plus tracepoints.
+    Fentry,
+    /// Every function through one kprobe-multi link, plus tracepoints.
+    #[value(name = "kprobe-multi")]
+    KprobeMulti,
+    /// Every function through one kprobe each, plus tracepoints.
+    Kprobe,
 }
 
 impl Backend {
+    /// The tracepoint program type (None: tp_btf, else raw_tp).
     pub fn flavour(self) -> Option<Flavour> {
         match self {
-            Backend::Auto => None,
             Backend::TpBtf => Some(Flavour::TpBtf),
             Backend::RawTp => Some(Flavour::RawTp),
+            _ => None,
+        }
+    }
+    /// The function backend asked for, if one was named.
+    pub fn functions(self) -> Option<FuncBackend> {
+        match self {
+            Backend::Fentry => Some(FuncBackend::Fentry),
+            Backend::KprobeMulti => Some(FuncBackend::KprobeMulti),
+            Backend::Kprobe => Some(FuncBackend::Kprobe),
+            _ => None,
         }
     }
 }
@@ -88,6 +119,16 @@ pub struct TraceArgs {
     /// Only packets whose mark matches: MARK or MARK/MASK (hex with 0x).
     #[arg(long, value_name = "MARK[/MASK]")]
     pub mark: Option<String>,
+    /// Start following a packet only where it reaches this site: a function
+    /// or tracepoint name, dev:IFNAME or netns:NAME.
+    #[arg(long, value_name = "SITE")]
+    pub start_at: Option<String>,
+    /// Only attach to functions matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub functions: Option<String>,
+    /// Do not attach to functions matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_functions: Option<String>,
     /// Stop after N journeys.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,

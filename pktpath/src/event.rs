@@ -14,13 +14,27 @@ use crate::kernel::btf::{ArgKind, Inventory, Tracepoint};
 use crate::packet;
 use crate::sites;
 
+/// What kind of site a step was observed at.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteKind {
+    #[default]
+    Tracepoint,
+    /// Entry of a kernel function that takes the packet.
+    Function,
+    /// Return of a function that gives a packet.
+    Return,
+}
+
 /// One observation of a packet.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Step {
     /// Kernel monotonic time, ns.
     pub ts_ns: u64,
-    /// Site name: the tracepoint.
+    /// Site name: the tracepoint or function.
     pub site: String,
+    #[serde(default)]
+    pub kind: SiteKind,
     pub subsystem: String,
     /// The kernel source file where it fires, where known.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,12 +116,30 @@ pub enum Detail {
     Args {
         args: Vec<(String, String)>,
     },
+    /// A function returned a packet; `from` is the packet it was given when
+    /// that is another one (a clone or copy joins the journey).
+    Return {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+    },
 }
 
 impl Step {
+    /// What this step means for the packet's life (kernel::abi::ROLE_*).
+    pub fn role(&self) -> u8 {
+        match self.kind {
+            SiteKind::Tracepoint => sites::info(&self.site).role,
+            SiteKind::Function => sites::function_role(&self.site),
+            SiteKind::Return => crate::kernel::abi::ROLE_PASS,
+        }
+    }
+
     /// The short words shown next to the site.
     pub fn describe(&self) -> String {
         match &self.detail {
+            Detail::None if self.kind == SiteKind::Function => String::new(),
+            Detail::Return { from: Some(f) } => format!("returned a new packet made from {f}"),
+            Detail::Return { from: None } => "returned".into(),
             Detail::None => sites::info(&self.site).what.to_string(),
             Detail::Drop {
                 reason, location, ..
@@ -174,6 +206,8 @@ impl Step {
 /// the BTF enums, namespace names and kernel symbols.
 pub struct Decoder {
     slots: Vec<Tracepoint>,
+    /// Function sites by site id.
+    pub functions: Vec<crate::kernel::functions::FuncSite>,
     inv: Inventory,
     pub netns: NetnsNames,
     pub symbols: Symbols,
@@ -227,6 +261,7 @@ impl Decoder {
     pub fn new(slots: Vec<Tracepoint>, inv: Inventory) -> Decoder {
         Decoder {
             slots,
+            functions: Vec::new(),
             inv,
             netns: NetnsNames::new(),
             symbols: Symbols::default(),
@@ -234,6 +269,9 @@ impl Decoder {
     }
 
     pub fn decode(&mut self, raw: &RawEvent) -> Option<Step> {
+        if raw.kind == abi::EVENT_FUNC || raw.kind == abi::EVENT_FUNC_RET {
+            return self.decode_function(raw);
+        }
         let info = match raw.kind {
             abi::EVENT_SKB => sites::info(&self.slots.get(raw.site as usize)?.name),
             abi::EVENT_FIB4 => sites::FIB4,
@@ -256,6 +294,7 @@ impl Decoder {
         let mut step = Step {
             ts_ns: raw.ts,
             site,
+            kind: SiteKind::Tracepoint,
             subsystem: if info.subsystem.is_empty() {
                 "other".into()
             } else {
@@ -327,6 +366,42 @@ impl Decoder {
         if raw.kind != abi::EVENT_SKB {
             step.dev = None;
         }
+        Some(step)
+    }
+
+    fn decode_function(&mut self, raw: &RawEvent) -> Option<Step> {
+        let f = self.functions.get(raw.site as usize)?;
+        let dev = cstr(&raw.dev);
+        let data_len = (raw.data_len as usize).min(raw.data.len());
+        let ret = raw.kind == abi::EVENT_FUNC_RET;
+        let mut step = Step {
+            ts_ns: raw.ts,
+            site: f.name.clone(),
+            kind: if ret { SiteKind::Return } else { SiteKind::Function },
+            subsystem: f.subsystem.to_string(),
+            source: f.module.as_ref().map(|m| format!("module {m}")),
+            netns: raw.netns,
+            netns_name: self.netns.name(raw.netns),
+            dev: (!dev.is_empty()).then_some(dev),
+            ifindex: raw.ifindex,
+            len: raw.len,
+            mark: raw.mark,
+            cpu: raw.cpu,
+            skb: format!("{:#x}", raw.skb),
+            correlated: false,
+            headers: None,
+            detail: if ret {
+                Detail::Return {
+                    from: (raw.args[1] != 0 && raw.args[1] != raw.skb)
+                        .then(|| format!("{:#x}", raw.args[1])),
+                }
+            } else {
+                Detail::None
+            },
+            packet: (data_len > 0)
+                .then(|| (raw.flags & abi::EVENT_F_L3 != 0, raw.data[..data_len].to_vec())),
+        };
+        step.headers = step.flow().map(|f| f.line());
         Some(step)
     }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::enrich::drop;
 use crate::event::{Detail, Step};
 use crate::kernel::abi::{ROLE_DELIVER, ROLE_FREE};
-use crate::sites;
+
 
 /// How a packet's journey ended.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -149,7 +149,13 @@ impl Journey {
 }
 
 fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) -> End {
-    let Some(last) = steps.last() else {
+    // The drop tracepoint is the end even when release functions follow it.
+    let last = steps
+        .iter()
+        .rev()
+        .find(|s| matches!(s.detail, Detail::Drop { .. }))
+        .or(steps.last());
+    let Some(last) = last else {
         return End::Unknown {
             last_site: "-".into(),
             tcp: false,
@@ -207,7 +213,18 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         .iter()
         .rev()
         .skip(1)
-        .find(|s| !s.correlated && sites::info(&s.site).role != ROLE_FREE);
+        .find(|s| {
+            !s.correlated
+                && s.role() != ROLE_FREE
+                && s.kind == crate::event::SiteKind::Tracepoint
+        })
+        .or_else(|| {
+            steps
+                .iter()
+                .rev()
+                .skip(1)
+                .find(|s| !s.correlated && s.role() != ROLE_FREE && !is_release(&s.site))
+        });
     match before {
         Some(b) if b.site == "net_dev_xmit" || b.site == "net_dev_start_xmit" => End::Transmitted {
             dev: b.dev.clone().unwrap_or_default(),
@@ -224,10 +241,17 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
     }
 }
 
+/// Functions of an skb's release path, not of what happened to the packet.
+fn is_release(site: &str) -> bool {
+    site.contains("free") || site.contains("release") || site.contains("consume")
+}
+
 struct Open {
     steps: Vec<Step>,
     last_ts: u64,
     delivered: bool,
+    /// skbs of this packet still alive (clones and copies join it).
+    live: std::collections::HashSet<String>,
 }
 
 /// Groups steps into journeys and decides when each is finished.
@@ -262,16 +286,25 @@ impl Journeys {
             self.late += 1;
             return None;
         }
-        let role = sites::info(&step.site).role;
+        let role = step.role();
         let o = self.open.entry(id).or_insert(Open {
             steps: Vec::new(),
             last_ts: 0,
             delivered: false,
+            live: Default::default(),
         });
         o.last_ts = o.last_ts.max(step.ts_ns);
         o.delivered |= role == ROLE_DELIVER;
+        if !step.correlated {
+            if role == ROLE_FREE {
+                o.live.remove(&step.skb);
+            } else {
+                o.live.insert(step.skb.clone());
+            }
+        }
         o.steps.push(step);
-        (role == ROLE_FREE).then(|| self.close(id, true))
+        // Ends when its last skb is freed.
+        (role == ROLE_FREE && o.live.is_empty()).then(|| self.close(id, true))
     }
 
     fn close(&mut self, id: u64, freed: bool) -> Journey {
@@ -319,7 +352,8 @@ mod tests {
         Step {
             ts_ns: ts,
             site: site.into(),
-            subsystem: sites::info(site).subsystem.into(),
+            kind: crate::event::SiteKind::Tracepoint,
+            subsystem: crate::sites::info(site).subsystem.into(),
             source: None,
             netns: 1,
             netns_name: netns.into(),

@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use pktpath::cli::{Cli, Cmd, Color, OutputArgs, TraceArgs};
+use pktpath::cli::{Backend, Cli, Cmd, Color, OutputArgs, TraceArgs};
 use pktpath::filter::{Filter, FilterError};
 use pktpath::kernel::btf::Inventory;
-use pktpath::kernel::tracepoint::Selection;
+use pktpath::kernel::functions::FuncInventory;
+use pktpath::kernel::tracepoint::{Functions, Selection};
 use pktpath::output::{json::Json, terminal::Terminal, Sink};
 use pktpath::trace::{self, TraceOptions};
 use pktpath::{demo, enrich, kernel, netlab, UsageError};
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Some(Cmd::Doctor) => doctor(),
         Some(Cmd::Demo(out)) => run_demo(&out),
+        Some(Cmd::Sites { regex, json }) => sites(regex.as_deref(), json),
         None => run_trace(&cli.trace),
     };
     match result {
@@ -83,7 +85,15 @@ fn parse_u32(s: &str) -> Option<u32> {
 fn selection(args: &TraceArgs) -> Result<Selection> {
     let mut sel = Selection::default();
     let mut ns_path = None;
-    if let Some(ns) = &args.netns {
+    let mut netns = args.netns.clone();
+    let mut interface = args.interface.clone();
+    match args.start_at.as_deref() {
+        Some(s) if s.starts_with("dev:") => interface = Some(s[4..].to_string()),
+        Some(s) if s.starts_with("netns:") => netns = Some(s[6..].to_string()),
+        Some(s) => sel.start_at = Some(s.to_string()),
+        None => {}
+    }
+    if let Some(ns) = &netns {
         sel.netns = enrich::netns::resolve(ns).ok_or_else(|| {
             UsageError(format!(
                 "unknown network namespace '{ns}' (not a name under /run/netns, nor an inode number)"
@@ -91,7 +101,7 @@ fn selection(args: &TraceArgs) -> Result<Selection> {
         })?;
         ns_path = Some(ns.clone());
     }
-    if let Some(ifname) = &args.interface {
+    if let Some(ifname) = &interface {
         let path = match &ns_path {
             Some(_) => Some(
                 enrich::netns::path_of(sel.netns)
@@ -112,7 +122,7 @@ fn selection(args: &TraceArgs) -> Result<Selection> {
         sel.ifindex = netlab::ifindex_in(path.as_deref(), ifname)?.ok_or_else(|| {
             UsageError(format!(
                 "unknown interface '{ifname}'{}",
-                args.netns
+                netns
                     .as_ref()
                     .map(|n| format!(" in netns '{n}'"))
                     .unwrap_or_default()
@@ -135,6 +145,117 @@ fn selection(args: &TraceArgs) -> Result<Selection> {
     Ok(sel)
 }
 
+fn regex(flag: &str, r: &Option<String>) -> Result<Option<regex::Regex>> {
+    r.as_ref()
+        .map(|r| {
+            regex::Regex::new(r).map_err(|e| UsageError(format!("invalid {flag} regex: {e}")).into())
+        })
+        .transpose()
+}
+
+/// The function sites and backend to use, or None for tracepoints only.
+fn functions(args: &TraceArgs) -> Result<Option<Functions>> {
+    let asked = args.backend.functions();
+    let tracepoints_only = matches!(
+        args.backend,
+        Backend::Tracepoint | Backend::TpBtf | Backend::RawTp
+    );
+    if tracepoints_only {
+        return Ok(None);
+    }
+    let backend = match asked {
+        Some(b) => b,
+        None => match kernel::doctor::best_function_backend() {
+            Some(b) => b,
+            None => {
+                if args.functions.is_some() || args.start_at.is_some() {
+                    eprintln!(
+                        "pktpath: no function-level backend works on this kernel (see pktpath \
+                         doctor): tracing tracepoints only"
+                    );
+                }
+                return Ok(None);
+            }
+        },
+    };
+    let inv = FuncInventory::load()?;
+    let only = regex("--functions", &args.functions)?;
+    let except = regex("--exclude-functions", &args.exclude_functions)?;
+    let mut sites = inv.select(only.as_ref(), except.as_ref());
+    if sites.is_empty() {
+        return Err(UsageError("no kernel function matches --functions".into()).into());
+    }
+    if sites.len() > kernel::abi::MAX_FUNCS {
+        eprintln!(
+            "pktpath: warning: {} functions, tracing the first {}",
+            sites.len(),
+            kernel::abi::MAX_FUNCS
+        );
+        sites.truncate(kernel::abi::MAX_FUNCS);
+    }
+    Ok(Some(Functions { backend, sites }))
+}
+
+fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
+    let re = regex("sites", &re.map(str::to_string))?;
+    let matches = |n: &str| re.as_ref().is_none_or(|r| r.is_match(n));
+    let inv = Inventory::load()?;
+    let funcs = FuncInventory::load()?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    let plan = kernel::tracepoint::plan(&inv);
+    let mut shown = 0;
+    for tp in plan.slots.iter().filter(|t| matches(&t.name)) {
+        let info = pktpath::sites::info(&tp.name);
+        if json {
+            let v = serde_json::json!({"site": tp.name, "kind": "tracepoint",
+                "skb_arg": tp.skb_arg(), "subsystem": info.subsystem, "attachable": true});
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(
+                out,
+                "{:<40} tracepoint  arg {}   {:<10} {}",
+                tp.name,
+                tp.skb_arg().unwrap_or(0),
+                info.subsystem,
+                info.source
+            )?;
+        }
+        shown += 1;
+    }
+    for f in funcs.sites.iter().filter(|f| matches(&f.name)) {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(f)?)?;
+        } else {
+            let arg = f.skb_arg.map_or("-".to_string(), |a| a.to_string());
+            let attach = match f.traceable {
+                Some(true) => "attachable",
+                Some(false) => "not attachable",
+                None => "attachable: unknown",
+            };
+            writeln!(
+                out,
+                "{:<40} function    arg {arg:<3} {:<10} {}{}{}",
+                f.name,
+                f.subsystem,
+                attach,
+                if f.returns_skb { ", returns skb" } else { "" },
+                f.module.as_ref().map(|m| format!(" [{m}]")).unwrap_or_default()
+            )?;
+        }
+        shown += 1;
+    }
+    if !json {
+        eprintln!(
+            "pktpath: {shown} sites; {} functions not in available_filter_functions, {} names \
+             defined twice (left out)",
+            funcs.untraceable.len(),
+            funcs.ambiguous.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn ring_bytes(mib: u32) -> Result<u32> {
     if !mib.is_power_of_two() || mib > 1024 {
         return Err(UsageError(format!("--ring-size {mib}: a power of two up to 1024 MiB")).into());
@@ -153,8 +274,22 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
         duration: args.duration.map(Duration::from_secs_f64),
         idle: Duration::from_secs_f64(args.idle_timeout.max(0.01)),
         drops_only: args.output.drops_only,
+        functions: functions(args)?,
     };
     let inv = Inventory::load()?;
+    if let Some(site) = &opts.selection.start_at {
+        let known = inv.tracepoints.contains_key(site)
+            || opts
+                .functions
+                .as_ref()
+                .is_some_and(|f| f.sites.iter().any(|s| &s.name == site));
+        if !known {
+            return Err(UsageError(format!(
+                "--start-at {site}: no such tracepoint or attached function"
+            ))
+            .into());
+        }
+    }
     let mut out = sink(&args.output);
     let summary = trace::run(&inv, &opts, out.as_mut(), &STOP, |t| {
         for (tp, why) in &t.failed {
@@ -201,6 +336,7 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         duration: None,
         idle: Duration::from_millis(500),
         drops_only: out.drops_only,
+        functions: None,
     };
     let mut sink = sink(out);
     let traffic_error = std::sync::Mutex::new(None);

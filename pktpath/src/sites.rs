@@ -231,6 +231,29 @@ pub fn starts_journey(name: &str) -> bool {
     name != "consume_skb"
 }
 
+/// Functions that end an skb's life (its memory goes back to the allocator).
+pub const FREEING_FUNCTIONS: &[&str] = &[
+    "__kfree_skb",
+    "kfree_skbmem",
+    "napi_skb_cache_put",
+    "kfree_skb_partial",
+];
+
+/// What a function site means for tracking.
+pub fn function_role(name: &str) -> u8 {
+    if FREEING_FUNCTIONS.contains(&name) {
+        ROLE_FREE
+    } else {
+        ROLE_PASS
+    }
+}
+
+/// Whether a packet first seen in function `name` starts a journey: not in
+/// the functions that free or release it (the journey, if any, has ended).
+pub fn function_starts_journey(name: &str) -> bool {
+    !(name.contains("free") || name.contains("release") || name.contains("consume"))
+}
+
 /// What we know of tracepoint `name`, guessing for unlisted ones.
 pub fn info(name: &str) -> SiteInfo {
     if let Some(s) = KNOWN

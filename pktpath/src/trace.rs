@@ -13,7 +13,7 @@ use crate::filter::Filter;
 use crate::journey::{Journey, Journeys};
 use crate::kernel::abi::{RawEvent, CNT_FILTERED, CNT_LOST, CNT_SELECTED};
 use crate::kernel::btf::Inventory;
-use crate::kernel::tracepoint::{Flavour, Selection, Tracer};
+use crate::kernel::tracepoint::{Flavour, Functions, Selection, Tracer};
 use crate::output::Sink;
 
 /// What to trace and when to stop.
@@ -30,6 +30,8 @@ pub struct TraceOptions {
     pub idle: Duration,
     /// Only journeys that ended in a real drop reach the sink.
     pub drops_only: bool,
+    /// Function sites to attach, and how (None: tracepoints only).
+    pub functions: Option<Functions>,
 }
 
 /// What a run did, printed at the end.
@@ -57,6 +59,20 @@ impl Summary {
     }
 }
 
+/// A progress bar on stderr while attaching functions, when it is a terminal.
+fn progress_bar(n: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if n == 0 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(n as u64);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("attaching {bar:40} {pos}/{len} functions")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(b)
+}
+
 /// Kernel monotonic time (what bpf_ktime_get_ns returns).
 pub fn ktime_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -81,19 +97,38 @@ pub fn run(
     stop: &AtomicBool,
     on_ready: impl FnOnce(&Tracer) -> Result<()>,
 ) -> Result<Summary> {
+    let bar = progress_bar(opts.functions.as_ref().map_or(0, |f| f.sites.len()));
     let tracer = Tracer::start(
         inv,
         &opts.filter,
         &opts.selection,
         opts.backend,
         opts.ring_bytes,
+        opts.functions.as_ref(),
+        &|done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            }
+        },
     )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     let mut summary = Summary {
-        backend: tracer.flavour.name().to_string(),
+        backend: match &tracer.functions {
+            Some(f) => format!("{} + {}", f.backend.name(), tracer.flavour.name()),
+            None => tracer.flavour.name().to_string(),
+        },
         sites: tracer.attached(),
         ..Summary::default()
     };
     let mut decoder = Decoder::new(tracer.plan.slots.clone(), inv.clone());
+    decoder.functions = tracer
+        .functions
+        .as_ref()
+        .map(|f| f.sites.clone())
+        .unwrap_or_default();
     let mut journeys = Journeys::default();
     journeys.idle_ns = opts.idle.as_nanos() as u64;
     let pending: RefCell<Vec<RawEvent>> = RefCell::new(Vec::new());

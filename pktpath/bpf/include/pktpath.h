@@ -28,6 +28,25 @@ enum event_kind {
 	EVENT_FIB4 = 2, /* fib_table_lookup, tied to the packet being routed */
 	EVENT_FIB6 = 3, /* fib6_table_lookup */
 	EVENT_NEIGH = 4, /* neigh_event_send_{done,dead} */
+	EVENT_FUNC = 5,	 /* entry of a kernel function that takes the packet */
+	EVENT_FUNC_RET = 6, /* return of a function that gives a packet */
+};
+
+/* Function sites: ids index func_cfgs[]; kprobes carry the id as cookie. */
+#define MAX_FUNCS 16384
+/* Placeholder immediate of the site id in the fentry/fexit templates,
+ * replaced in each copy (src/kernel/functions.rs). */
+#define SITE_MAGIC 0x51735173
+
+/* struct func_cfg.flags */
+#define FUNC_F_RETURNS_SKB 0x1	/* traced on return too (fexit/kretprobe) */
+#define FUNC_F_NO_START 0x2	/* packets first seen here start no journey */
+
+struct func_cfg {
+	unsigned char skb_arg; /* index of the struct sk_buff * argument, 0xff none */
+	unsigned char role;    /* enum slot_role */
+	unsigned char flags;   /* FUNC_F_* */
+	unsigned char pad;
 };
 
 /* struct event.flags */
@@ -40,6 +59,7 @@ enum slot_role {
 	ROLE_PASS = 0,	  /* the packet goes on */
 	ROLE_FREE = 1,	  /* the skb is freed here: stop tracking */
 	ROLE_DELIVER = 2, /* copied to a socket: ends unless copied again */
+	ROLE_FREED = 3,	  /* tracking state: freed, memory not yet released */
 };
 
 /* struct slot_cfg.flags */
@@ -63,7 +83,8 @@ struct config {
 	unsigned int mark;	      /* only packets with (mark & mark_mask) == mark */
 	unsigned int mark_mask;	      /* 0: no mark selection */
 	unsigned char fib_correlate;  /* tie FIB lookups to packets */
-	unsigned char pad[7];
+	unsigned char funcs_active;   /* function sites attached: see end() */
+	unsigned char pad[6];
 	struct slot_cfg slots[MAX_SLOTS];
 };
 

@@ -92,6 +92,82 @@ pub fn patch_program(
     Ok(patched)
 }
 
+/// Removes the `goto +0` padding the filters left in their placeholder
+/// blocks, fixing the jumps that cross it, for programs we load ourselves
+/// without func_info/line_info (the fentry copies): less to verify.
+pub fn strip_padding(insns: &[Insn]) -> Vec<Insn> {
+    let nop = Insn::new(JMP | JA, 0, 0, 0, 0);
+    // Runs of at least 8 no-ops are padding (clang emits no such runs).
+    let mut keep = vec![true; insns.len()];
+    let mut i = 0;
+    while i < insns.len() {
+        if insns[i] == nop {
+            let run = insns[i..].iter().take_while(|x| **x == nop).count();
+            if run >= 8 {
+                keep[i..i + run].fill(false);
+            }
+            i += run;
+        } else {
+            i += 1;
+        }
+    }
+    // new_index[i]: where old instruction i (or, if removed, the next kept
+    // one) lands.
+    let mut new_index = vec![0usize; insns.len() + 1];
+    let mut n = 0;
+    for i in 0..insns.len() {
+        new_index[i] = n;
+        if keep[i] {
+            n += 1;
+        }
+    }
+    new_index[insns.len()] = n;
+    let mut out = Vec::with_capacity(n);
+    for (i, ins) in insns.iter().enumerate() {
+        if !keep[i] {
+            continue;
+        }
+        let mut ins = *ins;
+        let class = ins.code & 0x07;
+        let op = ins.code & 0xf0;
+        let is_jump = (class == JMP || class == super::ebpf::JMP32)
+            && op != super::ebpf::CALL
+            && op != super::ebpf::EXIT;
+        if is_jump {
+            let target = (i as i64 + 1 + ins.off as i64) as usize;
+            let off = new_index[target] as i64 - new_index[i] as i64 - 1;
+            ins.off = off as i16;
+        }
+        out.push(ins);
+    }
+    out
+}
+
+/// Sets the site id of a template copy: every `rX = SITE_MAGIC`.
+pub fn set_site(insns: &mut [Insn], magic: i32, site: u32) -> usize {
+    let mut n = 0;
+    for i in insns.iter_mut() {
+        // BPF_ALU64 | BPF_MOV | BPF_K
+        if i.code == 0xb7 && i.imm == magic {
+            i.imm = site as i32;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The instructions of a program, as libbpf holds them (after load: final,
+/// relocated, with map file descriptors embedded).
+pub fn program_insns(prog: &libbpf_rs::ProgramMut<'_>) -> Vec<Insn> {
+    prog.insns()
+        .iter()
+        .map(|r| {
+            // SAFETY: same size and both plain old data (see patch_program).
+            unsafe { std::mem::transmute_copy::<libbpf_sys::bpf_insn, Insn>(r) }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +193,23 @@ mod tests {
         assert_eq!(prog[1], filter[0]);
         assert_eq!(prog[2], Insn::new(JMP | JA, 0, 0, 0, 0));
         assert_eq!(prog[len - 1].code, 0x95);
+    }
+
+    #[test]
+    fn strip_padding_keeps_jumps_right() {
+        let ja = |off| Insn::new(JMP | JA, 0, 0, off, 0);
+        let mov = |imm| Insn::new(0xb7, 0, 0, 0, imm);
+        // 0: if r1 == 0 goto 12 (past the padding); 1: goto 12; 2..12 nops;
+        // 12: mov 1; 13: goto -13 (back to 1)
+        let mut prog = vec![Insn::new(JMP | 0x10, 1, 0, 11, 0), ja(10)];
+        prog.extend(std::iter::repeat_n(ja(0), 10));
+        prog.push(mov(1));
+        prog.push(ja(-13));
+        let out = strip_padding(&prog);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].off, 1, "to the mov");
+        assert_eq!(out[1].off, 0, "to the mov");
+        assert_eq!(out[3].off, -3, "back to insn 1");
     }
 
     #[test]

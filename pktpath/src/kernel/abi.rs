@@ -19,6 +19,23 @@ pub const EVENT_SKB: u16 = 1;
 pub const EVENT_FIB4: u16 = 2;
 pub const EVENT_FIB6: u16 = 3;
 pub const EVENT_NEIGH: u16 = 4;
+pub const EVENT_FUNC: u16 = 5;
+pub const EVENT_FUNC_RET: u16 = 6;
+
+pub const MAX_FUNCS: usize = 16384;
+pub const SITE_MAGIC: i32 = 0x51735173;
+pub const FUNC_F_RETURNS_SKB: u8 = 0x1;
+pub const FUNC_F_NO_START: u8 = 0x2;
+
+/// `struct func_cfg`: one function site (func_cfgs map value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FuncCfg {
+    pub skb_arg: u8,
+    pub role: u8,
+    pub flags: u8,
+    pub pad: u8,
+}
 
 pub const EVENT_F_FIRST: u8 = 0x1;
 pub const EVENT_F_L3: u8 = 0x2;
@@ -29,6 +46,8 @@ pub const SLOT_F_NO_START: u8 = 0x1;
 pub const ROLE_PASS: u8 = 0;
 pub const ROLE_FREE: u8 = 1;
 pub const ROLE_DELIVER: u8 = 2;
+/// Tracking state only: freed by a tracepoint, not yet by the allocator.
+pub const ROLE_FREED: u8 = 3;
 
 pub const CNT_LOST: u32 = 0;
 pub const CNT_FILTERED: u32 = 1;
@@ -60,7 +79,8 @@ pub struct Config {
     pub mark: u32,
     pub mark_mask: u32,
     pub fib_correlate: u8,
-    pub pad: [u8; 7],
+    pub funcs_active: u8,
+    pub pad: [u8; 6],
     pub slots: [SlotCfg; MAX_SLOTS],
 }
 
@@ -73,7 +93,8 @@ impl Default for Config {
             mark: 0,
             mark_mask: 0,
             fib_correlate: 1,
-            pad: [0; 7],
+            funcs_active: 0,
+            pad: [0; 6],
             slots: [SlotCfg::default(); MAX_SLOTS],
         }
     }
@@ -163,6 +184,7 @@ mod tests {
         assert_eq!(struct_size(&btf, "event"), size_of::<RawEvent>());
         assert_eq!(struct_size(&btf, "config"), size_of::<Config>());
         assert_eq!(struct_size(&btf, "slot_cfg"), size_of::<SlotCfg>());
+        assert_eq!(struct_size(&btf, "func_cfg"), size_of::<FuncCfg>());
         assert_eq!(
             struct_size(&btf, "filter_scratch"),
             SCRATCH_WIRELEN_OFF as usize + 8

@@ -240,6 +240,21 @@ fn privileges() -> String {
     )
 }
 
+/// The function-level backend to use by default: the first that works of
+/// kprobe-multi (one link for all), fentry, kprobe.
+pub fn best_function_backend() -> Option<super::tracepoint::FuncBackend> {
+    use super::tracepoint::FuncBackend;
+    libbpf_rs::set_print(None);
+    [
+        (FuncBackend::KprobeMulti, "kprobe-multi", "probe_kprobe_multi"),
+        (FuncBackend::Fentry, "fentry", "probe_fentry"),
+        (FuncBackend::Kprobe, "kprobe", "probe_kprobe"),
+    ]
+    .into_iter()
+    .find(|(_, label, prog)| probe_backend(label, prog).works)
+    .map(|(b, _, _)| b)
+}
+
 /// Runs every probe.
 pub fn examine() -> Report {
     let uts = nix_uname();

@@ -5,5 +5,7 @@ pub mod abi;
 pub mod btf;
 pub mod caps;
 pub mod doctor;
+pub mod fentry;
+pub mod functions;
 pub mod objects;
 pub mod tracepoint;

@@ -14,6 +14,8 @@ use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, OpenObject};
 
 use super::abi::{self, Config, SlotCfg, MAX_ARGS, MAX_SLOTS};
 use super::btf::{Inventory, Tracepoint};
+use super::fentry;
+use super::functions::FuncSite;
 use super::objects;
 use crate::filter::{splice, Filter};
 use crate::sites;
@@ -44,8 +46,38 @@ impl Flavour {
     }
 }
 
+/// How function sites are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum FuncBackend {
+    /// BPF trampolines: one program per function (fexit for returns).
+    Fentry,
+    /// One program on all functions, the cookie carrying the site id.
+    #[value(name = "kprobe-multi")]
+    KprobeMulti,
+    /// One kprobe per function (kretprobe for returns).
+    Kprobe,
+}
+
+impl FuncBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            FuncBackend::Fentry => "fentry",
+            FuncBackend::KprobeMulti => "kprobe-multi",
+            FuncBackend::Kprobe => "kprobe",
+        }
+    }
+}
+
+/// The function sites of a run and how to attach them.
+#[derive(Clone, Debug)]
+pub struct Functions {
+    pub backend: FuncBackend,
+    /// Site id i is sites[i].
+    pub sites: Vec<FuncSite>,
+}
+
 /// Which packets to select, besides the filter expression.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Selection {
     /// Network namespace inode, 0 for any.
     pub netns: u32,
@@ -54,6 +86,8 @@ pub struct Selection {
     /// (mark, mask); mask 0 means any mark.
     pub mark: u32,
     pub mark_mask: u32,
+    /// Only this site (tracepoint or function name) starts journeys.
+    pub start_at: Option<String>,
 }
 
 /// The tracepoints one run attaches to.
@@ -111,6 +145,16 @@ pub struct Tracer {
     pub plan: Plan,
     /// Tracepoints that failed to attach, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Function sites (by site id) and how they are attached.
+    pub functions: Option<Functions>,
+    /// Functions that could not be attached, with the reason.
+    pub func_failed: Vec<(String, String)>,
+    /// Function probes attached.
+    pub func_attached: usize,
+    /// fentry/fexit copies (file descriptors).
+    copies: Vec<fentry::Copies>,
+    /// Time from open to everything attached.
+    pub attach_time: std::time::Duration,
 }
 
 /// libbpf's messages of the current load, shown when it fails.
@@ -138,13 +182,17 @@ fn libbpf_reason() -> String {
 }
 
 impl Tracer {
-    /// Loads with `flavour`, or tp_btf then raw_tp when None.
+    /// Loads with `flavour`, or tp_btf then raw_tp when None; attaches
+    /// `functions` too when given. `progress(done, total)` follows the
+    /// function attach.
     pub fn start(
         inv: &Inventory,
         filter: &Filter,
         sel: &Selection,
         flavour: Option<Flavour>,
         ring_bytes: u32,
+        functions: Option<&Functions>,
+        progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Tracer> {
         super::caps::require_bpf()?;
         capture_libbpf_log();
@@ -155,7 +203,7 @@ impl Tracer {
         };
         let mut errors = Vec::new();
         for f in flavours {
-            match Self::start_one(f, &plan, filter, sel, ring_bytes) {
+            match Self::start_one(f, &plan, filter, sel, ring_bytes, functions, progress) {
                 Ok(t) => return Ok(t),
                 Err(e) => errors.push(format!("{}: {e:#}", f.name())),
             }
@@ -172,8 +220,11 @@ impl Tracer {
         filter: &Filter,
         sel: &Selection,
         ring_bytes: u32,
+        functions: Option<&Functions>,
+        progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Tracer> {
         LIBBPF_LOG.lock().map(|mut l| l.clear()).ok();
+        let started = std::time::Instant::now();
         let mut open = ObjectBuilder::default()
             .open_memory(flavour.object())
             .context("cannot open the BPF object")?;
@@ -182,6 +233,7 @@ impl Tracer {
             ifindex: sel.ifindex,
             mark: sel.mark & sel.mark_mask,
             mark_mask: sel.mark_mask,
+            funcs_active: functions.is_some() as u8,
             ..Config::default()
         };
         for (i, tp) in plan.slots.iter().enumerate() {
@@ -197,7 +249,9 @@ impl Tracer {
                     .sock_arg()
                     .filter(|&q| q < MAX_ARGS)
                     .map_or(0xff, |q| q as u8),
-                flags: if sites::starts_journey(&tp.name) {
+                flags: if sites::starts_journey(&tp.name)
+                    && sel.start_at.as_ref().is_none_or(|s| *s == tp.name)
+                {
                     0
                 } else {
                     abi::SLOT_F_NO_START
@@ -209,7 +263,7 @@ impl Tracer {
                 pad: 0,
             };
         }
-        prepare(&mut open, flavour, plan, filter, &cfg, ring_bytes)?;
+        prepare(&mut open, flavour, plan, filter, &cfg, ring_bytes, functions)?;
         let obj = open.load().map_err(|e| {
             let why = libbpf_reason();
             anyhow!(
@@ -227,9 +281,144 @@ impl Tracer {
             flavour,
             plan: plan.clone(),
             failed: Vec::new(),
+            functions: functions.cloned(),
+            func_failed: Vec::new(),
+            func_attached: 0,
+            copies: Vec::new(),
+            attach_time: std::time::Duration::ZERO,
         };
         t.attach()?;
+        if let Some(f) = functions {
+            t.attach_functions(f, sel.start_at.as_deref(), progress)?;
+        }
+        t.attach_time = started.elapsed();
         Ok(t)
+    }
+
+    /// Writes the function sites' config and attaches them.
+    fn attach_functions(
+        &mut self,
+        f: &Functions,
+        start_at: Option<&str>,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<()> {
+        let map = self
+            .obj
+            .maps()
+            .find(|m| m.name() == "func_cfgs")
+            .ok_or_else(|| anyhow!("func_cfgs map missing"))?;
+        for (id, site) in f.sites.iter().enumerate().take(abi::MAX_FUNCS) {
+            let c = abi::FuncCfg {
+                skb_arg: site.skb_arg.unwrap_or(0xff),
+                role: sites::function_role(&site.name),
+                flags: (site.returns_skb as u8 * abi::FUNC_F_RETURNS_SKB)
+                    | if sites::function_starts_journey(&site.name)
+                        && start_at.is_none_or(|s| s == site.name)
+                    {
+                        0
+                    } else {
+                        abi::FUNC_F_NO_START
+                    },
+                pad: 0,
+            };
+            let bytes = [c.skb_arg, c.role, c.flags, c.pad];
+            map.update(&(id as u32).to_ne_bytes(), &bytes, MapFlags::ANY)?;
+        }
+        let max_arg = if f.backend == FuncBackend::Fentry { 12 } else { 6 };
+        let entries: Vec<(u32, &FuncSite)> = f
+            .sites
+            .iter()
+            .enumerate()
+            .take(abi::MAX_FUNCS)
+            .filter(|(_, s)| s.skb_arg.is_some_and(|a| a < max_arg))
+            .map(|(i, s)| (i as u32, s))
+            .collect();
+        let returns: Vec<(u32, &FuncSite)> = f
+            .sites
+            .iter()
+            .enumerate()
+            .take(abi::MAX_FUNCS)
+            .filter(|(_, s)| s.returns_skb)
+            .map(|(i, s)| (i as u32, s))
+            .collect();
+        let total = entries.len() + returns.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let tick = || progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+        match f.backend {
+            FuncBackend::Fentry => {
+                for (prog, list, exit) in [("fentry_tpl", &entries, false), ("fexit_tpl", &returns, true)] {
+                    if list.is_empty() {
+                        continue;
+                    }
+                    let template = self
+                        .obj
+                        .progs_mut()
+                        .find(|p| p.name() == prog)
+                        .map(|p| splice::program_insns(&p))
+                        .ok_or_else(|| anyhow!("{prog} not loaded"))?;
+                    let c = fentry::attach_all(&template, list, exit, &tick);
+                    self.func_attached += c.links.len();
+                    self.func_failed.extend(c.failed.iter().cloned());
+                    self.copies.push(c);
+                }
+            }
+            FuncBackend::KprobeMulti => {
+                for (prog, list, ret) in [("kprobe_multi", &entries, false), ("kretprobe_multi", &returns, true)] {
+                    if list.is_empty() {
+                        continue;
+                    }
+                    let p = self
+                        .obj
+                        .progs_mut()
+                        .find(|p| p.name() == prog)
+                        .ok_or_else(|| anyhow!("{prog} not loaded"))?;
+                    let mut links = Vec::new();
+                    attach_multi(&p, list, ret, &mut links, &mut self.func_failed);
+                    for _ in 0..list.len() {
+                        tick();
+                    }
+                    self.func_attached += list.len() - self.func_failed.len().min(list.len());
+                    self.links.extend(links);
+                }
+            }
+            FuncBackend::Kprobe => {
+                for (prog, list, ret) in [("kprobe_one", &entries, false), ("kretprobe_one", &returns, true)] {
+                    if list.is_empty() {
+                        continue;
+                    }
+                    let p = self
+                        .obj
+                        .progs_mut()
+                        .find(|p| p.name() == prog)
+                        .ok_or_else(|| anyhow!("{prog} not loaded"))?;
+                    for (id, site) in list.iter() {
+                        let opts = libbpf_rs::KprobeOpts {
+                            cookie: *id as u64,
+                            ..Default::default()
+                        };
+                        match p.attach_kprobe_with_opts(ret, &site.name, opts) {
+                            Ok(l) => {
+                                self.links.push(l);
+                                self.func_attached += 1;
+                            }
+                            Err(e) => self.func_failed.push((site.name.clone(), e.to_string())),
+                        }
+                        tick();
+                    }
+                }
+            }
+        }
+        if self.func_attached == 0 {
+            bail!(
+                "no function could be attached with {}: {}",
+                f.backend.name(),
+                self.func_failed
+                    .first()
+                    .map(|(n, e)| format!("{n}: {e}"))
+                    .unwrap_or_else(|| "no function sites".into())
+            );
+        }
+        Ok(())
     }
 
     fn attach(&mut self) -> Result<()> {
@@ -278,9 +467,9 @@ impl Tracer {
         Ok(())
     }
 
-    /// Number of attached sites.
+    /// Number of attached tracepoint and function sites.
     pub fn attached(&self) -> usize {
-        self.links.len()
+        self.plan.slots.len() + self.func_attached
     }
 
     /// The ring buffer map events arrive on.
@@ -313,6 +502,36 @@ impl Tracer {
     }
 }
 
+/// kprobe-multi on `list`; when the kernel refuses the whole set (one
+/// untraceable function is enough), halves are tried until the bad ones are
+/// found.
+fn attach_multi(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    list: &[(u32, &FuncSite)],
+    ret: bool,
+    links: &mut Vec<Link>,
+    failed: &mut Vec<(String, String)>,
+) {
+    if list.is_empty() {
+        return;
+    }
+    let opts = libbpf_rs::KprobeMultiOpts {
+        symbols: list.iter().map(|(_, s)| s.name.clone()).collect(),
+        cookies: list.iter().map(|(id, _)| *id as u64).collect(),
+        retprobe: ret,
+        ..Default::default()
+    };
+    match prog.attach_kprobe_multi_with_opts(opts) {
+        Ok(l) => links.push(l),
+        Err(e) if list.len() == 1 => failed.push((list[0].1.name.clone(), e.to_string())),
+        Err(_) => {
+            let (a, b) = list.split_at(list.len() / 2);
+            attach_multi(prog, a, ret, links, failed);
+            attach_multi(prog, b, ret, links, failed);
+        }
+    }
+}
+
 /// Everything between open and load: slots, targets, filter, config.
 fn prepare(
     open: &mut OpenObject,
@@ -321,7 +540,18 @@ fn prepare(
     filter: &Filter,
     cfg: &Config,
     ring_bytes: u32,
+    functions: Option<&Functions>,
 ) -> Result<()> {
+    let returns = functions.is_some_and(|f| f.sites.iter().any(|s| s.returns_skb));
+    let backend = functions.map(|f| f.backend);
+    let func_progs = [
+        ("fentry_tpl", backend == Some(FuncBackend::Fentry)),
+        ("fexit_tpl", backend == Some(FuncBackend::Fentry) && returns),
+        ("kprobe_multi", backend == Some(FuncBackend::KprobeMulti)),
+        ("kretprobe_multi", backend == Some(FuncBackend::KprobeMulti) && returns),
+        ("kprobe_one", backend == Some(FuncBackend::Kprobe)),
+        ("kretprobe_one", backend == Some(FuncBackend::Kprobe) && returns),
+    ];
     let specials = [
         ("fib4", plan.fib4, sites::FIB4.name),
         ("fib6", plan.fib6, sites::FIB6.name),
@@ -338,6 +568,20 @@ fn prepare(
                 .find(|(p, on, _)| *p == name && *on)
                 .map(|(_, _, tp)| tp.to_string())
         };
+        if let Some((_, on)) = func_progs.iter().find(|(p, _)| *p == name) {
+            prog.set_autoload(*on);
+            if *on {
+                splice::patch_program(
+                    &mut prog,
+                    &[
+                        (abi::FILTER_MAGIC_L2, &filter.l2),
+                        (abi::FILTER_MAGIC_L3, &filter.l3),
+                    ],
+                )
+                .with_context(|| format!("splicing the filter into {name}"))?;
+            }
+            continue;
+        }
         let Some(target) = target else {
             prog.set_autoload(false);
             continue;
