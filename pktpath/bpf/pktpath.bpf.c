@@ -403,9 +403,15 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	now = bpf_ktime_get_ns();
 	have_view = pkt_view(skb, &v);
 	t = bpf_map_lookup_elem(&tracked, &h->key);
+	/*
+	 * Without function sites, frees that fire no tracepoint go unseen and
+	 * the address may come back as another packet: the fingerprint tells.
+	 * With them, every free is seen, and headers are still being written in
+	 * the early functions, so it is not checked.
+	 */
 	if (t && (now - t->last_ts > cfg.stale_ns ||
-		  (t->state == ROLE_DELIVER && role != ROLE_DELIVER) ||
-		  (have_view && t->fp && fingerprint(&v) != t->fp))) {
+		  (!cfg.funcs_active && t->state == ROLE_DELIVER && role != ROLE_DELIVER) ||
+		  (!cfg.funcs_active && have_view && t->fp && fingerprint(&v) != t->fp))) {
 		/* The address was freed without us seeing it and reused. */
 		bpf_map_delete_elem(&tracked, &h->key);
 		t = NULL;

@@ -161,12 +161,23 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
             tcp: false,
         };
     };
+    let delivered = steps
+        .iter()
+        .rev()
+        .find(|s| matches!(s.detail, Detail::Deliver { .. }));
     if let Detail::Drop {
         reason, location, ..
     } = &last.detail
     {
         let (explanation, hint) = drop::explain(reason);
         let benign = reason == "NO_SOCKET" && flow.is_some_and(|f| f.is_echo_reply());
+        if let (true, Some(d)) = (benign, delivered) {
+            // The original found no ping socket; its clone reached ping's
+            // raw socket: that is the story.
+            return End::Delivered {
+                netns: d.netns_name.clone(),
+            };
+        }
         let (explanation, hint) = if benign {
             (
                 "no ping socket for this echo reply; ping(8) on a raw socket got its own copy"

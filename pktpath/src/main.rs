@@ -20,8 +20,24 @@ use pktpath::{demo, enrich, kernel, netlab, UsageError};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// fentry copies and kprobes take two descriptors per function: raise the
+/// soft limit on open files to the hard one.
+fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointer to an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 && r.rlim_cur < r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        // SAFETY: as above; failure leaves the limit as it was.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_nofile();
     // SIGINT, SIGTERM and SIGHUP end the run cleanly: links are dropped and
     // a summary is printed.
     ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).ok();
@@ -295,15 +311,29 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
         for (tp, why) in &t.failed {
             eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
         }
+        if !t.func_failed.is_empty() {
+            eprintln!(
+                "pktpath: {} functions could not be attached (e.g. {}: {})",
+                t.func_failed.len(),
+                t.func_failed[0].0,
+                t.func_failed[0].1
+            );
+        }
+        let backend = match &t.functions {
+            Some(f) => format!("{} + {}", f.backend.name(), t.flavour.name()),
+            None => t.flavour.name().to_string(),
+        };
         eprintln!(
-            "pktpath: tracing {} with the {} backend ({} sites); Ctrl-C to stop",
+            "pktpath: attached {} sites ({backend}) in {:.1} s, {} not attachable; tracing {}; \
+             Ctrl-C to stop",
+            t.attached(),
+            t.attach_time.as_secs_f64(),
+            t.func_failed.len() + t.failed.len(),
             if expr.is_empty() {
                 "all packets".to_string()
             } else {
                 format!("'{expr}'")
             },
-            t.flavour.name(),
-            t.attached()
         );
         if let Some(p) = &args.ready_file {
             std::fs::write(p, "ready\n")
