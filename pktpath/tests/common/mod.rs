@@ -149,12 +149,16 @@ impl Pktpath {
     pub fn start(args: &[&str]) -> Pktpath {
         let dir = scratch_dir();
         let (out, err, ready) = (dir.join("out"), dir.join("err"), dir.join("ready"));
+        let idle: &[&str] = if args.contains(&"--idle-timeout") {
+            &[]
+        } else {
+            &["--idle-timeout", "0.5"]
+        };
         let child = Command::new(BIN)
             .arg("--json")
             .arg("--ready-file")
             .arg(&ready)
-            .arg("--idle-timeout")
-            .arg("0.5")
+            .args(idle)
             .args(args)
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
@@ -188,8 +192,12 @@ impl Pktpath {
     /// Sends `signal`, waits for the exit; returns the status, the JSON
     /// lines printed and stderr.
     pub fn stop_with(mut self, signal: i32) -> (std::process::ExitStatus, Vec<Value>, String) {
-        // Let the last journeys close (idle timeout 0.5 s).
-        std::thread::sleep(Duration::from_millis(800));
+        // Let the last events arrive (slower under emulation).
+        let settle = std::env::var("PKTPATH_TEST_SETTLE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(800);
+        std::thread::sleep(Duration::from_millis(settle));
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
