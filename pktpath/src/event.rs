@@ -377,7 +377,11 @@ impl Decoder {
         let mut step = Step {
             ts_ns: raw.ts,
             site: f.name.clone(),
-            kind: if ret { SiteKind::Return } else { SiteKind::Function },
+            kind: if ret {
+                SiteKind::Return
+            } else {
+                SiteKind::Function
+            },
             subsystem: f.subsystem.to_string(),
             source: f.module.as_ref().map(|m| format!("module {m}")),
             netns: raw.netns,
@@ -398,8 +402,12 @@ impl Decoder {
             } else {
                 Detail::None
             },
-            packet: (data_len > 0)
-                .then(|| (raw.flags & abi::EVENT_F_L3 != 0, raw.data[..data_len].to_vec())),
+            packet: (data_len > 0).then(|| {
+                (
+                    raw.flags & abi::EVENT_F_L3 != 0,
+                    raw.data[..data_len].to_vec(),
+                )
+            }),
         };
         step.headers = step.flow().map(|f| f.line());
         Some(step)

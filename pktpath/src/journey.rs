@@ -14,7 +14,6 @@ use crate::enrich::drop;
 use crate::event::{Detail, Step};
 use crate::kernel::abi::{ROLE_DELIVER, ROLE_FREE};
 
-
 /// How a packet's journey ended.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -225,9 +224,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         .rev()
         .skip(1)
         .find(|s| {
-            !s.correlated
-                && s.role() != ROLE_FREE
-                && s.kind == crate::event::SiteKind::Tracepoint
+            !s.correlated && s.role() != ROLE_FREE && s.kind == crate::event::SiteKind::Tracepoint
         })
         .or_else(|| {
             steps

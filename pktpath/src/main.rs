@@ -164,16 +164,31 @@ fn selection(args: &TraceArgs) -> Result<Selection> {
 fn regex(flag: &str, r: &Option<String>) -> Result<Option<regex::Regex>> {
     r.as_ref()
         .map(|r| {
-            regex::Regex::new(r).map_err(|e| UsageError(format!("invalid {flag} regex: {e}")).into())
+            regex::Regex::new(r)
+                .map_err(|e| UsageError(format!("invalid {flag} regex: {e}")).into())
         })
         .transpose()
 }
 
 /// The function sites and backend to use, or None for tracepoints only.
 fn functions(args: &TraceArgs) -> Result<Option<Functions>> {
-    let asked = args.backend.functions();
-    let tracepoints_only = matches!(
+    select_functions(
         args.backend,
+        &args.functions,
+        &args.exclude_functions,
+        args.start_at.is_some(),
+    )
+}
+
+fn select_functions(
+    backend: Backend,
+    functions: &Option<String>,
+    exclude: &Option<String>,
+    start_at: bool,
+) -> Result<Option<Functions>> {
+    let asked = backend.functions();
+    let tracepoints_only = matches!(
+        backend,
         Backend::Tracepoint | Backend::TpBtf | Backend::RawTp
     );
     if tracepoints_only {
@@ -184,7 +199,7 @@ fn functions(args: &TraceArgs) -> Result<Option<Functions>> {
         None => match kernel::doctor::best_function_backend() {
             Some(b) => b,
             None => {
-                if args.functions.is_some() || args.start_at.is_some() {
+                if functions.is_some() || start_at {
                     eprintln!(
                         "pktpath: no function-level backend works on this kernel (see pktpath \
                          doctor): tracing tracepoints only"
@@ -195,8 +210,8 @@ fn functions(args: &TraceArgs) -> Result<Option<Functions>> {
         },
     };
     let inv = FuncInventory::load()?;
-    let only = regex("--functions", &args.functions)?;
-    let except = regex("--exclude-functions", &args.exclude_functions)?;
+    let only = regex("--functions", functions)?;
+    let except = regex("--exclude-functions", exclude)?;
     let mut sites = inv.select(only.as_ref(), except.as_ref());
     if sites.is_empty() {
         return Err(UsageError("no kernel function matches --functions".into()).into());
@@ -256,7 +271,10 @@ fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
                 f.subsystem,
                 attach,
                 if f.returns_skb { ", returns skb" } else { "" },
-                f.module.as_ref().map(|m| format!(" [{m}]")).unwrap_or_default()
+                f.module
+                    .as_ref()
+                    .map(|m| format!(" [{m}]"))
+                    .unwrap_or_default()
             )?;
         }
         shown += 1;
@@ -366,7 +384,8 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         duration: None,
         idle: Duration::from_millis(500),
         drops_only: out.drops_only,
-        functions: None,
+        // The best backend this kernel has (tracepoints only on ours).
+        functions: select_functions(Backend::Auto, &None, &None, false)?,
     };
     let mut sink = sink(out);
     let traffic_error = std::sync::Mutex::new(None);
@@ -376,7 +395,10 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
                 "  tracing '{}' with the {} backend ({} sites); sending: ping, TCP, UDP to a \
                  blocked port, UDP to a closed port\n",
                 demo::FILTER,
-                t.flavour.name(),
+                match &t.functions {
+                    Some(f) => format!("{} + {}", f.backend.name(), t.flavour.name()),
+                    None => t.flavour.name().to_string(),
+                },
                 t.attached()
             );
             let net = &net;

@@ -17,7 +17,9 @@ fn backends() -> Option<Vec<String>> {
     match std::env::var("PKTPATH_VM_BACKENDS") {
         Ok(v) if !v.trim().is_empty() => Some(v.split_whitespace().map(str::to_string).collect()),
         _ => {
-            eprintln!("SKIPPED: not in the test VM (PKTPATH_VM_BACKENDS unset; see tests/vm/run.sh)");
+            eprintln!(
+                "SKIPPED: not in the test VM (PKTPATH_VM_BACKENDS unset; see tests/vm/run.sh)"
+            );
             None
         }
     }
@@ -36,7 +38,14 @@ udp_rcv|__udp4_lib_rcv|udp_queue_rcv_skb)$";
 const IDLE: &str = "3";
 
 fn start(backend: &str, filter: &str, extra: &[&str]) -> Pktpath {
-    let mut args = vec!["--backend", backend, "--functions", FUNCTIONS, "--idle-timeout", IDLE];
+    let mut args = vec![
+        "--backend",
+        backend,
+        "--functions",
+        FUNCTIONS,
+        "--idle-timeout",
+        IDLE,
+    ];
     args.extend_from_slice(extra);
     args.push(filter);
     Pktpath::start(&args)
@@ -69,15 +78,18 @@ fn bridge_net(n: u8) -> BridgeNet {
     lab.ip(&b, "link add br0 type bridge").unwrap();
     lab.ip(&b, "link set port0 master br0").unwrap();
     lab.ip(&b, "link set br0 up").unwrap();
-    lab.ip(&a, &format!("addr add 10.{n}.0.1/24 dev eth0")).unwrap();
-    lab.ip(&b, &format!("addr add 10.{n}.0.2/24 dev br0")).unwrap();
+    lab.ip(&a, &format!("addr add 10.{n}.0.1/24 dev eth0"))
+        .unwrap();
+    lab.ip(&b, &format!("addr add 10.{n}.0.2/24 dev br0"))
+        .unwrap();
     lab.nft(
         &b,
         "table inet f {\n chain pre {\n type filter hook prerouting priority 0;\n counter accept\n }\n \
          chain input {\n type filter hook input priority 0;\n counter accept\n }\n}\n",
     )
     .unwrap();
-    lab.exec(&a, &["ping", "-c1", "-W5", &format!("10.{n}.0.2")]).unwrap();
+    lab.exec(&a, &["ping", "-c1", "-W5", &format!("10.{n}.0.2")])
+        .unwrap();
     BridgeNet { lab, a, b }
 }
 
@@ -88,7 +100,11 @@ fn every_backend_sees_the_bridged_and_the_forwarded_path() {
     let net = Net::new(181);
     let mut sequences = Vec::new();
     for backend in &backends {
-        let p = start(backend, "icmp and (net 10.180.0.0/16 or net 10.181.0.0/16)", &[]);
+        let p = start(
+            backend,
+            "icmp and (net 10.180.0.0/16 or net 10.181.0.0/16)",
+            &[],
+        );
         bn.lab
             .exec(&bn.a, &["ping", "-c1", "-W5", "10.180.0.2"])
             .unwrap();
@@ -153,7 +169,11 @@ fn clones_join_the_journey_and_it_ends_with_its_last_skb() {
         // ping(8) gets the reply through a raw socket: raw_local_deliver
         // clones it; the clone is delivered, the original has no ping socket.
         let reply = journeys_with(&all, &["ICMP echo reply", "10.182.0.2"]);
-        assert_eq!(reply.len(), 1, "{backend}: one journey for both skbs: {all:#?}");
+        assert_eq!(
+            reply.len(),
+            1,
+            "{backend}: one journey for both skbs: {all:#?}"
+        );
         let steps = reply[0]["steps"].as_array().unwrap();
         let ret = steps
             .iter()
@@ -161,8 +181,15 @@ fn clones_join_the_journey_and_it_ends_with_its_last_skb() {
             .unwrap_or_else(|| panic!("{backend}: skb_clone return: {}", reply[0]));
         assert!(ret["detail"]["from"].is_string(), "{ret}");
         let skbs: std::collections::HashSet<_> = steps.iter().map(|s| s["skb"].clone()).collect();
-        assert!(skbs.len() >= 2, "{backend}: original and clone in one journey");
-        assert_eq!(reply[0]["end"]["kind"], "delivered", "{backend}: {}", reply[0]["end"]);
+        assert!(
+            skbs.len() >= 2,
+            "{backend}: original and clone in one journey"
+        );
+        assert_eq!(
+            reply[0]["end"]["kind"], "delivered",
+            "{backend}: {}",
+            reply[0]["end"]
+        );
     }
 }
 
@@ -170,7 +197,11 @@ fn clones_join_the_journey_and_it_ends_with_its_last_skb() {
 fn start_at_a_function_begins_there() {
     let Some(backends) = backends() else { return };
     let bn = bridge_net(183);
-    let p = start(&backends[0], "icmp and net 10.183.0.0/16", &["--start-at", "ip_rcv"]);
+    let p = start(
+        &backends[0],
+        "icmp and net 10.183.0.0/16",
+        &["--start-at", "ip_rcv"],
+    );
     bn.lab
         .exec(&bn.a, &["ping", "-c1", "-W5", "10.183.0.2"])
         .unwrap();
@@ -197,7 +228,13 @@ fn all_functions_attach_with_the_first_backend() {
         return;
     };
     let bn = bridge_net(184);
-    let p = Pktpath::start(&["--backend", b, "--idle-timeout", IDLE, "icmp and net 10.184.0.0/16"]);
+    let p = Pktpath::start(&[
+        "--backend",
+        b,
+        "--idle-timeout",
+        IDLE,
+        "icmp and net 10.184.0.0/16",
+    ]);
     let err = p.stderr();
     bn.lab
         .exec(&bn.a, &["ping", "-c1", "-W5", "10.184.0.2"])

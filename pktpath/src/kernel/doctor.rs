@@ -246,7 +246,11 @@ pub fn best_function_backend() -> Option<super::tracepoint::FuncBackend> {
     use super::tracepoint::FuncBackend;
     libbpf_rs::set_print(None);
     [
-        (FuncBackend::KprobeMulti, "kprobe-multi", "probe_kprobe_multi"),
+        (
+            FuncBackend::KprobeMulti,
+            "kprobe-multi",
+            "probe_kprobe_multi",
+        ),
         (FuncBackend::Fentry, "fentry", "probe_fentry"),
         (FuncBackend::Kprobe, "kprobe", "probe_kprobe"),
     ]
@@ -323,25 +327,34 @@ pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
             .unwrap_or_default();
         writeln!(out, "  {:<15} {verdict:<5}{why}", p.name)?;
     }
-    let best = r
+    let tracepoints = r
         .backends
         .iter()
         .find(|p| p.works && matches!(p.name, "tp_btf" | "raw_tp"));
-    match best {
-        Some(b) => writeln!(
+    let functions = r
+        .backends
+        .iter()
+        .find(|p| p.works && matches!(p.name, "kprobe-multi" | "fentry" | "kprobe"));
+    match (functions, tracepoints) {
+        (Some(f), Some(t)) => writeln!(
             out,
-            "pktpath will trace with the {} backend (network tracepoints){}",
-            b.name,
-            if r.nftrace.works {
-                " and can use nftables tracing"
-            } else {
-                ""
-            }
+            "pktpath will trace every function that takes a packet with {} and the network \
+             tracepoints with {}",
+            f.name, t.name
         )?,
-        None => writeln!(
+        (None, Some(t)) => writeln!(
+            out,
+            "pktpath will trace the network tracepoints with {} (no function-level backend \
+             works here: subsystem-level paths only)",
+            t.name
+        )?,
+        _ => writeln!(
             out,
             "no backend works here: pktpath cannot trace on this kernel"
         )?,
+    }
+    if r.nftrace.works {
+        writeln!(out, "nftables tracing is usable")?;
     }
     Ok(())
 }

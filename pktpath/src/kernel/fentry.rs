@@ -51,7 +51,9 @@ impl BtfIds {
         let vmlinux = self.vmlinux()?;
         let Some(module) = &f.module else {
             // SAFETY: valid BTF and NUL-terminated name.
-            let id = unsafe { libbpf_sys::btf__find_by_name_kind(vmlinux, name.as_ptr(), BTF_KIND_FUNC) };
+            let id = unsafe {
+                libbpf_sys::btf__find_by_name_kind(vmlinux, name.as_ptr(), BTF_KIND_FUNC)
+            };
             return (id > 0).then_some((0, id as u32));
         };
         let entry = self
@@ -68,7 +70,10 @@ impl BtfIds {
 
 /// The BTF object of module `name`: an fd for attach_btf_obj_fd, and its
 /// parsed types.
-fn module_btf(name: &str, vmlinux: *mut libbpf_sys::btf) -> Option<(OwnedFd, *mut libbpf_sys::btf)> {
+fn module_btf(
+    name: &str,
+    vmlinux: *mut libbpf_sys::btf,
+) -> Option<(OwnedFd, *mut libbpf_sys::btf)> {
     let cname = CString::new(name).ok()?;
     let mut id = 0u32;
     loop {
@@ -160,7 +165,11 @@ fn load_one(
     if crate::filter::splice::set_site(&mut insns, crate::kernel::abi::SITE_MAGIC, site) == 0 {
         return Err("template has no site id placeholder".into());
     }
-    let attach_type = if exit { BPF_TRACE_FEXIT } else { BPF_TRACE_FENTRY };
+    let attach_type = if exit {
+        BPF_TRACE_FEXIT
+    } else {
+        BPF_TRACE_FENTRY
+    };
     // SAFETY: zeroed opts is valid; sz tells libbpf which fields we set.
     let mut opts: libbpf_sys::bpf_prog_load_opts = unsafe { std::mem::zeroed() };
     opts.sz = size_of::<libbpf_sys::bpf_prog_load_opts>() as _;
@@ -189,7 +198,10 @@ fn load_one(
     // SAFETY: valid prog fd; NULL opts.
     let link = unsafe { libbpf_sys::bpf_link_create(fd, 0, attach_type, std::ptr::null()) };
     if link < 0 {
-        return Err(format!("attach: {}", std::io::Error::from_raw_os_error(-link)));
+        return Err(format!(
+            "attach: {}",
+            std::io::Error::from_raw_os_error(-link)
+        ));
     }
     // SAFETY: link is ours.
     Ok((prog, unsafe { OwnedFd::from_raw_fd(link) }))

@@ -263,7 +263,9 @@ impl Tracer {
                 pad: 0,
             };
         }
-        prepare(&mut open, flavour, plan, filter, &cfg, ring_bytes, functions)?;
+        prepare(
+            &mut open, flavour, plan, filter, &cfg, ring_bytes, functions,
+        )?;
         let obj = open.load().map_err(|e| {
             let why = libbpf_reason();
             anyhow!(
@@ -324,7 +326,11 @@ impl Tracer {
             let bytes = [c.skb_arg, c.role, c.flags, c.pad];
             map.update(&(id as u32).to_ne_bytes(), &bytes, MapFlags::ANY)?;
         }
-        let max_arg = if f.backend == FuncBackend::Fentry { 12 } else { 6 };
+        let max_arg = if f.backend == FuncBackend::Fentry {
+            12
+        } else {
+            6
+        };
         let entries: Vec<(u32, &FuncSite)> = f
             .sites
             .iter()
@@ -343,10 +349,18 @@ impl Tracer {
             .collect();
         let total = entries.len() + returns.len();
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let tick = || progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+        let tick = || {
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            )
+        };
         match f.backend {
             FuncBackend::Fentry => {
-                for (prog, list, exit) in [("fentry_tpl", &entries, false), ("fexit_tpl", &returns, true)] {
+                for (prog, list, exit) in [
+                    ("fentry_tpl", &entries, false),
+                    ("fexit_tpl", &returns, true),
+                ] {
                     if list.is_empty() {
                         continue;
                     }
@@ -363,7 +377,10 @@ impl Tracer {
                 }
             }
             FuncBackend::KprobeMulti => {
-                for (prog, list, ret) in [("kprobe_multi", &entries, false), ("kretprobe_multi", &returns, true)] {
+                for (prog, list, ret) in [
+                    ("kprobe_multi", &entries, false),
+                    ("kretprobe_multi", &returns, true),
+                ] {
                     if list.is_empty() {
                         continue;
                     }
@@ -382,7 +399,10 @@ impl Tracer {
                 }
             }
             FuncBackend::Kprobe => {
-                for (prog, list, ret) in [("kprobe_one", &entries, false), ("kretprobe_one", &returns, true)] {
+                for (prog, list, ret) in [
+                    ("kprobe_one", &entries, false),
+                    ("kretprobe_one", &returns, true),
+                ] {
                     if list.is_empty() {
                         continue;
                     }
@@ -548,9 +568,15 @@ fn prepare(
         ("fentry_tpl", backend == Some(FuncBackend::Fentry)),
         ("fexit_tpl", backend == Some(FuncBackend::Fentry) && returns),
         ("kprobe_multi", backend == Some(FuncBackend::KprobeMulti)),
-        ("kretprobe_multi", backend == Some(FuncBackend::KprobeMulti) && returns),
+        (
+            "kretprobe_multi",
+            backend == Some(FuncBackend::KprobeMulti) && returns,
+        ),
         ("kprobe_one", backend == Some(FuncBackend::Kprobe)),
-        ("kretprobe_one", backend == Some(FuncBackend::Kprobe) && returns),
+        (
+            "kretprobe_one",
+            backend == Some(FuncBackend::Kprobe) && returns,
+        ),
     ];
     let specials = [
         ("fib4", plan.fib4, sites::FIB4.name),
