@@ -425,3 +425,45 @@ fn demo_runs_and_cleans_up() {
         "demo namespaces removed"
     );
 }
+
+#[test]
+fn ipv6_ping_with_route_lookups() {
+    require_root!();
+    let mut lab = pktpath::netlab::Lab::new("pt210-").unwrap();
+    let a = lab.netns("a").unwrap();
+    let b = lab.netns("b").unwrap();
+    lab.veth(&a, "eth0", &b, "eth0").unwrap();
+    lab.ip(&a, "-6 addr add fd00:210::1/64 dev eth0 nodad")
+        .unwrap();
+    lab.ip(&b, "-6 addr add fd00:210::2/64 dev eth0 nodad")
+        .unwrap();
+    lab.exec(&a, &["ping", "-6", "-c1", "-W3", "fd00:210::2"])
+        .unwrap();
+    let p = Pktpath::start(&["icmp6 and ip6[40] == 128 and net fd00:210::/64"]);
+    lab.exec(&a, &["ping", "-6", "-c1", "-W3", "fd00:210::2"])
+        .unwrap();
+    let all = p.stop();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let j = &all[0];
+    assert!(
+        j["packet"].as_str().unwrap().contains("ICMP6 echo request"),
+        "{j}"
+    );
+    assert_in_order(
+        j,
+        &[
+            ("net_dev_queue", &a, "eth0"),
+            ("netif_receive_skb", &b, "eth0"),
+            ("fib6_table_lookup", &b, ""),
+        ],
+    );
+    let fib = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "fib6_table_lookup" && s["netns_name"] == *b)
+        .unwrap();
+    assert_eq!(fib["detail"]["family"], 6);
+    assert_eq!(fib["detail"]["dst"], "fd00:210::2");
+    assert_eq!(j["end"]["netns"], b.as_str());
+}

@@ -72,7 +72,7 @@ impl FuncBackend {
 #[derive(Clone, Debug)]
 pub struct Functions {
     pub backend: FuncBackend,
-    /// Site id i is sites[i].
+    /// Site id `i` is `sites[i]`.
     pub sites: Vec<FuncSite>,
 }
 
