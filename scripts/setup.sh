@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
 	clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config  # build: BPF C, libbpf, libpcap
-	iproute2 nftables iputils-ping util-linux procps         # demo and tests: netns, rules, traffic
+	iproute2 nftables iputils-ping util-linux procps tcpdump # demo and tests: netns, rules, traffic, pcap
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -89,6 +89,10 @@ pub enum Color {
 /// How journeys are written.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
+    /// Write pcapng to FILE ('-' for stdout) instead of printing: one packet
+    /// per journey, the path in its comments (tcpdump -r, tshark, Wireshark).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
     /// Write JSON lines: one journey per line (see docs/json.md).
     #[arg(long)]
     pub json: bool,

@@ -283,38 +283,13 @@ impl Decoder {
             abi::EVENT_SKB => self.slots[raw.site as usize].name.clone(),
             _ => info.name.to_string(),
         };
-        let dev = cstr(&raw.dev);
-        let data_len = (raw.data_len as usize).min(raw.data.len());
-        let packet = (raw.kind == abi::EVENT_SKB && data_len > 0).then(|| {
-            (
-                raw.flags & abi::EVENT_F_L3 != 0,
-                raw.data[..data_len].to_vec(),
-            )
-        });
-        let mut step = Step {
-            ts_ns: raw.ts,
-            site,
-            kind: SiteKind::Tracepoint,
-            subsystem: if info.subsystem.is_empty() {
-                "other".into()
-            } else {
-                info.subsystem.into()
-            },
-            source: (!info.source.is_empty()).then(|| info.source.to_string()),
-            netns: raw.netns,
-            netns_name: self.netns.name(raw.netns),
-            dev: (!dev.is_empty()).then_some(dev),
-            ifindex: raw.ifindex,
-            len: raw.len,
-            mark: raw.mark,
-            cpu: raw.cpu,
-            skb: format!("{:#x}", raw.skb),
-            correlated: raw.flags & abi::EVENT_F_CORRELATED != 0,
-            headers: None,
-            detail: Detail::None,
-            packet,
+        let subsystem = if info.subsystem.is_empty() {
+            "other"
+        } else {
+            info.subsystem
         };
-        step.headers = step.flow().map(|f| f.line());
+        let source = (!info.source.is_empty()).then(|| info.source.to_string());
+        let mut step = self.step(raw, site, SiteKind::Tracepoint, subsystem, source);
         step.detail = match raw.kind {
             abi::EVENT_SKB => self.skb_detail(raw),
             abi::EVENT_FIB4 => Detail::Route {
@@ -371,19 +346,45 @@ impl Decoder {
 
     fn decode_function(&mut self, raw: &RawEvent) -> Option<Step> {
         let f = self.functions.get(raw.site as usize)?;
+        let ret = raw.kind == abi::EVENT_FUNC_RET;
+        let kind = if ret {
+            SiteKind::Return
+        } else {
+            SiteKind::Function
+        };
+        let (name, subsystem) = (f.name.clone(), f.subsystem);
+        let source = f.module.as_ref().map(|m| format!("module {m}"));
+        let mut step = self.step(raw, name, kind, subsystem, source);
+        if ret {
+            step.detail = Detail::Return {
+                from: (raw.args[1] != 0 && raw.args[1] != raw.skb)
+                    .then(|| format!("{:#x}", raw.args[1])),
+            };
+        }
+        Some(step)
+    }
+
+    /// The fields every step has, from the raw event.
+    fn step(
+        &mut self,
+        raw: &RawEvent,
+        site: String,
+        kind: SiteKind,
+        subsystem: &str,
+        source: Option<String>,
+    ) -> Step {
         let dev = cstr(&raw.dev);
         let data_len = (raw.data_len as usize).min(raw.data.len());
-        let ret = raw.kind == abi::EVENT_FUNC_RET;
+        let has_packet = matches!(
+            raw.kind,
+            abi::EVENT_SKB | abi::EVENT_FUNC | abi::EVENT_FUNC_RET
+        );
         let mut step = Step {
             ts_ns: raw.ts,
-            site: f.name.clone(),
-            kind: if ret {
-                SiteKind::Return
-            } else {
-                SiteKind::Function
-            },
-            subsystem: f.subsystem.to_string(),
-            source: f.module.as_ref().map(|m| format!("module {m}")),
+            site,
+            kind,
+            subsystem: subsystem.to_string(),
+            source,
             netns: raw.netns,
             netns_name: self.netns.name(raw.netns),
             dev: (!dev.is_empty()).then_some(dev),
@@ -392,17 +393,10 @@ impl Decoder {
             mark: raw.mark,
             cpu: raw.cpu,
             skb: format!("{:#x}", raw.skb),
-            correlated: false,
+            correlated: raw.flags & abi::EVENT_F_CORRELATED != 0,
             headers: None,
-            detail: if ret {
-                Detail::Return {
-                    from: (raw.args[1] != 0 && raw.args[1] != raw.skb)
-                        .then(|| format!("{:#x}", raw.args[1])),
-                }
-            } else {
-                Detail::None
-            },
-            packet: (data_len > 0).then(|| {
+            detail: Detail::None,
+            packet: (has_packet && data_len > 0).then(|| {
                 (
                     raw.flags & abi::EVENT_F_L3 != 0,
                     raw.data[..data_len].to_vec(),
@@ -410,7 +404,7 @@ impl Decoder {
             }),
         };
         step.headers = step.flow().map(|f| f.line());
-        Some(step)
+        step
     }
 
     fn skb_detail(&mut self, raw: &RawEvent) -> Detail {

@@ -14,7 +14,7 @@ use pktpath::filter::{Filter, FilterError};
 use pktpath::kernel::btf::Inventory;
 use pktpath::kernel::functions::FuncInventory;
 use pktpath::kernel::tracepoint::{Functions, Selection};
-use pktpath::output::{json::Json, terminal::Terminal, Sink};
+use pktpath::output::{json::Json, pcapng::Pcapng, terminal::Terminal, Sink};
 use pktpath::trace::{self, TraceOptions};
 use pktpath::{demo, enrich, kernel, netlab, UsageError};
 
@@ -70,17 +70,28 @@ fn doctor() -> Result<ExitCode> {
     })
 }
 
-fn sink(out: &OutputArgs) -> Box<dyn Sink> {
+fn sink(out: &OutputArgs) -> Result<Box<dyn Sink>> {
     let stdout = std::io::stdout();
+    if let Some(path) = &out.write {
+        let w: Box<dyn std::io::Write> = if path.as_os_str() == "-" {
+            Box::new(stdout)
+        } else {
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ))
+        };
+        return Ok(Box::new(Pcapng::new(w)?));
+    }
     if out.json {
-        return Box::new(Json::new(stdout, out.steps));
+        return Ok(Box::new(Json::new(stdout, out.steps)));
     }
     let color = match out.color {
         Color::Always => true,
         Color::Never => false,
         Color::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    Box::new(Terminal::new(stdout, color, out.steps))
+    Ok(Box::new(Terminal::new(stdout, color, out.steps)))
 }
 
 fn filter(expr: &str) -> Result<Filter> {
@@ -324,7 +335,7 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
             .into());
         }
     }
-    let mut out = sink(&args.output);
+    let mut out = sink(&args.output)?;
     let summary = trace::run(&inv, &opts, out.as_mut(), &STOP, |t| {
         for (tp, why) in &t.failed {
             eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
@@ -387,7 +398,7 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         // The best backend this kernel has (tracepoints only on ours).
         functions: select_functions(Backend::Auto, &None, &None, false)?,
     };
-    let mut sink = sink(out);
+    let mut sink = sink(out)?;
     let traffic_error = std::sync::Mutex::new(None);
     let summary = std::thread::scope(|scope| {
         trace::run(&inv, &opts, sink.as_mut(), &STOP, |t| {

@@ -467,3 +467,34 @@ fn ipv6_ping_with_route_lookups() {
     assert_eq!(fib["detail"]["dst"], "fd00:210::2");
     assert_eq!(j["end"]["netns"], b.as_str());
 }
+
+#[test]
+fn pcapng_is_read_by_tcpdump_with_the_path_in_comments() {
+    require_root!();
+    let net = Net::new(211);
+    let file = std::env::temp_dir().join(format!("pktpath-{}.pcapng", std::process::id()));
+    let f = file.to_str().unwrap();
+    let p = Pktpath::start(&["-w", f, &net.only("udp port 5040")]);
+    net.udp(5040);
+    p.stop();
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-r", f])
+        .output()
+        .expect("tcpdump is installed by scripts/setup.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().count(), 1, "one packet per journey: {text}");
+    assert!(
+        text.contains("10.211.1.2") && text.contains("5040"),
+        "{text}"
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let raw = String::from_utf8_lossy(&bytes);
+    assert!(raw.contains("pktpath journey #"), "path in the comments");
+    assert!(raw.contains("net_dev_queue") && raw.contains("netif_receive_skb"));
+    std::fs::remove_file(&file).ok();
+}

@@ -32,7 +32,8 @@ veth_xmit|__netif_receive_skb_one_core|__netif_receive_skb|netif_receive_skb|br_
 br_forward|br_pass_frame_up|br_dev_xmit|ip_rcv|ip_rcv_finish|ip_forward|ip_forward_finish|nf_hook_slow|\
 ip_local_deliver|ip_local_deliver_finish|icmp_rcv|raw_local_deliver|skb_clone|raw_rcv|ping_rcv|\
 consume_skb|kfree_skbmem|__kfree_skb|napi_skb_cache_put|kfree_skb_reason|sk_skb_reason_drop|\
-udp_rcv|__udp4_lib_rcv|udp_queue_rcv_skb)$";
+udp_rcv|__udp4_lib_rcv|udp_queue_rcv_skb|vxlan_xmit|vxlan_rcv|udp_tunnel_xmit_skb|iptunnel_xmit|\
+gro_cells_receive)$";
 
 /// Idle timeout for journeys: software emulation is slow.
 const IDLE: &str = "3";
@@ -254,4 +255,70 @@ fn all_functions_attach_with_the_first_backend() {
         "dozens of functions per packet: {:?}",
         function_path(req[0])
     );
+}
+
+#[test]
+fn vxlan_journey_spans_outer_and_inner_processing() {
+    let Some(backends) = backends() else { return };
+    // a and b joined by an underlay veth (10.185.0.0/24), and a VXLAN
+    // overlay on top (10.186.0.0/24).
+    let mut lab = Lab::new("pv185-").unwrap();
+    let a = lab.netns("a").unwrap();
+    let b = lab.netns("b").unwrap();
+    lab.veth(&a, "under0", &b, "under0").unwrap();
+    lab.ip(&a, "addr add 10.185.0.1/24 dev under0").unwrap();
+    lab.ip(&b, "addr add 10.185.0.2/24 dev under0").unwrap();
+    for (ns, local, remote, addr) in [
+        (&a, "10.185.0.1", "10.185.0.2", "10.186.0.1/24"),
+        (&b, "10.185.0.2", "10.185.0.1", "10.186.0.2/24"),
+    ] {
+        lab.ip(
+            ns,
+            &format!("link add vx0 type vxlan id 42 local {local} remote {remote} dstport 4789"),
+        )
+        .unwrap();
+        lab.ip(ns, &format!("addr add {addr} dev vx0")).unwrap();
+        lab.ip(ns, "link set vx0 up").unwrap();
+    }
+    lab.exec(&a, &["ping", "-c1", "-W5", "10.186.0.2"]).unwrap();
+    for backend in &backends {
+        let p = start(backend, "icmp and net 10.186.0.0/24", &[]);
+        lab.exec(&a, &["ping", "-c1", "-W5", "10.186.0.2"]).unwrap();
+        let all = p.stop();
+        let req = journeys_with(&all, &["ICMP echo request", "10.186.0.1"]);
+        assert_eq!(
+            req.len(),
+            1,
+            "{backend}: one journey across the tunnel: {all:#?}"
+        );
+        assert_in_order(
+            req[0],
+            &[
+                ("ip_output", &a, ""),
+                ("vxlan_xmit", &a, "vx0"),
+                // Encapsulated: out through the underlay device.
+                ("veth_xmit", &a, "under0"),
+                ("ip_rcv", &b, "under0"),
+                ("udp_rcv", &b, "under0"),
+                ("vxlan_rcv", &b, "under0"),
+                // The inner packet goes up through GRO (ip_list_rcv).
+                ("ip_local_deliver", &b, "vx0"),
+                ("icmp_rcv", &b, "vx0"),
+            ],
+        );
+        // The outer headers show while it is encapsulated.
+        let outer = req[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["headers"].as_str())
+            .any(|h| h.contains("10.185.0.1 > 10.185.0.2 UDP") && h.contains("> 4789"));
+        assert!(outer, "{backend}: outer VXLAN headers seen: {}", req[0]);
+        assert_eq!(
+            req[0]["end"]["netns"],
+            b.as_str(),
+            "{backend}: {}",
+            req[0]["end"]
+        );
+    }
 }

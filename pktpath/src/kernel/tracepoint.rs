@@ -364,12 +364,7 @@ impl Tracer {
                     if list.is_empty() {
                         continue;
                     }
-                    let template = self
-                        .obj
-                        .progs_mut()
-                        .find(|p| p.name() == prog)
-                        .map(|p| splice::program_insns(&p))
-                        .ok_or_else(|| anyhow!("{prog} not loaded"))?;
+                    let template = splice::program_insns(&program(&self.obj, prog)?);
                     let c = fentry::attach_all(&template, list, exit, &tick);
                     self.func_attached += c.links.len();
                     self.func_failed.extend(c.failed.iter().cloned());
@@ -384,17 +379,20 @@ impl Tracer {
                     if list.is_empty() {
                         continue;
                     }
-                    let p = self
-                        .obj
-                        .progs_mut()
-                        .find(|p| p.name() == prog)
-                        .ok_or_else(|| anyhow!("{prog} not loaded"))?;
                     let mut links = Vec::new();
-                    attach_multi(&p, list, ret, &mut links, &mut self.func_failed);
+                    let mut failed = Vec::new();
+                    attach_multi(
+                        &program(&self.obj, prog)?,
+                        list,
+                        ret,
+                        &mut links,
+                        &mut failed,
+                    );
                     for _ in 0..list.len() {
                         tick();
                     }
-                    self.func_attached += list.len() - self.func_failed.len().min(list.len());
+                    self.func_attached += list.len() - failed.len();
+                    self.func_failed.extend(failed);
                     self.links.extend(links);
                 }
             }
@@ -406,11 +404,7 @@ impl Tracer {
                     if list.is_empty() {
                         continue;
                     }
-                    let p = self
-                        .obj
-                        .progs_mut()
-                        .find(|p| p.name() == prog)
-                        .ok_or_else(|| anyhow!("{prog} not loaded"))?;
+                    let p = program(&self.obj, prog)?;
                     for (id, site) in list.iter() {
                         let opts = libbpf_rs::KprobeOpts {
                             cookie: *id as u64,
@@ -520,6 +514,13 @@ impl Tracer {
         }
         Ok(out)
     }
+}
+
+/// A loaded program of the object, by name.
+fn program<'a>(obj: &'a Object, name: &str) -> Result<libbpf_rs::ProgramMut<'a>> {
+    obj.progs_mut()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| anyhow!("{name} not loaded"))
 }
 
 /// kprobe-multi on `list`; when the kernel refuses the whole set (one
