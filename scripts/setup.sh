@@ -13,22 +13,14 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "setup.sh: installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. "$(dirname "$0")/lib/apt.sh"
+ensure_packages "${PACKAGES[@]}"
 
 # Rust: use the machine's toolchain (rustup or distribution packages).
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 if ! command -v cargo >/dev/null; then
 	echo "setup.sh: no cargo found, installing Debian's"
-	apt-get install -y -qq cargo rustc >/dev/null
+	ensure_packages cargo rustc
 fi
 need=1.82
 have=$(rustc --version | awk '{print $2}')

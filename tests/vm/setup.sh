@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the VM suite needs: QEMU, virtme-ng, and stock Debian kernels
-# (6.12 from bookworm-security, the newest 6.1), then extracts an uncompressed
+# (6.12.107 from bookworm-security, the newest 6.1), then extracts an uncompressed
 # ELF vmlinux of each for a fast PVH boot (see ../shared/vm.md of the design).
 # Idempotent. Run as root.
 set -euo pipefail
@@ -8,29 +8,42 @@ cd "$(dirname "$0")"
 CACHE=${PKTPATH_VM_CACHE:-/var/cache/pktpath-vm}
 mkdir -p "$CACHE"
 
-KERNELS=("6.12.107+deb12-amd64")
-if [ -z "${PKTPATH_VM_KERNELS:-}" ]; then
-	newest61=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' 2>/dev/null |
-		awk '{print $1}' | sed 's/^linux-image-//; s/-unsigned$//' | sort -V | tail -n1)
-	[ -n "$newest61" ] && KERNELS+=("$newest61")
-else
+. ../../scripts/lib/apt.sh
+
+# The newest kernel package version matching a pattern.
+newest() {
+	apt-cache search --names-only "^linux-image-$1-amd64-unsigned\$" 2>/dev/null |
+		awk '{print $1}' | sed 's/^linux-image-//; s/-unsigned$//' | sort -V | tail -n1
+}
+if [ -n "${PKTPATH_VM_KERNELS:-}" ]; then
 	read -r -a KERNELS <<<"$PKTPATH_VM_KERNELS"
+else
+	# Package lists may be stale on a new machine: refresh before looking.
+	[ -s "$CACHE/kernels" ] || apt_update_once
+	# 6.12.107 is the one measured in the design notes; a newer 6.12 when
+	# the archive no longer has it; the newest 6.1.
+	pick() {
+		local k
+		k=$(newest "$1")
+		[ -n "$k" ] || [ -z "${2:-}" ] || k=$(newest "$2")
+		echo "$k"
+	}
+	k612=$(pick '6\.12\.107\+deb12' '6\.12\.[0-9]+\+deb12')
+	k61=$(pick '6\.1\.0-[0-9]+')
+	if [ -z "$k612" ] || [ -z "$k61" ]; then
+		apt_update_once
+		k612=$(pick '6\.12\.107\+deb12' '6\.12\.[0-9]+\+deb12')
+		k61=$(pick '6\.1\.0-[0-9]+')
+	fi
+	[ -n "$k612" ] && [ -n "$k61" ] || { echo "vm/setup.sh: Debian 6.12/6.1 kernel packages not found" >&2; exit 1; }
+	KERNELS=("$k612" "$k61")
 fi
 
 packages=(qemu-system-x86 busybox-static zstd xz-utils python3-venv)
 for k in "${KERNELS[@]}"; do
 	packages+=("linux-image-$k-unsigned")
 done
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "vm/setup.sh: installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ensure_packages "${packages[@]}"
 
 # virtme-ng in its own venv (calling its script directly is faster than a shim).
 if [ ! -x "$CACHE/venv/bin/vng" ]; then
