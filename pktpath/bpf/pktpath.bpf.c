@@ -174,7 +174,9 @@ struct pkt_view {
 	bool l3;
 };
 
-static __always_inline bool pkt_view(struct sk_buff *skb, struct pkt_view *v)
+/* skb_dev: skb->dev, read once by the caller. */
+static __always_inline bool pkt_view(struct sk_buff *skb, struct net_device *skb_dev,
+				     struct pkt_view *v)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	unsigned char *data = BPF_CORE_READ(skb, data);
@@ -182,8 +184,7 @@ static __always_inline bool pkt_view(struct sk_buff *skb, struct pkt_view *v)
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u32 tail = BPF_CORE_READ(skb, tail);
 	__u32 len = BPF_CORE_READ(skb, len);
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	__u16 type = dev ? BPF_CORE_READ(dev, type) : ARPHRD_ETHER;
+	__u16 type = skb_dev ? BPF_CORE_READ(skb_dev, type) : ARPHRD_ETHER;
 	__u8 first = 0;
 
 	if (!head)
@@ -264,9 +265,9 @@ static __always_inline __u64 fingerprint(struct pkt_view *v)
 }
 
 /* Is this untracked packet one the user asked for? */
-static __always_inline bool select_packet(struct sk_buff *skb, struct pkt_view *v)
+static __always_inline bool select_packet(struct sk_buff *skb, struct net_device *dev,
+					  struct pkt_view *v)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	struct filter_scratch *s;
 	__u32 zero = 0;
 	__u64 caplen;
@@ -386,6 +387,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 					   struct net_device *dev, struct sock *sk,
 					   struct hctx *h)
 {
+	struct net_device *skb_dev;
 	struct pkt_view v = {};
 	struct track nt = {};
 	__u64 now, n;
@@ -401,7 +403,8 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	if (!skb)
 		return NULL;
 	now = bpf_ktime_get_ns();
-	have_view = pkt_view(skb, &v);
+	skb_dev = BPF_CORE_READ(skb, dev);
+	have_view = pkt_view(skb, skb_dev, &v);
 	t = bpf_map_lookup_elem(&tracked, &h->key);
 	/*
 	 * Without function sites, frees that fire no tracepoint go unseen and
@@ -425,7 +428,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		t->last_ts = now;
 		nt.journey = t->journey;
 	} else {
-		if (!may_start || !select_packet(skb, &v))
+		if (!may_start || !select_packet(skb, skb_dev, &v))
 			return NULL;
 		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
 		nt.last_ts = now;
@@ -444,7 +447,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		return NULL;
 	}
 	if (!dev)
-		dev = BPF_CORE_READ(skb, dev);
+		dev = skb_dev;
 	e->ts = now;
 	e->skb = h->key;
 	e->journey = nt.journey;
@@ -576,7 +579,7 @@ static __always_inline void func_return(void *ctx, struct sk_buff *parent,
 
 			child.journey = pt->journey;
 			child.last_ts = bpf_ktime_get_ns();
-			if (pkt_view(ret, &v))
+			if (pkt_view(ret, BPF_CORE_READ(ret, dev), &v))
 				child.fp = fingerprint(&v);
 			bpf_map_update_elem(&tracked, &rkey, &child, BPF_ANY);
 		}
