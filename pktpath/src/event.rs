@@ -202,6 +202,30 @@ impl Step {
     }
 }
 
+/// A step for tests of the kernel-free code (journeys, sinks).
+#[cfg(test)]
+pub(crate) fn test_step(ts_ns: u64, site: &str, netns: &str, detail: Detail) -> Step {
+    Step {
+        ts_ns,
+        site: site.into(),
+        kind: SiteKind::Tracepoint,
+        subsystem: sites::info(site).subsystem.into(),
+        source: None,
+        netns: 1,
+        netns_name: netns.into(),
+        dev: Some("eth0".into()),
+        ifindex: 2,
+        len: 84,
+        mark: 0,
+        cpu: 0,
+        skb: "0x1".into(),
+        correlated: false,
+        headers: None,
+        detail,
+        packet: None,
+    }
+}
+
 /// Decodes raw events with what the run knows: the slots' tracepoints,
 /// the BTF enums, namespace names and kernel symbols.
 pub struct Decoder {

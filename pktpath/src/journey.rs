@@ -356,27 +356,7 @@ impl Journeys {
 mod tests {
     use super::*;
 
-    fn step(ts: u64, site: &str, netns: &str, detail: Detail) -> Step {
-        Step {
-            ts_ns: ts,
-            site: site.into(),
-            kind: crate::event::SiteKind::Tracepoint,
-            subsystem: crate::sites::info(site).subsystem.into(),
-            source: None,
-            netns: 1,
-            netns_name: netns.into(),
-            dev: Some("eth0".into()),
-            ifindex: 2,
-            len: 84,
-            mark: 0,
-            cpu: 0,
-            skb: "0x1".into(),
-            correlated: false,
-            headers: None,
-            detail,
-            packet: None,
-        }
-    }
+    use crate::event::test_step as step;
 
     #[test]
     fn drop_ends_journey_with_reason_in_words() {

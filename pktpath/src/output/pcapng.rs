@@ -150,7 +150,7 @@ impl<W: Write> Sink for Pcapng<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Detail, SiteKind, Step};
+    use crate::event::{test_step, Detail, Step};
     use crate::journey::Journey;
 
     fn journey() -> Journey {
@@ -159,23 +159,10 @@ mod tests {
         ];
         pkt.extend([8, 0, 0, 0, 0, 7, 0, 1]);
         let step = |ts, site: &str, detail| Step {
-            ts_ns: ts,
-            site: site.into(),
-            kind: SiteKind::Tracepoint,
-            subsystem: "receive".into(),
-            source: None,
-            netns: 1,
-            netns_name: "b".into(),
-            dev: Some("eth0".into()),
-            ifindex: 2,
             len: 28,
-            mark: 0,
-            cpu: 0,
-            skb: "0x1".into(),
-            correlated: false,
-            headers: None,
-            detail,
+            subsystem: "receive".into(),
             packet: Some((true, pkt.clone())),
+            ..test_step(ts, site, "b", detail)
         };
         Journey::from_steps(
             7,
