@@ -258,6 +258,10 @@ struct Open {
     steps: Vec<Step>,
     last_ts: u64,
     delivered: bool,
+    /// Handed to a socket with data an application has yet to read.
+    queued: bool,
+    /// The packet carries bytes a socket would queue (from its headers).
+    socket_data: Option<bool>,
     /// skbs of this packet still alive (clones and copies join it).
     live: std::collections::HashSet<String>,
 }
@@ -271,6 +275,8 @@ pub struct Journeys {
     pub idle_ns: u64,
     /// After a socket copy, wait this long for more copies, ns.
     pub deliver_grace_ns: u64,
+    /// Data queued to a socket waits for the application's read this long.
+    pub queued_idle_ns: u64,
     /// Steps that arrived after their journey was closed.
     pub late: u64,
 }
@@ -282,6 +288,7 @@ impl Default for Journeys {
             closed: BTreeSet::new(),
             idle_ns: 1_000_000_000,
             deliver_grace_ns: 100_000_000,
+            queued_idle_ns: 10_000_000_000,
             late: 0,
         }
     }
@@ -299,10 +306,16 @@ impl Journeys {
             steps: Vec::new(),
             last_ts: 0,
             delivered: false,
+            queued: false,
+            socket_data: None,
             live: Default::default(),
         });
         o.last_ts = o.last_ts.max(step.ts_ns);
         o.delivered |= role == ROLE_DELIVER;
+        if o.socket_data.is_none() {
+            o.socket_data = step.flow().map(|f| f.waits_in_socket());
+        }
+        o.queued |= o.socket_data == Some(true) && crate::sites::queues_to_socket(&step.site);
         if !step.correlated {
             if role == ROLE_FREE {
                 o.live.remove(&step.skb);
@@ -332,7 +345,13 @@ impl Journeys {
             .iter()
             .filter(|(_, o)| {
                 let quiet = now_ns.saturating_sub(o.last_ts);
-                quiet > self.idle_ns || (o.delivered && quiet > self.deliver_grace_ns)
+                if o.delivered {
+                    quiet > self.deliver_grace_ns
+                } else if o.queued {
+                    quiet > self.queued_idle_ns.max(self.idle_ns)
+                } else {
+                    quiet > self.idle_ns
+                }
             })
             .map(|(id, _)| *id)
             .collect();
@@ -444,5 +463,35 @@ mod tests {
         assert!(matches!(done[0].end, End::Delivered { .. }));
         let quiet = j.expire(2_000_000_000);
         assert!(matches!(quiet[0].end, End::Unknown { .. }));
+    }
+
+    /// A TCP segment with data waits in the receive queue for the reader;
+    /// a pure ACK at the same site does not hold its journey open.
+    #[test]
+    fn queued_data_waits_for_the_reader() {
+        let segment = |flags: u8, ip_len: u8| {
+            let mut p = vec![0x45, 0, 0, ip_len, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
+            p.extend([0x9c, 0x40, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, flags]);
+            let mut s = step(0, "netif_receive_skb", "server", Detail::None);
+            s.packet = Some((true, p));
+            s
+        };
+        let mut j = Journeys::default();
+        j.push(1, segment(0x18, 53));
+        j.push(1, step(1, "tcp_probe", "server", Detail::None));
+        j.push(2, segment(0x10, 40));
+        j.push(2, step(1, "tcp_probe", "server", Detail::None));
+        let quiet = j.expire(2_000_000_000);
+        assert_eq!(quiet.iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+        let copy = step(
+            3_000_000_000,
+            "skb_copy_datagram_iovec",
+            "server",
+            Detail::Deliver { bytes: 13 },
+        );
+        j.push(1, copy);
+        let read = j.expire(3_200_000_000);
+        assert!(matches!(read[0].end, End::Delivered { .. }));
     }
 }

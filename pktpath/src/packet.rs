@@ -16,6 +16,12 @@ pub struct Flow {
     pub icmp_type: Option<u8>,
     /// Length of the IP packet (from its header).
     pub ip_len: Option<u32>,
+    /// Bytes a socket would read from it (TCP/UDP payload, plus one for a
+    /// TCP FIN, which also waits in the receive queue), where known.
+    pub socket_bytes: Option<u32>,
+    /// L4 header length (TCP data offset, 8 for UDP), to derive the above.
+    l4_hdr: Option<u32>,
+    tcp_flags: u8,
 }
 
 impl Flow {
@@ -25,6 +31,11 @@ impl Flow {
         } else {
             format!("{} > {} {}", self.src, self.dst, self.what)
         }
+    }
+    /// Whether a socket would queue something from it: such a packet may
+    /// wait in a receive queue until the application reads.
+    pub fn waits_in_socket(&self) -> bool {
+        self.socket_bytes.is_some_and(|n| n > 0)
     }
     /// An ICMP or ICMPv6 echo reply.
     pub fn is_echo_reply(&self) -> bool {
@@ -79,10 +90,13 @@ fn ipv4(b: &[u8]) -> Option<Flow> {
     if frag & 0x1fff != 0 {
         flow.what = format!("IP fragment offset {} proto {proto}", (frag & 0x1fff) * 8);
         flow.icmp_type = None;
+        flow.l4_hdr = None;
     }
     flow.src = src.to_string();
     flow.dst = dst.to_string();
-    flow.ip_len = Some(be16(b, 2)? as u32);
+    let ip_len = be16(b, 2)? as u32;
+    flow.ip_len = Some(ip_len);
+    flow.set_socket_bytes(ip_len.checked_sub(ihl as u32));
     Some(flow)
 }
 
@@ -105,8 +119,21 @@ fn ipv6(b: &[u8]) -> Option<Flow> {
     let mut flow = transport(next, b.get(off..).unwrap_or(&[]), true);
     flow.src = src.to_string();
     flow.dst = dst.to_string();
-    flow.ip_len = Some(be16(b, 4)? as u32 + 40);
+    let ip_len = be16(b, 4)? as u32 + 40;
+    flow.ip_len = Some(ip_len);
+    flow.set_socket_bytes(ip_len.checked_sub(off as u32));
     Some(flow)
+}
+
+impl Flow {
+    /// Sets `socket_bytes` from the L4 length (IP length minus IP headers).
+    fn set_socket_bytes(&mut self, l4_len: Option<u32>) {
+        let fin = self.tcp_flags & 0x01 != 0;
+        self.socket_bytes = match (l4_len, self.l4_hdr) {
+            (Some(l4), Some(hdr)) => Some(l4.saturating_sub(hdr) + fin as u32),
+            _ => None,
+        };
+    }
 }
 
 fn arp(b: &[u8]) -> Option<Flow> {
@@ -134,10 +161,14 @@ fn mac(b: &[u8]) -> String {
 fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
     let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
     let mut icmp_type = None;
+    let mut l4_hdr = None;
+    let mut tcp_flags = 0;
     let what = match proto {
         6 => match ports() {
             Some((s, d)) => {
                 let flags = l4.get(13).copied().unwrap_or(0);
+                l4_hdr = l4.get(12).map(|b| ((b >> 4) as u32) * 4);
+                tcp_flags = flags;
                 let f: String = [
                     (0x02, 'S'),
                     (0x01, 'F'),
@@ -154,7 +185,10 @@ fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
             None => "TCP".into(),
         },
         17 => match ports() {
-            Some((s, d)) => format!("UDP {s} > {d}"),
+            Some((s, d)) => {
+                l4_hdr = Some(8);
+                format!("UDP {s} > {d}")
+            }
             None => "UDP".into(),
         },
         1 | 58 => {
@@ -170,6 +204,8 @@ fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
         what,
         proto,
         icmp_type,
+        l4_hdr,
+        tcp_flags,
         ..Flow::default()
     }
 }
@@ -258,5 +294,23 @@ mod tests {
         p.extend([0x9c, 0x40, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x12]);
         let f = decode(&p, false).unwrap();
         assert_eq!(f.what, "TCP 40000 > 80 [S.]");
+    }
+
+    /// Pure ACKs have nothing for a socket; data and FIN wait in its queue.
+    #[test]
+    fn socket_bytes() {
+        let tcp = |ip_len: u8, flags: u8| {
+            let mut p = icmp_echo();
+            p[17] = ip_len;
+            p[23] = 6;
+            p.truncate(34);
+            p.extend([0x9c, 0x40, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, flags]);
+            decode(&p, false).unwrap()
+        };
+        assert_eq!(tcp(40, 0x10).socket_bytes, Some(0));
+        assert!(!tcp(40, 0x10).waits_in_socket());
+        assert_eq!(tcp(53, 0x18).socket_bytes, Some(13));
+        assert_eq!(tcp(40, 0x11).socket_bytes, Some(1));
+        assert!(decode(&icmp_echo(), false).unwrap().socket_bytes.is_none());
     }
 }

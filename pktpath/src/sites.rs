@@ -239,6 +239,26 @@ pub const FREEING_FUNCTIONS: &[&str] = &[
     "kfree_skb_partial",
 ];
 
+/// Sites where a packet is handed to a socket's receive path: what it
+/// carries may wait in the queue until the application reads it.
+pub fn queues_to_socket(site: &str) -> bool {
+    matches!(
+        site,
+        "tcp_probe"
+            | "tcp_rcv_established"
+            | "tcp_queue_rcv"
+            | "tcp_data_queue"
+            | "tcp_add_backlog"
+            | "tcp_v4_do_rcv"
+            | "tcp_v6_do_rcv"
+            | "sock_queue_rcv_skb_reason"
+            | "__sock_queue_rcv_skb"
+            | "__udp_enqueue_schedule_skb"
+            | "udp_queue_rcv_one_skb"
+            | "udpv6_queue_rcv_one_skb"
+    )
+}
+
 /// What a function site means for tracking.
 pub fn function_role(name: &str) -> u8 {
     if FREEING_FUNCTIONS.contains(&name) {
