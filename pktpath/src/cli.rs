@@ -79,6 +79,17 @@ impl Backend {
     }
 }
 
+/// Capture file formats -w writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteFormat {
+    /// pcapng: the path in packet comments, packet id = journey id.
+    Pcapng,
+    /// The FreeBSD mbuf_trace layout: pcap, DLT_USER0, path strings then
+    /// the Ethernet frame.
+    #[value(name = "mbuf-trace")]
+    MbufTrace,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Color {
     Auto,
@@ -93,6 +104,17 @@ pub struct OutputArgs {
     /// per journey, the path in its comments (tcpdump -r, tshark, Wireshark).
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<std::path::PathBuf>,
+    /// Format written by -w.
+    #[arg(long, value_enum, default_value_t = WriteFormat::Pcapng, requires = "write")]
+    pub format: WriteFormat,
+    /// With -w: one packet record per step (same packet id), with the bytes
+    /// seen at that step, so NAT rewrites show frame by frame.
+    #[arg(long, requires = "write")]
+    pub per_step: bool,
+    /// With -w: bytes of each frame kept (at most 142: the 128 the probes
+    /// capture plus an Ethernet header).
+    #[arg(long, value_name = "BYTES", requires = "write")]
+    pub snaplen: Option<u32>,
     /// Write JSON lines: one journey per line (see docs/json.md).
     #[arg(long)]
     pub json: bool,
@@ -113,6 +135,11 @@ pub struct TraceArgs {
     /// Without one, every packet is traced.
     #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
+    /// Read journeys from FILE ('-' for stdin) instead of tracing: pcapng
+    /// written by pktpath, pcap/pcapng of FreeBSD mbuf_trace (DLT_USER0),
+    /// or JSON lines. A FILTER then selects among the recorded packets.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Option<PathBuf>,
     /// Only packets seen on this interface (in --netns, else in ours).
     #[arg(short = 'i', long, value_name = "IFNAME")]
     pub interface: Option<String>,

@@ -116,6 +116,11 @@ pub enum Detail {
     Args {
         args: Vec<(String, String)>,
     },
+    /// What a capture file said of this step, in words (replayed comments,
+    /// FreeBSD mbuf_trace strings).
+    Text {
+        text: String,
+    },
     /// A function returned a packet; `from` is the packet it was given when
     /// that is another one (a clone or copy joins the journey).
     Return {
@@ -140,6 +145,7 @@ impl Step {
             Detail::None if self.kind == SiteKind::Function => String::new(),
             Detail::Return { from: Some(f) } => format!("returned a new packet made from {f}"),
             Detail::Return { from: None } => "returned".into(),
+            Detail::Text { text } => text.clone(),
             Detail::None => sites::info(&self.site).what.to_string(),
             Detail::Drop {
                 reason, location, ..

@@ -39,6 +39,9 @@ pub enum End {
     Transmitted { dev: String, netns: String },
     /// Freed after the kernel used it (e.g. an ICMP echo request answered).
     Consumed { netns: String, after: String },
+    /// Read from a capture that states the end only in words (or not at
+    /// all: a FreeBSD mbuf_trace record, a plain packet capture).
+    Recorded { text: String },
     /// No end seen before the journey went quiet or tracing stopped.
     Unknown {
         last_site: String,
@@ -50,7 +53,11 @@ pub enum End {
 
 impl End {
     pub fn is_real_drop(&self) -> bool {
-        matches!(self, End::Dropped { benign: false, .. })
+        match self {
+            End::Dropped { benign, .. } => !benign,
+            End::Recorded { text } => text.starts_with("dropped") && !text.contains("(not a loss)"),
+            _ => false,
+        }
     }
     /// A one-line statement of the end.
     pub fn line(&self) -> String {
@@ -70,6 +77,7 @@ impl End {
                 let note = if *benign { " (not a loss)" } else { "" };
                 format!("dropped in netns {netns}: {reason}{at}, {explanation}{note}")
             }
+            End::Recorded { text } => text.clone(),
             End::Delivered { netns } => format!("delivered to a socket in netns {netns}"),
             End::Transmitted { dev, netns } => format!("transmitted on {dev} in netns {netns}"),
             End::Consumed { netns, after } => {

@@ -6,6 +6,7 @@
 //! and `output` renders journeys. `trace` runs that pipeline live; `netlab`
 //! builds the virtual networks of `demo` and the tests.
 
+pub mod capture;
 pub mod cli;
 pub mod demo;
 pub mod enrich;

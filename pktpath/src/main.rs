@@ -9,12 +9,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use pktpath::cli::{Backend, Cli, Cmd, Color, OutputArgs, TraceArgs};
+use pktpath::cli::{Backend, Cli, Cmd, Color, OutputArgs, TraceArgs, WriteFormat};
 use pktpath::filter::{Filter, FilterError};
 use pktpath::kernel::btf::Inventory;
 use pktpath::kernel::functions::FuncInventory;
 use pktpath::kernel::tracepoint::{Functions, Selection};
-use pktpath::output::{json::Json, pcapng::Pcapng, terminal::Terminal, Sink};
+use pktpath::output::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
+use pktpath::output::{json::Json, mbuf_trace::MbufTrace, terminal::Terminal, Sink};
 use pktpath::trace::{self, TraceOptions};
 use pktpath::{demo, enrich, kernel, netlab, UsageError};
 
@@ -72,6 +73,16 @@ fn doctor() -> Result<ExitCode> {
 
 fn sink(out: &OutputArgs) -> Result<Box<dyn Sink>> {
     let stdout = std::io::stdout();
+    let snaplen = out.snaplen.unwrap_or(MAX_SNAPLEN);
+    if !(1..=MAX_SNAPLEN).contains(&snaplen) {
+        return Err(UsageError(format!(
+            "--snaplen {snaplen}: between 1 and {MAX_SNAPLEN} (the probes capture 128 bytes)"
+        ))
+        .into());
+    }
+    if out.per_step && out.format == WriteFormat::MbufTrace {
+        return Err(UsageError("--per-step writes pcapng, not mbuf-trace".into()).into());
+    }
     if let Some(path) = &out.write {
         let w: Box<dyn std::io::Write> = if path.as_os_str() == "-" {
             Box::new(stdout)
@@ -81,7 +92,16 @@ fn sink(out: &OutputArgs) -> Result<Box<dyn Sink>> {
                     .with_context(|| format!("cannot create {}", path.display()))?,
             ))
         };
-        return Ok(Box::new(Pcapng::new(w)?));
+        return Ok(match out.format {
+            WriteFormat::Pcapng => Box::new(Pcapng::new(
+                w,
+                PcapngOptions {
+                    per_step: out.per_step,
+                    snaplen,
+                },
+            )?),
+            WriteFormat::MbufTrace => Box::new(MbufTrace::new(w, snaplen)?),
+        });
     }
     if out.json {
         return Ok(Box::new(Json::new(stdout, out.steps)));
@@ -308,7 +328,63 @@ fn ring_bytes(mib: u32) -> Result<u32> {
     Ok(mib << 20)
 }
 
+/// `-r FILE`: journeys from a capture, through the same sinks as live.
+fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
+    use std::io::Read;
+    let shown = path.display();
+    let mut data = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut data)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
+    };
+    read.map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
+    let journeys =
+        pktpath::capture::read(&data).map_err(|e| UsageError(format!("{shown}: {e}")))?;
+    let expr = args.filter.join(" ");
+    let program = if expr.is_empty() {
+        None
+    } else {
+        Some(
+            pktpath::filter::cbpf::program(&expr, pktpath::filter::Layer::L2)
+                .map_err(|e| UsageError(e.to_string()))?,
+        )
+    };
+    let mut out = sink(&args.output)?;
+    let mut shown_count = 0u64;
+    for r in journeys {
+        if let Some(p) = &program {
+            match &r.frame {
+                Some(f) if p.filter(f) => {}
+                Some(_) => continue,
+                None => {
+                    return Err(UsageError(format!(
+                        "{shown}: a filter needs the packets' bytes; JSON lines keep only \
+                         their headers in words"
+                    ))
+                    .into())
+                }
+            }
+        }
+        if args.output.drops_only && !r.journey.end.is_real_drop() {
+            continue;
+        }
+        if args.count.is_some_and(|c| shown_count >= c) {
+            break;
+        }
+        match out.journey(&r.journey) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            r => r.context("writing output")?,
+        }
+        shown_count += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.read {
+        return run_replay(args, path);
+    }
     let expr = args.filter.join(" ");
     let opts = TraceOptions {
         filter: filter(&expr)?,

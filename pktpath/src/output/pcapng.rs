@@ -1,34 +1,48 @@
-//! pcapng: one Enhanced Packet Block per journey, written when the journey
-//! ends, so that tcpdump, tshark and Wireshark open it without any plugin:
-//! the frame as first seen, the journey id as `epb_packetid`, and the whole
-//! path as the packet's comments (one line per step).
+//! pcapng: one Enhanced Packet Block per journey (or per step with
+//! `--per-step`), written when the journey ends, so that tcpdump, tshark and
+//! Wireshark open it without any plugin: the frame as first seen, the
+//! journey id as `epb_packetid`, and the whole path as the packet's comments
+//! (one line per step, tab-separated fields: see [`step_line`]). The journey
+//! as JSON rides in a custom option so that `pktpath -r` replays it exactly.
 //!
 //! Written by hand: the format is small (section header, one interface,
-//! packet blocks with options) and the options we need (`epb_packetid`,
-//! comments) are plain type-length-value records.
+//! packet blocks with options) and the options we need are plain
+//! type-length-value records.
 
 use std::io::{self, Write};
 
 use super::Sink;
+use crate::event::Step;
 use crate::journey::Journey;
 
-const LINKTYPE_ETHERNET: u16 = 1;
-/// Bytes of each frame kept (the BPF side captures up to 128).
-pub const SNAPLEN: u32 = 262_144;
+pub const LINKTYPE_ETHERNET: u16 = 1;
+/// Bytes of each packet the BPF side captures, and so the most a frame
+/// (Ethernet header included) can hold.
+pub const MAX_SNAPLEN: u32 = 128 + 14;
 
-const SHB: u32 = 0x0A0D_0D0A;
-const IDB: u32 = 0x0000_0001;
-const EPB: u32 = 0x0000_0006;
+pub const SHB: u32 = 0x0A0D_0D0A;
+pub const IDB: u32 = 0x0000_0001;
+pub const EPB: u32 = 0x0000_0006;
 const OPT_END: u16 = 0;
-const OPT_COMMENT: u16 = 1;
+pub const OPT_COMMENT: u16 = 1;
+/// Custom option, UTF-8 string, copiable (pcapng spec section 3.5.1).
+pub const OPT_CUSTOM_UTF8: u16 = 2988;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
-const EPB_PACKETID: u16 = 5;
+pub const EPB_PACKETID: u16 = 5;
 const SHB_USERAPPL: u16 = 4;
+/// Private Enterprise Number of custom options. pktpath has none
+/// registered: 0 (reserved) plus the "pktpath:" prefix of the value make
+/// the option ours, and tools that do not know it skip it.
+pub const PEN: u32 = 0;
+/// Prefix of the custom option holding the journey as JSON.
+pub const JSON_PREFIX: &str = "pktpath:journey:";
+/// First comment line of every record: "pktpath journey #ID: END".
+pub const HEADER_PREFIX: &str = "pktpath journey #";
 
 /// Appends one option (type, length, value, padding to 32 bits).
 fn option(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
-    // An option's length is 16 bits: longer comments are cut.
+    // An option's length is 16 bits: longer values are cut.
     let value = &value[..value.len().min(0xfff0)];
     buf.extend(code.to_le_bytes());
     buf.extend((value.len() as u16).to_le_bytes());
@@ -47,13 +61,13 @@ fn block(out: &mut impl Write, kind: u32, body: &[u8]) -> io::Result<()> {
     out.write_all(&total.to_le_bytes())
 }
 
-/// The frame of a journey as first seen, with an Ethernet header made up
-/// when the capture started at the IP header (one link type per file).
-pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
-    let s = j.steps.iter().find(|s| s.packet.is_some())?;
+/// A step's bytes as an Ethernet frame (an Ethernet header is made up when
+/// the capture started at the IP header: one link type per file), and the
+/// original length.
+pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
     let (l3, data) = s.packet.as_ref()?;
     if !*l3 {
-        let orig = (j.len + 14).max(data.len() as u32);
+        let orig = (ip_len + 14).max(data.len() as u32);
         return Some((data.clone(), orig));
     }
     let ethertype: u16 = match data.first().map(|b| b >> 4) {
@@ -63,36 +77,79 @@ pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
     let mut f = vec![0u8; 12];
     f.extend(ethertype.to_be_bytes());
     f.extend(data);
-    let orig = (j.len + 14).max(f.len() as u32);
+    let orig = (ip_len + 14).max(f.len() as u32);
     Some((f, orig))
 }
 
-/// The path as comment lines.
+/// The frame of a journey as first seen.
+pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
+    step_frame(j.steps.iter().find(|s| s.packet.is_some())?, j.len)
+}
+
+/// One step as a line of tab-separated fields, the form of both pcapng
+/// comments and mbuf-trace strings (the Lua dissector splits on tabs):
+/// index, +offset ms, netns, device, subsystem, site, source, detail.
+/// Empty fields are "-".
+pub fn step_line(i: usize, t0: u64, s: &Step) -> String {
+    let field = |v: &str| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.replace(['\t', '\n'], " ")
+        }
+    };
+    format!(
+        "{i}\t+{:.3}ms\t{}\t{}\t{}\t{}\t{}\t{}",
+        s.ts_ns.saturating_sub(t0) as f64 / 1e6,
+        field(&s.netns_name),
+        field(s.dev.as_deref().unwrap_or("")),
+        field(&s.subsystem),
+        field(&s.site),
+        field(s.source.as_deref().unwrap_or("")),
+        field(&s.describe()),
+    )
+}
+
+/// The journey's first comment line.
+pub fn header_line(j: &Journey) -> String {
+    format!("{HEADER_PREFIX}{}: {}", j.id, j.end.line())
+}
+
+/// The path as comment lines: the header, then one line per step.
 pub fn comments(j: &Journey) -> Vec<String> {
     let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
-    let mut v = vec![format!("pktpath journey #{}: {}", j.id, j.end.line())];
-    for (i, s) in j.steps.iter().enumerate() {
-        v.push(format!(
-            "{i} +{:.3}ms {} {} {} {} {}",
-            s.ts_ns.saturating_sub(t0) as f64 / 1e6,
-            s.netns_name,
-            s.dev.as_deref().unwrap_or("-"),
-            s.subsystem,
-            s.site,
-            s.describe()
-        ));
+    std::iter::once(header_line(j))
+        .chain(j.steps.iter().enumerate().map(|(i, s)| step_line(i, t0, s)))
+        .collect()
+}
+
+/// How packets are written.
+#[derive(Clone, Copy, Debug)]
+pub struct PcapngOptions {
+    /// One record per step instead of one per journey.
+    pub per_step: bool,
+    /// Bytes of each frame kept.
+    pub snaplen: u32,
+}
+
+impl Default for PcapngOptions {
+    fn default() -> Self {
+        PcapngOptions {
+            per_step: false,
+            snaplen: MAX_SNAPLEN,
+        }
     }
-    v
 }
 
 /// Writes journeys as pcapng packets.
 pub struct Pcapng<W: Write> {
     out: W,
+    opts: PcapngOptions,
 }
 
 impl<W: Write> Pcapng<W> {
     /// Writes the section header and the one interface.
-    pub fn new(mut out: W) -> io::Result<Self> {
+    pub fn new(mut out: W, opts: PcapngOptions) -> io::Result<Self> {
         let mut shb = Vec::new();
         shb.extend(0x1A2B_3C4Du32.to_le_bytes()); // byte-order magic
         shb.extend(1u16.to_le_bytes());
@@ -104,18 +161,54 @@ impl<W: Write> Pcapng<W> {
         let mut idb = Vec::new();
         idb.extend(LINKTYPE_ETHERNET.to_le_bytes());
         idb.extend(0u16.to_le_bytes());
-        idb.extend(SNAPLEN.to_le_bytes());
+        idb.extend(opts.snaplen.to_le_bytes());
         option(&mut idb, IF_NAME, b"pktpath");
         option(&mut idb, IF_TSRESOL, &[9]); // nanoseconds
         option(&mut idb, OPT_END, &[]);
         block(&mut out, IDB, &idb)?;
         out.flush()?;
-        Ok(Pcapng { out })
+        Ok(Pcapng { out, opts })
+    }
+
+    fn record(
+        &mut self,
+        ts_mono: u64,
+        (mut frame, orig): (Vec<u8>, u32),
+        id: u64,
+        comments: &[String],
+        json: Option<&str>,
+    ) -> io::Result<()> {
+        frame.truncate(self.opts.snaplen as usize);
+        let ts = wall_ns(ts_mono);
+        let mut epb = Vec::new();
+        epb.extend(0u32.to_le_bytes()); // interface 0
+        epb.extend(((ts >> 32) as u32).to_le_bytes());
+        epb.extend((ts as u32).to_le_bytes());
+        epb.extend((frame.len() as u32).to_le_bytes());
+        epb.extend(orig.to_le_bytes());
+        epb.extend(&frame);
+        epb.resize(epb.len().next_multiple_of(4), 0);
+        option(&mut epb, EPB_PACKETID, &id.to_le_bytes());
+        for c in comments {
+            option(&mut epb, OPT_COMMENT, c.as_bytes());
+        }
+        if let Some(json) = json {
+            let mut v = PEN.to_le_bytes().to_vec();
+            v.extend(JSON_PREFIX.as_bytes());
+            v.extend(json.as_bytes());
+            // Too long for one option (journeys of thousands of steps):
+            // the comments still carry the path.
+            if v.len() <= 0xfff0 {
+                option(&mut epb, OPT_CUSTOM_UTF8, &v);
+            }
+        }
+        option(&mut epb, OPT_END, &[]);
+        block(&mut self.out, EPB, &epb)
     }
 }
 
 /// Kernel monotonic ns to wall-clock ns, so timestamps read as dates.
-fn wall_ns(mono: u64) -> u64 {
+pub(crate) fn wall_ns(mono: u64) -> u64 {
     let now_wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -125,24 +218,28 @@ fn wall_ns(mono: u64) -> u64 {
 
 impl<W: Write> Sink for Pcapng<W> {
     fn journey(&mut self, j: &Journey) -> io::Result<()> {
-        let Some((frame, orig)) = frame(j) else {
+        let Some(first) = frame(j) else {
             return Ok(());
         };
-        let ts = wall_ns(j.steps.first().map_or(0, |s| s.ts_ns));
-        let mut epb = Vec::new();
-        epb.extend(0u32.to_le_bytes()); // interface 0
-        epb.extend(((ts >> 32) as u32).to_le_bytes());
-        epb.extend((ts as u32).to_le_bytes());
-        epb.extend((frame.len() as u32).to_le_bytes());
-        epb.extend(orig.to_le_bytes());
-        epb.extend(&frame);
-        epb.resize(epb.len().next_multiple_of(4), 0);
-        option(&mut epb, EPB_PACKETID, &j.id.to_le_bytes());
-        for c in comments(j) {
-            option(&mut epb, OPT_COMMENT, c.as_bytes());
+        let json = serde_json::to_string(j)?;
+        if !self.opts.per_step {
+            let ts = j.steps.first().map_or(0, |s| s.ts_ns);
+            self.record(ts, first, j.id, &comments(j), Some(&json))?;
+            return self.out.flush();
         }
-        option(&mut epb, OPT_END, &[]);
-        block(&mut self.out, EPB, &epb)?;
+        // One record per step, each with the bytes seen there (the last
+        // captured ones where a step captured none).
+        let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
+        let header = header_line(j);
+        let mut last = first;
+        for (i, s) in j.steps.iter().enumerate() {
+            if let Some(f) = step_frame(s, j.len) {
+                last = f;
+            }
+            let lines = [header.clone(), step_line(i, t0, s)];
+            let json = (i == 0).then_some(json.as_str());
+            self.record(s.ts_ns, last.clone(), j.id, &lines, json)?;
+        }
         self.out.flush()
     }
 }
@@ -177,7 +274,7 @@ mod tests {
     #[test]
     fn blocks_are_well_formed() {
         let mut buf = Vec::new();
-        let mut w = Pcapng::new(&mut buf).unwrap();
+        let mut w = Pcapng::new(&mut buf, PcapngOptions::default()).unwrap();
         w.journey(&journey()).unwrap();
         // Walk the blocks: each length is at both ends and a multiple of 4.
         let mut off = 0;
@@ -194,7 +291,7 @@ mod tests {
         assert_eq!(kinds, [SHB, IDB, EPB]);
         let text = String::from_utf8_lossy(&buf);
         assert!(
-            text.contains("1 +0.001ms b eth0 receive consume_skb"),
+            text.contains("1\t+0.001ms\tb\teth0\treceive\tconsume_skb\t-\tfreed"),
             "{text}"
         );
     }

@@ -65,7 +65,8 @@ impl<W: Write> Sink for Terminal<W> {
     fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
         let end_color = match &j.end {
             End::Dropped { benign: false, .. } => RED,
-            End::Dropped { .. } | End::Unknown { .. } => YELLOW,
+            End::Recorded { .. } if j.end.is_real_drop() => RED,
+            End::Dropped { .. } | End::Unknown { .. } | End::Recorded { .. } => YELLOW,
             End::Delivered { .. } | End::Consumed { .. } => GREEN,
             End::Transmitted { .. } => CYAN,
         };

@@ -1,0 +1,108 @@
+//! Reading capture files back into journeys (`pktpath -r`): pcapng written
+//! by pktpath (exactly, from the journey each record carries), classic pcap
+//! or pcapng holding FreeBSD `mbuf_trace` records (DLT_USER0), any other
+//! pcap/pcapng (one step per packet: there is no path in it), and JSON lines.
+//!
+//! Files are hostile input: every length is checked against what is left,
+//! and errors name the file offset where reading stopped.
+
+pub mod mbuf_trace;
+mod pcap;
+mod pcapng;
+mod steps;
+
+use crate::journey::Journey;
+
+/// What went wrong reading a capture.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("at offset {offset}: {what}")]
+    Corrupt { offset: u64, what: String },
+    #[error("not a capture pktpath reads (pcapng, pcap or JSON lines): starts with {0:02x?}")]
+    UnknownFormat(Vec<u8>),
+}
+
+/// Link-layer types of records whose frame bytes we can filter and show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    Ethernet,
+    MbufTrace,
+    Other(u32),
+}
+
+impl Link {
+    fn from_linktype(t: u32) -> Link {
+        match t {
+            1 => Link::Ethernet,
+            t if t == mbuf_trace::LINKTYPE_USER0 as u32 => Link::MbufTrace,
+            t => Link::Other(t),
+        }
+    }
+}
+
+/// One journey read back, with the frame it was recorded with (Ethernet),
+/// for filters and for writing it again.
+#[derive(Debug)]
+pub struct Replayed {
+    pub journey: Journey,
+    pub frame: Option<Vec<u8>>,
+}
+
+/// Reads every journey in `data` (a whole file).
+pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
+    match data.get(..4) {
+        Some([0x0a, 0x0d, 0x0d, 0x0a]) => pcapng::read(data),
+        Some(m) if pcap::is_magic(m) => pcap::read(data),
+        _ if data.trim_ascii_start().starts_with(b"{") => read_json_lines(data),
+        _ if data.is_empty() => Ok(Vec::new()),
+        _ => Err(ReadError::UnknownFormat(data[..data.len().min(4)].to_vec())),
+    }
+}
+
+/// JSON lines as `--json` writes them: one journey per line; step lines of
+/// `--steps` (`{"journey": N, "step": ...}`) are skipped.
+fn read_json_lines(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for line in data.split(|&b| b == b'\n') {
+        let at = offset;
+        offset += line.len() as u64 + 1;
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(line).map_err(|e| ReadError::Corrupt {
+                offset: at,
+                what: format!("not JSON: {e}"),
+            })?;
+        if v.get("step").is_some() {
+            continue;
+        }
+        let journey = serde_json::from_value(v).map_err(|e| ReadError::Corrupt {
+            offset: at,
+            what: format!("not a pktpath journey: {e}"),
+        })?;
+        out.push(Replayed {
+            journey,
+            frame: None,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_and_empty_inputs() {
+        assert!(read(b"").unwrap().is_empty());
+        let e = read(b"hello world").unwrap_err().to_string();
+        assert!(
+            e.contains("68 65 6c 6c") || e.contains("68, 65, 6c, 6c"),
+            "{e}"
+        );
+        let e = read(b"{\"id\": 1}\n").unwrap_err().to_string();
+        assert!(e.starts_with("at offset 0: not a pktpath journey"), "{e}");
+    }
+}

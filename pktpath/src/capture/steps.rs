@@ -1,0 +1,122 @@
+//! Steps from text: the tab-separated step lines pktpath writes (pcapng
+//! comments, mbuf-trace strings; see `output::pcapng::step_line`) and the
+//! free-form strings of FreeBSD's mbuf_trace, shown as given.
+
+use crate::event::{Detail, SiteKind, Step};
+use crate::journey::{End, Journey};
+use crate::output::pcapng::HEADER_PREFIX;
+
+/// A step from one line; `t0` is the record's time (ns).
+pub fn parse_step(line: &str, t0: u64) -> Step {
+    let f: Vec<&str> = line.split('\t').collect();
+    let field = |i: usize| match f.get(i).copied() {
+        Some("-") | None => None,
+        Some(v) => Some(v.to_string()),
+    };
+    let offset_ns = f
+        .get(1)
+        .and_then(|t| t.strip_prefix('+')?.strip_suffix("ms")?.parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| (ms * 1e6) as u64);
+    let ours = f.len() == 8 && f[0].parse::<u64>().is_ok() && offset_ns.is_some();
+    let (site, detail) = if ours {
+        (f[5].to_string(), field(7))
+    } else {
+        // Not ours (FreeBSD): the whole string is the site, as given.
+        (line.to_string(), None)
+    };
+    Step {
+        ts_ns: t0.saturating_add(offset_ns.unwrap_or(0)),
+        site,
+        kind: SiteKind::Function,
+        subsystem: if ours { field(4) } else { None }.unwrap_or_default(),
+        source: if ours { field(6) } else { None },
+        netns: 0,
+        netns_name: if ours { field(2) } else { None }.unwrap_or_default(),
+        dev: if ours { field(3) } else { None },
+        ifindex: 0,
+        len: 0,
+        mark: 0,
+        cpu: 0,
+        skb: String::new(),
+        correlated: false,
+        headers: None,
+        detail: match detail {
+            Some(text) => Detail::Text { text },
+            None => Detail::None,
+        },
+        packet: None,
+    }
+}
+
+/// A journey from a record's text lines (an optional pktpath header line,
+/// then one line per step) and its Ethernet frame.
+pub fn journey(id: u64, t0: u64, lines: &[String], frame: &[u8], orig_len: u32) -> Journey {
+    let mut end = None;
+    let mut id = id;
+    let mut steps = Vec::new();
+    for line in lines {
+        if let Some(rest) = line.strip_prefix(HEADER_PREFIX) {
+            if let Some((n, text)) = rest.split_once(": ") {
+                id = n.parse().unwrap_or(id);
+                end = Some(text.to_string());
+            }
+            continue;
+        }
+        steps.push(parse_step(line, t0));
+    }
+    if let Some(s) = steps.first_mut() {
+        s.packet = Some((false, frame.to_vec()));
+    }
+    let flow = crate::packet::decode(frame, false);
+    steps.sort_by_key(|s| s.ts_ns);
+    let last = steps.last().map(|s| s.site.clone());
+    Journey {
+        id,
+        packet: flow.as_ref().map(|f| f.line()),
+        len: flow
+            .and_then(|f| f.ip_len)
+            .unwrap_or(orig_len.saturating_sub(14)),
+        duration_ns: match (steps.first(), steps.last()) {
+            (Some(a), Some(b)) => b.ts_ns - a.ts_ns,
+            _ => 0,
+        },
+        end: End::Recorded {
+            text: end.unwrap_or_else(|| match last {
+                Some(site) => format!("trace ends at {site}"),
+                None => "no path recorded (a plain packet capture)".into(),
+            }),
+        },
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::test_step;
+    use crate::output::pcapng::step_line;
+
+    #[test]
+    fn our_lines_round_trip() {
+        let mut s = test_step(3_000_000, "ip_forward", "router", Detail::None);
+        s.source = Some("net/ipv4/ip_forward.c".into());
+        let back = parse_step(&step_line(4, 1_000_000, &s), 0);
+        assert_eq!(back.site, "ip_forward");
+        assert_eq!(back.netns_name, "router");
+        assert_eq!(back.dev.as_deref(), Some("eth0"));
+        assert_eq!(back.source.as_deref(), Some("net/ipv4/ip_forward.c"));
+        assert_eq!(back.ts_ns, 2_000_000);
+        assert_eq!(back.describe(), s.describe());
+    }
+
+    #[test]
+    fn freebsd_strings_are_shown_as_given() {
+        let s = parse_step("ip_input netinet/ip_input.c:467", 5);
+        assert_eq!(s.site, "ip_input netinet/ip_input.c:467");
+        assert_eq!(s.ts_ns, 5);
+        let j = journey(9, 5, &["ether_input".into(), "ip_input".into()], &[], 60);
+        assert_eq!(j.end.line(), "trace ends at ip_input");
+        assert_eq!(j.len, 46);
+    }
+}
