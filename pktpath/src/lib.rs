@@ -11,6 +11,7 @@ pub mod cli;
 pub mod demo;
 pub mod enrich;
 pub mod event;
+pub mod extcap;
 pub mod filter;
 pub mod journey;
 pub mod kernel;

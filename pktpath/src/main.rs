@@ -37,7 +37,19 @@ fn raise_nofile() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = if pktpath::extcap::is_extcap_call(&argv) {
+        match extcap_cli(&argv) {
+            Ok(Some(cli)) => cli,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pktpath extcap: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        Cli::parse()
+    };
     raise_nofile();
     // SIGINT, SIGTERM and SIGHUP end the run cleanly: links are dropped and
     // a summary is printed.
@@ -59,6 +71,65 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Answers Wireshark's extcap queries; for `--capture`, the trace command
+/// line that writes pcapng into Wireshark's FIFO.
+fn extcap_cli(argv: &[String]) -> Result<Option<Cli>> {
+    use pktpath::extcap;
+    let rest = argv.iter().skip(1).skip_while(|a| *a == "extcap");
+    let args = extcap::ExtcapArgs::try_parse_from(rest).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout();
+    if args.extcap_interfaces {
+        extcap::interfaces(&mut out)?;
+        return Ok(None);
+    }
+    if let Some(i) = &args.extcap_interface {
+        if i != extcap::INTERFACE {
+            return Err(UsageError(format!("no extcap interface {i}")).into());
+        }
+    }
+    if args.extcap_dlts {
+        extcap::dlts(&mut out)?;
+        return Ok(None);
+    }
+    if args.extcap_config {
+        extcap::config(&mut out)?;
+        return Ok(None);
+    }
+    let expr = args.extcap_capture_filter.clone().unwrap_or_default();
+    if !args.capture {
+        // Filter check: nothing on stdout means valid, else the message.
+        if let Err(e) = filter(&expr) {
+            println!("{e}");
+        }
+        return Ok(None);
+    }
+    let fifo = args
+        .fifo
+        .clone()
+        .ok_or_else(|| UsageError("--capture needs --fifo".into()))?;
+    let mut trace: Vec<String> = vec!["pktpath".into(), "-w".into()];
+    trace.push(fifo.to_string_lossy().into_owned());
+    let backend = clap::ValueEnum::to_possible_value(&args.backend).expect("named backend");
+    trace.extend(["--backend".into(), backend.get_name().to_string()]);
+    for (flag, v) in [
+        ("-i", &args.dev),
+        ("--netns", &args.netns),
+        ("--start-at", &args.start_at),
+        ("--functions", &args.functions),
+    ] {
+        if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+            trace.extend([flag.to_string(), v.clone()]);
+        }
+    }
+    if args.per_step {
+        trace.push("--per-step".into());
+    }
+    if !expr.is_empty() {
+        trace.extend(["--".into(), expr]);
+    }
+    Ok(Some(Cli::try_parse_from(trace)?))
 }
 
 fn doctor() -> Result<ExitCode> {
