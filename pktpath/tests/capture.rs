@@ -363,3 +363,24 @@ fn extcap_capture_into_a_fifo_reaches_tshark() {
     assert!(text.contains("pktpath journey #1"), "{text}");
     std::fs::remove_file(&fifo).ok();
 }
+
+/// The fuzz corpus (seeds and inputs the fuzzers found interesting) reads
+/// without a panic: an error or journeys that render.
+#[test]
+fn fuzz_corpus_never_panics() {
+    use pktpath::output::{terminal::Terminal, Sink};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/read_capture");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        if let Ok(journeys) = pktpath::capture::read(&data) {
+            let mut t = Terminal::new(std::io::sink(), false, false);
+            for r in &journeys {
+                t.journey(&r.journey).unwrap();
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 6, "corpus seeds missing from {dir}");
+}
