@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
 	clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config  # build: BPF C, libbpf, libpcap
 	iproute2 nftables iputils-ping util-linux procps tcpdump # demo and tests: netns, rules, traffic, pcap
+	tshark                                                   # tests of the Wireshark dissector (wireshark/)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -14,6 +15,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 . "$(dirname "$0")/lib/apt.sh"
+# tshark's wireshark-common asks whether non-root users may capture
+# (setuid dumpcap): answer no beforehand, so the install never prompts.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 ensure_packages "${PACKAGES[@]}"
 
 # Rust: use the machine's toolchain (rustup or distribution packages).
