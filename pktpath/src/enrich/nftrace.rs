@@ -34,12 +34,14 @@
 //!
 //! # How traces tie to packets
 //!
-//! `NFTA_TRACE_ID` is not an skb address. Since Linux 6.4 it is
-//! `siphash_3u32(hash32_ptr(skb), skb_get_hash(skb), skb->skb_iif, key)`
-//! with a key drawn at random once per boot (before 6.4: `jhash_2words` of
-//! the same three values, with no secret). User space cannot compute it: it
-//! only groups the messages of one packet in one namespace (same skb, same
-//! input device). Messages after the first of a chain evaluation carry no
+//! `NFTA_TRACE_ID` is not an skb address. In current kernels (since the
+//! 2023 rework of `nft_traceinfo`; the 6.12 and 6.18 sources have it) it is
+//! `siphash_3u32(hash32_ptr(skb), skb_get_hash_net(net, skb), skb->skb_iif,
+//! key)`, computed once per base chain evaluation, with a key drawn at
+//! random once per boot; older kernels used `jhash_2words` of the same three
+//! values, without a secret. Neither user space nor BPF can compute the
+//! siphash: the id only groups the messages of one packet in one namespace
+//! (same skb, same flow hash, same input device). Messages after the first of a chain evaluation carry no
 //! headers; the reader copies them from the last message with the same
 //! namespace and id ([`NftTrace::headers_inherited`]). To tie a trace to a
 //! journey step, match the namespace inode, the interfaces (`iif`/`oif`),
@@ -66,7 +68,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -414,6 +416,14 @@ impl NftTrace {
     /// Whether this message comes from one of our own tracing tables.
     pub fn is_own(&self) -> bool {
         parse_table_pid(&self.table).is_some()
+    }
+
+    /// The message 6.x kernels send when evaluation reaches the end of a
+    /// chain's rules (the blob's last element): type rule, verdict
+    /// continue, no handle. The return or policy message that follows says
+    /// the same; the session does not pass these on.
+    pub fn is_end_marker(&self) -> bool {
+        self.kind == TraceKind::Rule && self.rule_handle.is_none() && self.verdict == "continue"
     }
 
     /// The network and transport headers as one buffer starting at the IP
@@ -866,10 +876,7 @@ impl NftraceSession {
 
     /// The next trace, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<NftTrace> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(t) => Some(t),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.rx.recv_timeout(timeout).ok()
     }
 
     /// Every trace waiting now.
@@ -976,7 +983,7 @@ fn read_loop(
                         stats.malformed.fetch_add(bad as u64, Ordering::Relaxed);
                         for mut t in traces {
                             inherit.apply(&mut t);
-                            if t.is_own() {
+                            if t.is_own() || t.is_end_marker() {
                                 continue;
                             }
                             match tx.try_send(t) {
