@@ -3,4 +3,5 @@
 
 pub mod drop;
 pub mod netns;
+pub mod nftrace;
 pub mod symbols;
