@@ -160,6 +160,10 @@ pub struct TraceArgs {
     /// Do not attach to functions matching this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub exclude_functions: Option<String>,
+    /// Do not add the temporary nftables tables that report which rule saw
+    /// a packet (`meta nftrace set 1` in each namespace; removed on exit).
+    #[arg(long)]
+    pub no_nft_trace: bool,
     /// Stop after N journeys.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,

@@ -116,6 +116,26 @@ pub enum Detail {
     Args {
         args: Vec<(String, String)>,
     },
+    /// An nftables chain evaluated the packet (from nftables tracing): the
+    /// rule that matched, or the chain's policy, and the verdict.
+    Rule {
+        family: String,
+        table: String,
+        chain: String,
+        /// The base chain's hook (prerouting, input, forward...), if known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hook: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
+        /// rule, policy or return.
+        what: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        handle: Option<u64>,
+        /// The rule as `nft -a list ruleset` prints it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        verdict: String,
+    },
     /// What a capture file said of this step, in words (replayed comments,
     /// FreeBSD mbuf_trace strings).
     Text {
@@ -146,6 +166,29 @@ impl Step {
             Detail::Return { from: Some(f) } => format!("returned a new packet made from {f}"),
             Detail::Return { from: None } => "returned".into(),
             Detail::Text { text } => text.clone(),
+            Detail::Rule {
+                family,
+                table,
+                chain,
+                hook,
+                what,
+                handle,
+                rule,
+                verdict,
+                ..
+            } => {
+                let hook = hook
+                    .as_ref()
+                    .map(|h| format!(" (hook {h})"))
+                    .unwrap_or_default();
+                let said = match (what.as_str(), rule, handle) {
+                    ("policy", ..) => format!("policy {verdict}"),
+                    (_, Some(r), Some(h)) => format!("rule `{r}` (handle {h}): {verdict}"),
+                    (_, None, Some(h)) => format!("rule handle {h}: {verdict}"),
+                    _ => format!("end of chain: {verdict}"),
+                };
+                format!("{family} {table} {chain}{hook}: {said}")
+            }
             Detail::None => sites::info(&self.site).what.to_string(),
             Detail::Drop {
                 reason, location, ..

@@ -185,6 +185,10 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
                 netns: d.netns_name.clone(),
             };
         }
+        let (explanation, hint) = match rule_verdict(steps, last) {
+            Some(said) if !benign => said,
+            _ => (explanation, hint.map(str::to_string)),
+        };
         let (explanation, hint) = if benign {
             (
                 "no ping socket for this echo reply; ping(8) on a raw socket got its own copy"
@@ -192,7 +196,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
                 None,
             )
         } else {
-            (explanation, hint.map(str::to_string))
+            (explanation, hint)
         };
         return End::Dropped {
             reason: reason.clone(),
@@ -257,6 +261,50 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
     }
 }
 
+/// For a drop in a namespace where nftables traced the packet, the rule
+/// (or chain policy) that dropped it, in the user's terms, and the fix.
+fn rule_verdict(steps: &[Step], drop: &Step) -> Option<(String, Option<String>)> {
+    let (family, table, chain, what, handle, rule) =
+        steps.iter().rev().find_map(|s| match &s.detail {
+            Detail::Rule {
+                family,
+                table,
+                chain,
+                what,
+                handle,
+                rule,
+                verdict,
+                ..
+            } if verdict == "drop" && s.netns == drop.netns => {
+                Some((family, table, chain, what, handle, rule))
+            }
+            _ => None,
+        })?;
+    let at = format!("{family} {table} {chain}");
+    if what == "policy" {
+        return Some((
+            format!("dropped by the policy of nftables chain {at} (no rule accepted it)"),
+            Some(format!(
+                "add an accept rule for this traffic to {at}: nft -a list chain {at}"
+            )),
+        ));
+    }
+    let rule = rule.as_deref().unwrap_or("?");
+    let verb = if rule.contains("reject") {
+        "rejected"
+    } else {
+        "dropped"
+    };
+    let handle = handle.map_or("?".to_string(), |h| h.to_string());
+    Some((
+        format!("{verb} by nftables rule `{rule}` ({at}, handle {handle})"),
+        Some(format!(
+            "if this traffic should pass: nft delete rule {at} handle {handle}, or insert an \
+             accept rule before it"
+        )),
+    ))
+}
+
 /// Functions of an skb's release path, not of what happened to the packet.
 fn is_release(site: &str) -> bool {
     site.contains("free") || site.contains("release") || site.contains("consume")
@@ -274,9 +322,23 @@ struct Open {
     live: std::collections::HashSet<String>,
 }
 
+/// A finished journey kept a moment for steps that arrive by another way
+/// (nftables trace messages come over netlink, not the ring buffer).
+struct Held {
+    id: u64,
+    steps: Vec<Step>,
+    freed: bool,
+    /// Kernel time after which it is handed out.
+    until: u64,
+}
+
 /// Groups steps into journeys and decides when each is finished.
 pub struct Journeys {
     open: HashMap<u64, Open>,
+    held: Vec<Held>,
+    /// Keep finished journeys this long for late steps (0: hand them out
+    /// at once), ns.
+    pub hold_ns: u64,
     /// Ids already closed, to count steps arriving after the end.
     closed: BTreeSet<u64>,
     /// Close a journey that saw nothing for this long, ns.
@@ -293,6 +355,8 @@ impl Default for Journeys {
     fn default() -> Self {
         Journeys {
             open: HashMap::new(),
+            held: Vec::new(),
+            hold_ns: 0,
             closed: BTreeSet::new(),
             idle_ns: 1_000_000_000,
             deliver_grace_ns: 100_000_000,
@@ -331,22 +395,57 @@ impl Journeys {
                 o.live.insert(step.skb.clone());
             }
         }
+        let ts = step.ts_ns;
         o.steps.push(step);
         // Ends when its last skb is freed.
-        (role == ROLE_FREE && o.live.is_empty()).then(|| self.close(id, true))
+        if role == ROLE_FREE && o.live.is_empty() {
+            return self.close(id, true, ts);
+        }
+        None
     }
 
-    fn close(&mut self, id: u64, freed: bool) -> Journey {
+    /// Closes a journey: hands it out, or holds it until `now + hold_ns`.
+    fn close(&mut self, id: u64, freed: bool, now: u64) -> Option<Journey> {
         let o = self.open.remove(&id).expect("open journey");
         self.closed.insert(id);
         // Keep the set small: ids grow, old ones can go.
         while self.closed.len() > 65536 {
             self.closed.pop_first();
         }
-        Journey::from_steps(id, o.steps, freed)
+        if self.hold_ns == 0 {
+            return Some(Journey::from_steps(id, o.steps, freed));
+        }
+        self.held.push(Held {
+            id,
+            steps: o.steps,
+            freed,
+            until: now.saturating_add(self.hold_ns),
+        });
+        None
     }
 
-    /// Journeys that went quiet by kernel time `now_ns`, oldest first.
+    /// Adds a step that came by another way to the journey (open or held)
+    /// whose steps satisfy `pred`, or to journey `id` when given; `make`
+    /// builds the step from that journey's steps. Returns the journey id.
+    pub fn attach(
+        &mut self,
+        id: Option<u64>,
+        pred: impl Fn(&[Step]) -> bool,
+        make: impl FnOnce(&[Step]) -> Option<Step>,
+    ) -> Option<u64> {
+        let open = self.open.iter_mut().map(|(id, o)| (*id, &mut o.steps));
+        let held = self.held.iter_mut().map(|h| (h.id, &mut h.steps));
+        let (jid, steps) = open
+            .chain(held)
+            .filter(|(j, steps)| id.map_or_else(|| pred(steps), |want| *j == want))
+            .max_by_key(|(j, _)| *j)?;
+        let step = make(steps)?;
+        steps.push(step);
+        Some(jid)
+    }
+
+    /// Journeys that went quiet by kernel time `now_ns`, and held ones
+    /// whose time is up, oldest first.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Journey> {
         let mut ids: Vec<u64> = self
             .open
@@ -364,14 +463,37 @@ impl Journeys {
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
-        ids.into_iter().map(|id| self.close(id, false)).collect()
+        let mut out: Vec<Journey> = ids
+            .into_iter()
+            .filter_map(|id| self.close(id, false, now_ns))
+            .collect();
+        let (due, keep): (Vec<Held>, Vec<Held>) =
+            self.held.drain(..).partition(|h| h.until <= now_ns);
+        self.held = keep;
+        out.extend(
+            due.into_iter()
+                .map(|h| Journey::from_steps(h.id, h.steps, h.freed)),
+        );
+        out.sort_by_key(|j| j.id);
+        out
     }
 
     /// Closes everything (tracing stops).
     pub fn flush(&mut self) -> Vec<Journey> {
+        self.hold_ns = 0;
         let mut ids: Vec<u64> = self.open.keys().copied().collect();
         ids.sort_unstable();
-        ids.into_iter().map(|id| self.close(id, false)).collect()
+        let mut out: Vec<Journey> = ids
+            .into_iter()
+            .filter_map(|id| self.close(id, false, 0))
+            .collect();
+        out.extend(
+            self.held
+                .drain(..)
+                .map(|h| Journey::from_steps(h.id, h.steps, h.freed)),
+        );
+        out.sort_by_key(|j| j.id);
+        out
     }
 
     pub fn open_count(&self) -> usize {

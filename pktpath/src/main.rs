@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use pktpath::cli::{Backend, Cli, Cmd, Color, OutputArgs, TraceArgs, WriteFormat};
+use pktpath::enrich::nftrace::NetnsRef;
 use pktpath::filter::{Filter, FilterError};
 use pktpath::kernel::btf::Inventory;
 use pktpath::kernel::functions::FuncInventory;
@@ -130,6 +131,33 @@ fn extcap_cli(argv: &[String]) -> Result<Option<Cli>> {
         trace.extend(["--".into(), expr]);
     }
     Ok(Some(Cli::try_parse_from(trace)?))
+}
+
+/// Where nftables tracing goes: the namespace of --netns, else ours and
+/// every named one; nothing without nft or when turned off.
+fn nft_trace(off: bool, netns: Option<&str>, expr: &str) -> Option<(Vec<NetnsRef>, String)> {
+    let have_nft = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if off || !have_nft {
+        return None;
+    }
+    let namespaces: Vec<NetnsRef> = match netns {
+        Some(spec) => enrich::netns::resolve(spec)
+            .and_then(|ino| NetnsRef::from_inode(ino).ok())
+            .into_iter()
+            .collect(),
+        None => NetnsRef::own()
+            .into_iter()
+            .chain(
+                netlab::list_netns()
+                    .iter()
+                    .filter_map(|n| NetnsRef::named(n).ok()),
+            )
+            .collect(),
+    };
+    Some((namespaces, expr.to_string()))
 }
 
 fn doctor() -> Result<ExitCode> {
@@ -467,6 +495,7 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
         idle: Duration::from_secs_f64(args.idle_timeout.max(0.01)),
         drops_only: args.output.drops_only,
         functions: functions(args)?,
+        nft_trace: nft_trace(args.no_nft_trace, args.netns.as_deref(), &expr),
     };
     let inv = Inventory::load()?;
     if let Some(site) = &opts.selection.start_at {
@@ -544,6 +573,7 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         drops_only: out.drops_only,
         // The best backend this kernel has (tracepoints only on ours).
         functions: select_functions(Backend::Auto, &None, &None, false)?,
+        nft_trace: nft_trace(false, None, demo::FILTER),
     };
     let mut sink = sink(out)?;
     let traffic_error = std::sync::Mutex::new(None);

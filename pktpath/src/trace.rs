@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use libbpf_rs::RingBufferBuilder;
 
+use crate::enrich::nft_steps::RuleTracer;
+use crate::enrich::nftrace::NetnsRef;
 use crate::event::Decoder;
 use crate::filter::Filter;
 use crate::journey::{Journey, Journeys};
@@ -32,6 +34,9 @@ pub struct TraceOptions {
     pub drops_only: bool,
     /// Function sites to attach, and how (None: tracepoints only).
     pub functions: Option<Functions>,
+    /// nftables tracing in these namespaces (rule-level verdicts), for
+    /// the packets of this filter expression.
+    pub nft_trace: Option<(Vec<NetnsRef>, String)>,
 }
 
 /// What a run did, printed at the end.
@@ -48,12 +53,22 @@ pub struct Summary {
     /// Packets the filter was run on, and how many it selected.
     pub filtered: u64,
     pub selected: u64,
+    /// nftables tracing: namespaces traced, messages lost, messages that
+    /// matched no journey (None: not used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nft: Option<(usize, u64, u64)>,
 }
 
 impl Summary {
     pub fn line(&self) -> String {
+        let nft = match self.nft {
+            Some((ns, lost, _)) => {
+                format!("; nftables traced in {ns} namespaces, {lost} trace messages lost")
+            }
+            None => String::new(),
+        };
         format!(
-            "{} journeys, {} events, {} lost in the ring buffer, {} late ({} backend, {} sites)",
+            "{} journeys, {} events, {} lost in the ring buffer, {} late ({} backend, {} sites){nft}",
             self.journeys, self.events, self.lost, self.late, self.backend, self.sites
         )
     }
@@ -131,6 +146,24 @@ pub fn run(
         .unwrap_or_default();
     let mut journeys = Journeys::default();
     journeys.idle_ns = opts.idle.as_nanos() as u64;
+    // Rule-level verdicts come over netlink: set up before "ready", and
+    // hold finished journeys a moment for their trace messages.
+    let mut rules = match &opts.nft_trace {
+        Some((namespaces, expr)) => match RuleTracer::start(namespaces.clone(), expr) {
+            Ok((r, warning)) => {
+                if let Some(w) = warning {
+                    eprintln!("pktpath: warning: {w}");
+                }
+                journeys.hold_ns = 300_000_000;
+                Some(r)
+            }
+            Err(e) => {
+                eprintln!("pktpath: warning: no nftables rule detail: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
     let pending: RefCell<Vec<RawEvent>> = RefCell::new(Vec::new());
     let map = tracer.events_map()?;
     let mut builder = RingBufferBuilder::new();
@@ -181,6 +214,9 @@ pub fn run(
                 going &= emit(j, &mut summary, sink)?;
             }
         }
+        if let Some(r) = rules.as_mut() {
+            r.poll(&mut journeys);
+        }
         let finished = if stopping {
             journeys.flush()
         } else {
@@ -198,5 +234,6 @@ pub fn run(
     summary.filtered = counters[CNT_FILTERED as usize];
     summary.selected = counters[CNT_SELECTED as usize];
     summary.late = journeys.late;
+    summary.nft = rules.map(|r| (r.namespaces(), r.lost(), r.unmatched));
     Ok(summary)
 }

@@ -174,7 +174,11 @@ fn mbuf_trace_is_written_and_read_back() {
     assert_eq!(&bytes[20..24], &147u32.to_le_bytes(), "DLT_USER0");
     // tcpdump has no decoder for DLT_USER0: one line and a hex dump.
     let dump = tcpdump(f);
-    assert_eq!(dump.lines().filter(|l| !l.starts_with('\t')).count(), 1, "{dump}");
+    assert_eq!(
+        dump.lines().filter(|l| !l.starts_with('\t')).count(),
+        1,
+        "{dump}"
+    );
     let back = pktpath(&["-r", f, "--color", "never"]);
     assert!(back.contains("kfree_skb"), "{back}");
     assert!(back.contains("drop: NETFILTER_DROP"), "{back}");

@@ -86,10 +86,13 @@ fn nftables_drop_in_router_is_explained() {
     assert_eq!(j["end"]["reason"], "NETFILTER_DROP");
     assert_eq!(j["end"]["netns"], net.router.as_str());
     assert_eq!(j["end"]["benign"], false);
-    assert!(j["end"]["explanation"]
-        .as_str()
-        .unwrap()
-        .contains("netfilter"));
+    assert!(
+        j["end"]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("dropped by nftables rule `udp dport 9999 drop` (inet t filter_forward"),
+        "{j:#}"
+    );
     assert_in_order(
         j,
         &[

@@ -1,7 +1,9 @@
 //! Names for what events carry as numbers: network namespaces (inode to
-//! name or process), kernel addresses (to symbols), drop reasons (to words).
+//! name or process), kernel addresses (to symbols), drop reasons (to words);
+//! and what only another kernel interface tells: nftables rules and verdicts.
 
 pub mod drop;
 pub mod netns;
+pub mod nft_steps;
 pub mod nftrace;
 pub mod symbols;

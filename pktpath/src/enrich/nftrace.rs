@@ -228,43 +228,82 @@ pub fn nft_in(ns: &NetnsRef, args: &[&str], input: Option<&str>) -> Result<Strin
 /// alternative: a packet matches the filter when it matches any of them.
 /// Knows `host`, `src|dst host`, `net A/N`, `src|dst net`, `ip`, `ip6`,
 /// `icmp`, `icmp6`, `tcp`, `udp`, `sctp`, `[tcp|udp|sctp] [src|dst] port N`,
-/// joined with `and` (`&&`) and `or` (`||`) without parentheses. Anything
-/// else gives None: trace every packet (the caller warns). The translation
-/// may select more packets than the filter (ARP and non-IP frames aside, it
-/// selects the same); extra traces only cost messages.
+/// joined with `and` (`&&`), `or` (`||`) and parentheses (expanded into
+/// alternatives). Anything else (`not`, names) gives None: trace every
+/// packet (the caller warns). The translation may select more packets than
+/// the filter (ARP and non-IP frames aside, it selects the same); extra
+/// traces only cost messages.
 pub fn translate_filter(filter: &str) -> Option<Vec<String>> {
-    const MAX_RULES: usize = 16;
-    let spaced = filter.replace("&&", " and ").replace("||", " or ");
+    let spaced = filter
+        .replace("&&", " and ")
+        .replace("||", " or ")
+        .replace('(', " ( ")
+        .replace(')', " ) ");
     let tokens: Vec<&str> = spaced.split_whitespace().collect();
     if tokens.is_empty() {
         return None;
     }
-    let mut out = Vec::new();
-    for alt in tokens.split(|t| *t == "or") {
-        let mut conj: Vec<String> = vec![String::new()];
-        for prim in alt.split(|t| *t == "and") {
-            let choices = primitive(prim)?;
-            let mut next = Vec::new();
-            for c in &conj {
-                for p in &choices {
-                    next.push(if c.is_empty() {
-                        p.clone()
-                    } else {
-                        format!("{c} {p}")
-                    });
-                }
-            }
-            if next.len() > MAX_RULES {
-                return None;
-            }
-            conj = next;
-        }
-        out.extend(conj);
+    let mut pos = 0;
+    let dnf = or_expr(&tokens, &mut pos)?;
+    if pos != tokens.len() || dnf.is_empty() {
+        return None;
+    }
+    Some(dnf)
+}
+
+/// Alternatives past this many: trace everything instead.
+const MAX_RULES: usize = 16;
+
+fn or_expr(t: &[&str], pos: &mut usize) -> Option<Vec<String>> {
+    let mut out = and_expr(t, pos)?;
+    while t.get(*pos) == Some(&"or") {
+        *pos += 1;
+        out.extend(and_expr(t, pos)?);
         if out.len() > MAX_RULES {
             return None;
         }
     }
-    (!out.is_empty()).then_some(out)
+    Some(out)
+}
+
+fn and_expr(t: &[&str], pos: &mut usize) -> Option<Vec<String>> {
+    let mut conj = factor(t, pos)?;
+    while t.get(*pos) == Some(&"and") {
+        *pos += 1;
+        let rhs = factor(t, pos)?;
+        let mut next = Vec::new();
+        for c in &conj {
+            for p in &rhs {
+                next.push(format!("{c} {p}"));
+            }
+        }
+        if next.len() > MAX_RULES {
+            return None;
+        }
+        conj = next;
+    }
+    Some(conj)
+}
+
+fn factor(t: &[&str], pos: &mut usize) -> Option<Vec<String>> {
+    if t.get(*pos) == Some(&"(") {
+        *pos += 1;
+        let inner = or_expr(t, pos)?;
+        (t.get(*pos) == Some(&")")).then_some(())?;
+        *pos += 1;
+        return Some(inner);
+    }
+    let start = *pos;
+    while t
+        .get(*pos)
+        .is_some_and(|w| !matches!(*w, "and" | "or" | "(" | ")"))
+    {
+        *pos += 1;
+    }
+    if start == *pos {
+        return None;
+    }
+    primitive(&t[start..*pos])
 }
 
 /// One pcap primitive as nft alternatives.
@@ -766,6 +805,8 @@ pub struct NftraceSession {
     stats: Arc<Stats>,
     reader: Option<JoinHandle<()>>,
     swept: Vec<(String, String)>,
+    /// Namespaces left out because setting up there failed: (name, why).
+    skipped: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -815,15 +856,21 @@ impl NftraceSession {
         } else {
             format!("{TABLE_PREFIX}{pid}_{n}")
         };
+        // A namespace can vanish while we set up (others' test networks,
+        // containers stopping): skip it, fail only when none is left.
         let mut swept = Vec::new();
-        for ns in namespaces {
-            for t in sweep_leftovers(ns)? {
-                swept.push((ns.name.clone(), t));
-            }
-        }
+        let mut skipped = Vec::new();
         let mut sockets = Vec::new();
+        let mut usable = Vec::new();
         for ns in namespaces {
-            sockets.push((ns.inode, open_listener(ns)?));
+            match sweep_leftovers(ns).and_then(|t| Ok((t, open_listener(ns)?))) {
+                Ok((tables, socket)) => {
+                    swept.extend(tables.into_iter().map(|t| (ns.name.clone(), t)));
+                    sockets.push((ns.inode, socket));
+                    usable.push(ns.clone());
+                }
+                Err(e) => skipped.push((ns.name.clone(), format!("{e:#}"))),
+            }
         }
         let (tx, rx) = sync_channel(1 << 16);
         let stop = Arc::new(AtomicBool::new(false));
@@ -836,20 +883,32 @@ impl NftraceSession {
         };
         let mut session = NftraceSession {
             table,
-            namespaces: namespaces.to_vec(),
+            namespaces: Vec::new(),
             installed: Vec::new(),
             rx,
             stop,
             stats,
             reader: Some(reader),
             swept,
+            skipped,
         };
         let script = table_script(&session.table, matches.as_deref());
-        for ns in namespaces {
+        for ns in usable {
             // Recorded before adding, so a half-applied add is removed too.
             session.installed.push(ns.clone());
-            nft_in(ns, &["-f", "-"], Some(&script))
-                .with_context(|| format!("cannot add the tracing table in netns {}", ns.name))?;
+            match nft_in(&ns, &["-f", "-"], Some(&script)) {
+                Ok(_) => session.namespaces.push(ns),
+                Err(e) => session.skipped.push((ns.name.clone(), format!("{e:#}"))),
+            }
+        }
+        if session.namespaces.is_empty() {
+            let why = session
+                .skipped
+                .first()
+                .map_or("no namespace given".to_string(), |(n, e)| {
+                    format!("netns {n}: {e}")
+                });
+            bail!("cannot add the tracing table: {why}");
         }
         Ok(session)
     }
@@ -862,6 +921,11 @@ impl NftraceSession {
     /// The namespaces traced.
     pub fn namespaces(&self) -> &[NetnsRef] {
         &self.namespaces
+    }
+
+    /// Namespaces left out because setting up there failed: (name, why).
+    pub fn skipped(&self) -> &[(String, String)] {
+        &self.skipped
     }
 
     /// Tables of dead processes removed at start: (netns name, "FAMILY NAME").
@@ -1275,6 +1339,18 @@ mod tests {
             ["ip saddr 10.0.0.0/8", "ip daddr 10.0.0.0/8"]
         );
         assert_eq!(t("icmp").unwrap(), ["meta l4proto icmp"]);
+        assert_eq!(
+            t("(udp port 5 or icmp) and net 10.2.0.0/16").unwrap(),
+            [
+                "udp sport 5 ip saddr 10.2.0.0/16",
+                "udp sport 5 ip daddr 10.2.0.0/16",
+                "udp dport 5 ip saddr 10.2.0.0/16",
+                "udp dport 5 ip daddr 10.2.0.0/16",
+                "meta l4proto icmp ip saddr 10.2.0.0/16",
+                "meta l4proto icmp ip daddr 10.2.0.0/16"
+            ]
+        );
+        assert!(t("(icmp").is_none() && t("icmp)").is_none() && t("()").is_none());
         assert_eq!(t("ip6").unwrap(), ["meta protocol ip6"]);
         assert_eq!(t("udp dst port 9999").unwrap(), ["udp dport 9999"]);
         assert_eq!(
@@ -1309,7 +1385,6 @@ mod tests {
         for f in [
             "",
             "not host 10.0.0.1",
-            "(host 10.0.0.1)",
             "host example.com",
             "net 10.1",
             "port http",

@@ -1,0 +1,352 @@
+//! nftables trace messages as journey steps: which journey a message
+//! belongs to, and where in it.
+//!
+//! A message carries no skb address (see `nftrace`), so it is tied to the
+//! journey with a step in the same namespace, on the message's input or
+//! output interface, whose headers agree on what the path does not change
+//! (IP id and length, protocol, ports, TCP sequence; not the addresses, NAT
+//! rewrites them). The other messages of the same chain evaluation (same
+//! namespace and trace id) follow the first. Messages can arrive before the
+//! ring buffer delivered the packet's steps: those wait a little and are
+//! tried again.
+//!
+//! The step is placed by the hook that ran the chain: prerouting after the
+//! packet's receive in that namespace, input and forward after its route
+//! lookup, output and postrouting just before its transmit.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::nftrace::{
+    translate_filter, NetnsRef, NftTrace, NftraceSession, RulesetCache, TraceKind,
+};
+use crate::event::{Detail, SiteKind, Step};
+use crate::journey::Journeys;
+
+/// How long a message waits for its packet's steps.
+const WAIT: Duration = Duration::from_millis(1500);
+
+/// What identifies one packet along its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ident {
+    /// IPv4 id (0 for IPv6) and IP total length.
+    ip_id: u16,
+    len: u16,
+    proto: u8,
+    ports: Option<(u16, u16)>,
+    tcp_seq: Option<u32>,
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// The identity of the packet whose IP header starts `l3`.
+fn ident(l3: &[u8]) -> Option<Ident> {
+    let (ip_id, len, proto, l4) = match l3.first()? >> 4 {
+        4 => {
+            let ihl = ((l3[0] & 0xf) as usize) * 4;
+            (be16(l3, 4)?, be16(l3, 2)?, *l3.get(9)?, l3.get(ihl..))
+        }
+        6 => (0, be16(l3, 4)?.wrapping_add(40), *l3.get(6)?, l3.get(40..)),
+        _ => return None,
+    };
+    let l4 = l4.unwrap_or_default();
+    let ports = match proto {
+        6 | 17 | 132 => Some((be16(l4, 0)?, be16(l4, 2)?)),
+        _ => None,
+    };
+    let tcp_seq = (proto == 6)
+        .then(|| Some(u32::from_be_bytes(l4.get(4..8)?.try_into().ok()?)))
+        .flatten();
+    Some(Ident {
+        ip_id,
+        len,
+        proto,
+        ports,
+        tcp_seq,
+    })
+}
+
+/// The identity of the packet a step captured (from Ethernet or IP).
+fn step_ident(s: &Step) -> Option<Ident> {
+    let (l3, data) = s.packet.as_ref()?;
+    if *l3 {
+        return ident(data);
+    }
+    let mut off = 12;
+    while matches!(be16(data, off)?, 0x8100 | 0x88a8) {
+        off += 4;
+    }
+    match be16(data, off)? {
+        0x0800 | 0x86dd => ident(data.get(off + 2..)?),
+        _ => None,
+    }
+}
+
+/// Whether a step is of the packet a trace message describes.
+fn same_packet(s: &Step, t: &NftTrace, id: &Ident) -> bool {
+    s.netns == t.netns_ino
+        && !s.correlated
+        && (Some(s.ifindex) == t.iif || Some(s.ifindex) == t.oif)
+        && step_ident(s).is_some_and(|i| {
+            i.ip_id == id.ip_id
+                && i.len == id.len
+                && i.proto == id.proto
+                && (i.ports.is_none() || id.ports.is_none() || i.ports == id.ports)
+                && (i.tcp_seq.is_none() || id.tcp_seq.is_none() || i.tcp_seq == id.tcp_seq)
+        })
+}
+
+/// Kernel time for a step of `hook` in the journey `steps`; `seq` keeps
+/// the messages of one evaluation in order.
+fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64) -> Option<u64> {
+    let here = || steps.iter().filter(|s| s.netns == t.netns_ino);
+    let received = here()
+        .filter(|s| !s.correlated && Some(s.ifindex) == t.iif)
+        .map(|s| s.ts_ns)
+        .min();
+    let sending = here()
+        .filter(|s| !s.correlated && Some(s.ifindex) == t.oif && s.subsystem != "receive")
+        .map(|s| s.ts_ns)
+        .min();
+    let routed = received.and_then(|r| {
+        here()
+            .filter(|s| s.correlated && s.subsystem == "routing" && s.ts_ns >= r)
+            .map(|s| s.ts_ns)
+            .min()
+    });
+    let last = || {
+        here()
+            .filter(|s| s.ts_ns <= t.received_ns)
+            .map(|s| s.ts_ns)
+            .max()
+    };
+    let ts = match hook {
+        Some("prerouting") => received,
+        Some("input" | "forward") => routed.or(received),
+        Some("output") => sending.map(|s| s.saturating_sub(2000)),
+        Some("postrouting") => sending.map(|s| s.saturating_sub(1000)),
+        _ => None,
+    };
+    Some(ts.or_else(last)? + seq)
+}
+
+/// One chain evaluation of one packet in one namespace.
+struct Group {
+    journey: u64,
+    hook: Option<String>,
+    seq: u64,
+    seen: Instant,
+}
+
+/// nftables tracing during a run: the session, the rule texts, and the
+/// messages not yet tied to a journey.
+pub struct RuleTracer {
+    session: NftraceSession,
+    rules: RulesetCache,
+    namespaces: HashMap<u32, NetnsRef>,
+    waiting: Vec<(NftTrace, Instant)>,
+    groups: HashMap<(u32, u32), Group>,
+    /// Messages never tied to a journey.
+    pub unmatched: u64,
+}
+
+impl RuleTracer {
+    /// Starts tracing in `namespaces` for the packets of `filter`. The
+    /// second value is a warning when the filter could not be translated
+    /// (every packet is then marked for tracing).
+    pub fn start(
+        namespaces: Vec<NetnsRef>,
+        filter: &str,
+    ) -> anyhow::Result<(Self, Option<String>)> {
+        let matches = if filter.trim().is_empty() {
+            None
+        } else {
+            translate_filter(filter)
+        };
+        let warning = (!filter.trim().is_empty() && matches.is_none()).then(|| {
+            format!(
+                "nftables tracing cannot express '{filter}': it marks every packet, and \
+                 pktpath keeps the traces of the selected ones"
+            )
+        });
+        let session = NftraceSession::start(&namespaces, matches)?;
+        Ok((
+            RuleTracer {
+                session,
+                rules: RulesetCache::new(),
+                namespaces: namespaces.into_iter().map(|n| (n.inode, n)).collect(),
+                waiting: Vec::new(),
+                groups: HashMap::new(),
+                unmatched: 0,
+            },
+            warning,
+        ))
+    }
+
+    /// Namespaces tracing was set up in.
+    pub fn namespaces(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    /// Messages lost by the netlink socket or the reader's queue.
+    pub fn lost(&self) -> u64 {
+        self.session.lost()
+    }
+
+    /// Ties what arrived to journeys (open or held in `journeys`).
+    pub fn poll(&mut self, journeys: &mut Journeys) {
+        let mut pending = std::mem::take(&mut self.waiting);
+        pending.extend(
+            self.session
+                .drain()
+                .into_iter()
+                .map(|t| (t, Instant::now())),
+        );
+        for (t, since) in pending {
+            if !self.tie(journeys, &t) {
+                if since.elapsed() < WAIT {
+                    self.waiting.push((t, since));
+                } else {
+                    self.unmatched += 1;
+                }
+            }
+        }
+        self.groups
+            .retain(|_, g| g.seen.elapsed() < Duration::from_secs(10));
+    }
+
+    fn tie(&mut self, journeys: &mut Journeys, t: &NftTrace) -> bool {
+        let Some(ns) = self.namespaces.get(&t.netns_ino) else {
+            return false;
+        };
+        let info = self.rules.describe(ns, t);
+        let key = (t.netns_ino, t.id);
+        let base_hook = info.base.as_ref().map(|b| b.hook.clone());
+        let known = self.groups.get(&key).map(|g| g.journey);
+        let id = t.l3_bytes().and_then(|b| ident(&b));
+        if known.is_none() && id.is_none() {
+            return false;
+        }
+        let hook = base_hook
+            .clone()
+            .or_else(|| self.groups.get(&key).and_then(|g| g.hook.clone()));
+        let seq = self.groups.get(&key).map_or(1, |g| g.seq + 1);
+        let what = match t.kind {
+            TraceKind::Rule => "rule",
+            TraceKind::Return => "return",
+            TraceKind::Policy => "policy",
+            TraceKind::Other(_) => "other",
+        };
+        let detail = Detail::Rule {
+            family: info.family,
+            table: info.table,
+            chain: info.chain,
+            hook: base_hook.clone(),
+            priority: info.base.as_ref().map(|b| b.priority.clone()),
+            what: what.into(),
+            handle: info.rule_handle,
+            rule: info.rule_text,
+            verdict: t.verdict.clone(),
+        };
+        let make = |steps: &[Step]| {
+            let ts = place(steps, t, hook.as_deref(), seq)?;
+            // The device the hook ran for: out on output and postrouting.
+            let out = matches!(hook.as_deref(), Some("output" | "postrouting"));
+            let dev = if out {
+                t.oif.or(t.iif)
+            } else {
+                t.iif.or(t.oif)
+            };
+            let on = steps
+                .iter()
+                .find(|s| s.netns == t.netns_ino && Some(s.ifindex) == dev);
+            Some(Step {
+                ts_ns: ts,
+                site: "nft_trace".into(),
+                kind: SiteKind::Tracepoint,
+                subsystem: "nftables".into(),
+                source: None,
+                netns: t.netns_ino,
+                netns_name: on.map(|s| s.netns_name.clone()).unwrap_or_default(),
+                dev: on.and_then(|s| s.dev.clone()),
+                ifindex: on.map_or(0, |s| s.ifindex),
+                len: 0,
+                mark: t.mark,
+                cpu: 0,
+                skb: String::new(),
+                correlated: true,
+                headers: None,
+                detail,
+                packet: None,
+            })
+        };
+        let tied = match (known, id) {
+            (Some(j), _) => journeys.attach(Some(j), |_| true, make),
+            (None, Some(id)) => journeys.attach(
+                None,
+                |steps| steps.iter().any(|s| same_packet(s, t, &id)),
+                make,
+            ),
+            (None, None) => None,
+        };
+        let Some(journey) = tied else {
+            return false;
+        };
+        let g = self.groups.entry(key).or_insert(Group {
+            journey,
+            hook: None,
+            seq: 0,
+            seen: Instant::now(),
+        });
+        g.seq = seq;
+        g.seen = Instant::now();
+        if g.hook.is_none() {
+            g.hook = base_hook;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp(id: u16, sport: u16) -> Vec<u8> {
+        let mut p = vec![
+            0x45,
+            0,
+            0,
+            33,
+            (id >> 8) as u8,
+            id as u8,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
+        p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
+        p.extend(sport.to_be_bytes());
+        p.extend([0x27, 0x0f, 0, 13, 0, 0]);
+        p
+    }
+
+    #[test]
+    fn identity_ignores_addresses_and_survives_ethernet() {
+        let a = ident(&udp(7, 4000)).unwrap();
+        let mut natted = udp(7, 4000);
+        natted[12] = 192;
+        assert_eq!(ident(&natted), Some(a));
+        assert_ne!(ident(&udp(8, 4000)), Some(a));
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00]);
+        frame.extend(udp(7, 4000));
+        let mut s = crate::event::test_step(0, "netif_receive_skb", "r", Detail::None);
+        s.packet = Some((false, frame));
+        assert_eq!(step_ident(&s), Some(a));
+        assert!(ident(&[0x45, 0, 0]).is_none());
+    }
+}

@@ -1,0 +1,203 @@
+//! Why it went there (#5), on the host's real kernel: each scenario
+//! configures a rule or a route, sends real traffic, and checks that the
+//! journey's explanation names what the scenario configured.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Net, Pktpath};
+use serde_json::Value;
+
+/// The nftables steps of a journey, as printed.
+fn rule_steps(j: &Value) -> Vec<String> {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["site"] == "nft_trace")
+        .map(|s| {
+            let d = &s["detail"];
+            format!(
+                "{} {} {} {} {} {} {}",
+                s["netns_name"].as_str().unwrap(),
+                d["family"].as_str().unwrap(),
+                d["table"].as_str().unwrap(),
+                d["chain"].as_str().unwrap(),
+                d["what"].as_str().unwrap(),
+                d["rule"].as_str().unwrap_or("-"),
+                d["verdict"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn tables_named_pktpath(net: &Net) -> Vec<String> {
+    [&net.client, &net.router, &net.switch, &net.server]
+        .iter()
+        .flat_map(|ns| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "nft", "list", "tables"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("pktpath_trace_"))
+                .map(|l| format!("{ns}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn nft_drop_names_the_rule_table_chain_and_handle() {
+    require_root!();
+    let net = Net::new(231);
+    net.lab
+        .nft(
+            &net.router,
+            "table inet filter {\n chain forward {\n type filter hook forward priority 0; \
+             policy accept;\n ip saddr 10.231.1.2 udp dport 9999 counter drop\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&[&net.only("udp port 9999")]);
+    net.udp(9999);
+    let all = p.stop();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let j = &all[0];
+    assert_eq!(j["end"]["reason"], "NETFILTER_DROP");
+    let why = j["end"]["explanation"].as_str().unwrap();
+    assert!(
+        why.starts_with(
+            "dropped by nftables rule `ip saddr 10.231.1.2 udp dport 9999 counter drop` \
+             (inet filter forward, handle "
+        ),
+        "{why}"
+    );
+    assert!(j["end"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("nft delete rule inet filter forward handle"));
+    let rules = rule_steps(j);
+    assert_eq!(
+        rules,
+        [format!(
+            "{} inet filter forward rule ip saddr 10.231.1.2 udp dport 9999 counter drop drop",
+            net.router
+        )],
+        "{j:#}"
+    );
+    let step = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "nft_trace")
+        .unwrap();
+    assert_eq!(step["detail"]["hook"], "forward");
+    assert_eq!(step["detail"]["priority"], "filter");
+    // Placed between the router's route lookup and the drop.
+    common::assert_in_order(
+        j,
+        &[
+            ("fib_table_lookup", &net.router, ""),
+            ("nft_trace", &net.router, "in0"),
+            ("kfree_skb", &net.router, ""),
+        ],
+    );
+    assert!(tables_named_pktpath(&net).is_empty());
+}
+
+#[test]
+fn nft_reject_and_chain_policy_are_explained() {
+    require_root!();
+    let net = Net::new(232);
+    net.lab
+        .nft(
+            &net.server,
+            "table ip guard {\n chain input {\n type filter hook input priority 0; \
+             policy drop;\n udp dport 5001 reject\n icmp type echo-request accept\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&[&net.only("udp or icmp")]);
+    net.udp(5001);
+    net.udp(5002);
+    let all = p.stop();
+    let to = |port: &str| {
+        all.iter()
+            .find(|j| {
+                j["packet"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("> {port}"))
+            })
+            .unwrap_or_else(|| panic!("no journey to port {port}: {all:#?}"))
+    };
+    let rejected = to("5001");
+    assert!(
+        rejected["end"]["explanation"]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                "rejected by nftables rule `udp dport 5001 reject` (ip guard input, handle"
+            ),
+        "{rejected:#}"
+    );
+    assert_eq!(rejected["end"]["netns"], net.server.as_str());
+    let policy = to("5002");
+    assert_eq!(
+        policy["end"]["explanation"],
+        "dropped by the policy of nftables chain ip guard input (no rule accepted it)"
+    );
+    assert_eq!(
+        rule_steps(policy),
+        [format!("{} ip guard input policy - drop", net.server)]
+    );
+    // The reject sent an ICMP error back: it is a journey of its own.
+    assert!(
+        all.iter()
+            .any(|j| j["packet"].as_str().unwrap_or("").contains("ICMP")),
+        "{all:#?}"
+    );
+}
+
+/// The tracing tables go away on SIGINT and SIGTERM; after SIGKILL they
+/// stay, and the next start removes them.
+#[test]
+fn tracing_tables_are_removed_on_every_exit() {
+    require_root!();
+    let net = Net::new(233);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+        let p = Pktpath::start(&[&net.only("udp port 5233")]);
+        assert_eq!(
+            tables_named_pktpath(&net).len(),
+            4 * 2,
+            "inet and bridge tables in each namespace while tracing"
+        );
+        let pid = p.pid();
+        let (status, _, _) = p.stop_with(signal);
+        if signal == libc::SIGKILL {
+            let left = tables_named_pktpath(&net);
+            assert!(
+                left.iter()
+                    .all(|t| t.contains(&format!("pktpath_trace_{pid}")))
+                    && !left.is_empty(),
+                "a SIGKILLed run cannot clean up: {left:?}"
+            );
+            // The next run sweeps them away, and its own go at exit.
+            let next = Pktpath::start(&[&net.only("udp port 5233")]);
+            let now = tables_named_pktpath(&net);
+            assert!(
+                !now.iter()
+                    .any(|t| t.contains(&format!("pktpath_trace_{pid}"))),
+                "{now:?}"
+            );
+            next.stop();
+        } else {
+            assert!(status.success());
+        }
+        assert!(
+            tables_named_pktpath(&net).is_empty(),
+            "after signal {signal}"
+        );
+    }
+}
