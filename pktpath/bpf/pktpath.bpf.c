@@ -368,6 +368,39 @@ static __always_inline struct sock *slot_sock(__u64 *ctx, const __u32 slot)
 	return (void *)ctx_arg(ctx, cfg.slots[slot].sock_arg);
 }
 
+/* Conntrack state and tuples, and the VLAN tag held outside the data. */
+static __always_inline void read_ct_vlan(struct event *e, struct sk_buff *skb)
+{
+	unsigned long nfct = 0;
+	struct nf_conn *ct;
+
+	e->ct_status = 0;
+	e->ct_zone = 0;
+	e->ct_info = 0;
+	e->pad2 = 0;
+	e->vlan_tci = 0;
+	e->vlan_proto = 0;
+	__builtin_memset(e->ct_orig, 0, sizeof(e->ct_orig));
+	__builtin_memset(e->ct_reply, 0, sizeof(e->ct_reply));
+	if (bpf_core_field_exists(skb->vlan_proto)) {
+		e->vlan_proto = BPF_CORE_READ(skb, vlan_proto);
+		e->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
+	}
+	if (bpf_core_field_exists(skb->_nfct))
+		nfct = BPF_CORE_READ(skb, _nfct);
+	if (!nfct)
+		return;
+	e->ct_info = (nfct & 7) + 1;
+	ct = (struct nf_conn *)(nfct & ~7UL);
+	if (!ct)
+		return;
+	e->ct_status = BPF_CORE_READ(ct, status);
+	if (bpf_core_field_exists(ct->zone))
+		e->ct_zone = BPF_CORE_READ(ct, zone.id);
+	bpf_core_read(e->ct_orig, sizeof(e->ct_orig), &ct->tuplehash[0].tuple);
+	bpf_core_read(e->ct_reply, sizeof(e->ct_reply), &ct->tuplehash[1].tuple);
+}
+
 /* State carried from begin() to end() of one observation. */
 struct hctx {
 	struct track *t;
@@ -477,6 +510,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		flags |= EVENT_F_L3;
 	e->flags = flags;
 	e->pad = 0;
+	read_ct_vlan(e, skb);
 	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
 		flush_pending(e);
 	set_current(e);

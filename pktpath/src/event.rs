@@ -57,6 +57,12 @@ pub struct Step {
     /// Headers at this step, when captured ("10.0.1.2 > 10.0.2.2 ICMP ...").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<String>,
+    /// The packet's conntrack entry at this step, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ct: Option<crate::conntrack::Conntrack>,
+    /// VLAN id of a tag held outside the packet data (skb->vlan_tci).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vlan: Option<u16>,
     pub detail: Detail,
     /// Raw captured bytes and whether they start at L3 (not serialized).
     #[serde(skip)]
@@ -134,6 +140,10 @@ pub enum Detail {
         /// The rule as `nft -a list ruleset` prints it.
         #[serde(skip_serializing_if = "Option::is_none")]
         rule: Option<String>,
+        /// For a table iptables-nft manages: the rule as `iptables -S`
+        /// prints it, and its number in the chain.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iptables: Option<(u32, String)>,
         verdict: String,
     },
     /// What a capture file said of this step, in words (replayed comments,
@@ -174,9 +184,15 @@ impl Step {
                 what,
                 handle,
                 rule,
+                iptables,
                 verdict,
                 ..
             } => {
+                if let Some((n, text)) = iptables {
+                    return format!(
+                        "iptables {family} {table} {chain} rule {n} `{text}`: {verdict}"
+                    );
+                }
                 let hook = hook
                     .as_ref()
                     .map(|h| format!(" (hook {h})"))
@@ -270,6 +286,8 @@ pub(crate) fn test_step(ts_ns: u64, site: &str, netns: &str, detail: Detail) -> 
         skb: "0x1".into(),
         correlated: false,
         headers: None,
+        ct: None,
+        vlan: None,
         detail,
         packet: None,
     }
@@ -468,6 +486,10 @@ impl Decoder {
             skb: format!("{:#x}", raw.skb),
             correlated: raw.flags & abi::EVENT_F_CORRELATED != 0,
             headers: None,
+            ct: has_packet
+                .then(|| crate::conntrack::Conntrack::from_raw(raw))
+                .flatten(),
+            vlan: (has_packet && raw.vlan_proto != 0).then_some(raw.vlan_tci & 0xfff),
             detail: Detail::None,
             packet: (has_packet && data_len > 0).then(|| {
                 (

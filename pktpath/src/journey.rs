@@ -187,7 +187,17 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         }
         let (explanation, hint) = match rule_verdict(steps, last) {
             Some(said) if !benign => said,
-            _ => (explanation, hint.map(str::to_string)),
+            _ => match legacy_table(location.as_deref()) {
+                Some((tool, what)) if reason == "NETFILTER_DROP" => (
+                    format!("dropped by a {tool} rule ({what}, which has no trace interface)"),
+                    Some(format!(
+                        "in netns {}: {tool} -L -v -n --line-numbers (the rule whose counter \
+                         grew)",
+                        last.netns_name
+                    )),
+                ),
+                _ => (explanation, hint.map(str::to_string)),
+            },
         };
         let (explanation, hint) = if benign {
             (
@@ -261,10 +271,24 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
     }
 }
 
+/// The legacy x_tables code a drop location points into, if any.
+fn legacy_table(location: Option<&str>) -> Option<(&'static str, &'static str)> {
+    let l = location?;
+    [
+        ("ipt_do_table", "iptables-legacy", "ip_tables"),
+        ("ip6t_do_table", "ip6tables-legacy", "ip6_tables"),
+        ("arpt_do_table", "arptables-legacy", "arp_tables"),
+        ("ebt_do_table", "ebtables-legacy", "ebtables"),
+    ]
+    .iter()
+    .find(|(f, _, _)| l.starts_with(f))
+    .map(|(_, tool, what)| (*tool, *what))
+}
+
 /// For a drop in a namespace where nftables traced the packet, the rule
 /// (or chain policy) that dropped it, in the user's terms, and the fix.
 fn rule_verdict(steps: &[Step], drop: &Step) -> Option<(String, Option<String>)> {
-    let (family, table, chain, what, handle, rule) =
+    let (family, table, chain, what, handle, rule, iptables) =
         steps.iter().rev().find_map(|s| match &s.detail {
             Detail::Rule {
                 family,
@@ -273,14 +297,34 @@ fn rule_verdict(steps: &[Step], drop: &Step) -> Option<(String, Option<String>)>
                 what,
                 handle,
                 rule,
+                iptables,
                 verdict,
                 ..
             } if verdict == "drop" && s.netns == drop.netns => {
-                Some((family, table, chain, what, handle, rule))
+                Some((family, table, chain, what, handle, rule, iptables))
             }
             _ => None,
         })?;
     let at = format!("{family} {table} {chain}");
+    if let (Some((n, text)), "rule") = (iptables, what.as_str()) {
+        let tool = if family == "ip6" {
+            "ip6tables"
+        } else {
+            "iptables"
+        };
+        let verb = if text.contains("REJECT") {
+            "rejected"
+        } else {
+            "dropped"
+        };
+        return Some((
+            format!("{verb} by {tool} rule {n} of chain {chain} (table {table}): `{text}`"),
+            Some(format!(
+                "if this traffic should pass: {tool} -t {table} -D {chain} {n}, or insert an \
+                 ACCEPT rule before it"
+            )),
+        ));
+    }
     if what == "policy" {
         return Some((
             format!("dropped by the policy of nftables chain {at} (no rule accepted it)"),

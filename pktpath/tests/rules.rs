@@ -201,3 +201,100 @@ fn tracing_tables_are_removed_on_every_exit() {
         );
     }
 }
+
+/// A port forward on the router: the client sends to the router's address,
+/// DNAT sends it on to the server; the journey continues past the rewrite,
+/// and shows the NAT rule and the conntrack mapping.
+#[test]
+fn dnat_port_forward_is_followed_and_shown() {
+    require_root!();
+    let net = Net::new(234);
+    net.lab
+        .nft(
+            &net.router,
+            "table ip fwd_nat {\n chain pre {\n type nat hook prerouting priority dstnat;\n \
+             iifname \"in0\" udp dport 8080 dnat to 10.234.2.2:5353\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&[&net.only("udp")]);
+    pktpath::netlab::in_netns(&net.client, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(b"forward me", "10.234.1.1:8080").unwrap();
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    let j = all
+        .iter()
+        .find(|j| j["packet"].as_str().unwrap_or("").contains("> 8080"))
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    // Past the rewrite: it reached the server (no one listens there).
+    assert_eq!(j["end"]["netns"], net.server.as_str(), "{j:#}");
+    assert_eq!(j["end"]["reason"], "NO_SOCKET");
+    let rules = rule_steps(j);
+    assert!(
+        rules.contains(&format!(
+            "{} ip fwd_nat pre rule iifname \"in0\" udp dport 8080 dnat to 10.234.2.2:5353 accept",
+            net.router
+        )),
+        "{rules:#?}"
+    );
+    let nat = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s["ct"]["nat"].as_str())
+        .unwrap_or_else(|| panic!("no conntrack NAT in {j:#}"));
+    assert!(
+        nat.starts_with("dnat 10.234.1.1:8080 -> 10.234.2.2:5353"),
+        "{nat}"
+    );
+    let headers: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["headers"].as_str())
+        .collect();
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.contains("> 10.234.2.2 UDP") && h.contains("> 5353")),
+        "{headers:?}"
+    );
+}
+
+/// iptables (nft-backed) DROP in FORWARD: named by its number and its
+/// `iptables -S` text.
+#[test]
+fn iptables_drop_in_forward_is_named() {
+    require_root!();
+    let have = Command::new("iptables-nft").arg("--version").output();
+    if !have.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED iptables: iptables-nft is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let net = Net::new(235);
+    for rule in [
+        "-A FORWARD -p udp --dport 7000 -j ACCEPT",
+        "-A FORWARD -p udp --dport 9999 -j DROP",
+    ] {
+        let mut args = vec!["netns", "exec", &net.router, "iptables-nft"];
+        args.extend(rule.split(' '));
+        assert!(Command::new("ip").args(&args).status().unwrap().success());
+    }
+    let p = Pktpath::start(&[&net.only("udp port 9999")]);
+    net.udp(9999);
+    let all = p.stop();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let why = all[0]["end"]["explanation"].as_str().unwrap();
+    assert_eq!(
+        why,
+        "dropped by iptables rule 2 of chain FORWARD (table filter): \
+         `-A FORWARD -p udp -m udp --dport 9999 -j DROP`"
+    );
+    assert!(all[0]["end"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("iptables -t filter -D FORWARD 2"));
+}

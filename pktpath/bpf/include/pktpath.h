@@ -105,6 +105,14 @@ struct event {
 	unsigned short data_len;    /* valid bytes in data[] */
 	unsigned char flags;	    /* EVENT_F_* */
 	unsigned char pad;
+	unsigned int ct_status;	    /* nf_conn->status (IPS_* bits) */
+	unsigned short ct_zone;
+	unsigned char ct_info;	    /* (skb->_nfct & 7) + 1; 0: no conntrack entry */
+	unsigned char pad2;
+	unsigned short vlan_tci;    /* skb->vlan_tci: the tag held outside the data */
+	unsigned short vlan_proto;  /* network order; 0: no such tag */
+	unsigned char ct_orig[40];  /* struct nf_conntrack_tuple, original direction */
+	unsigned char ct_reply[40]; /* and reply direction (NAT shows as the difference) */
 	char dev[16];		    /* device name */
 	char qdisc_kind[16];	    /* qdisc ops id, for qdisc sites */
 	unsigned char data[EVENT_PKT_MAX]; /* packet from L2 or L3; FIB: addresses */

@@ -87,6 +87,29 @@ struct sk_buff {
 	unsigned char *data;
 	int skb_iif;
 	__u32 hash;
+	__u16 vlan_tci;
+	__be16 vlan_proto;
+	unsigned long _nfct; /* CONFIG_NF_CONNTRACK: struct nf_conn * | ctinfo */
+};
+
+/* Connection tracking: only the parts pktpath copies (the tuple layout is
+ * copied whole: 40 bytes, stable for years). */
+struct nf_conntrack_tuple {
+	__u8 bytes[40];
+};
+
+struct nf_conntrack_tuple_hash {
+	struct nf_conntrack_tuple tuple;
+};
+
+struct nf_conntrack_zone {
+	__u16 id;
+};
+
+struct nf_conn {
+	struct nf_conntrack_zone zone;
+	struct nf_conntrack_tuple_hash tuplehash[2];
+	unsigned long status;
 };
 
 struct Qdisc_ops {

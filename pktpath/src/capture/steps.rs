@@ -41,6 +41,8 @@ pub fn parse_step(line: &str, t0: u64) -> Step {
         skb: String::new(),
         correlated: false,
         headers: None,
+        ct: None,
+        vlan: None,
         detail: match detail {
             Some(text) => Detail::Text { text },
             None => Detail::None,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::nftrace::{
-    translate_filter, NetnsRef, NftTrace, NftraceSession, RulesetCache, TraceKind,
+    run_in, translate_filter, NetnsRef, NftTrace, NftraceSession, RulesetCache, TraceKind,
 };
 use crate::event::{Detail, SiteKind, Step};
 use crate::journey::Journeys;
@@ -150,6 +150,17 @@ pub struct RuleTracer {
     groups: HashMap<(u32, u32), Group>,
     /// Messages never tied to a journey.
     pub unmatched: u64,
+    /// iptables-nft rules by where they are.
+    iptables: HashMap<RuleAt, Option<(u32, String)>>,
+}
+
+/// A rule's place: netns, family, table, chain, handle.
+type RuleAt = (u32, String, String, String, u64);
+
+/// Tables iptables-nft (and ip6tables-nft) make.
+fn is_iptables_table(family: &str, table: &str) -> bool {
+    matches!(family, "ip" | "ip6")
+        && matches!(table, "filter" | "nat" | "mangle" | "raw" | "security")
 }
 
 impl RuleTracer {
@@ -180,6 +191,7 @@ impl RuleTracer {
                 waiting: Vec::new(),
                 groups: HashMap::new(),
                 unmatched: 0,
+                iptables: HashMap::new(),
             },
             warning,
         ))
@@ -217,6 +229,43 @@ impl RuleTracer {
             .retain(|_, g| g.seen.elapsed() < Duration::from_secs(10));
     }
 
+    /// For a rule of a table iptables-nft manages: its number in the chain
+    /// (the chain's order in nft) and its `iptables -S` text.
+    fn iptables_rule(&mut self, t: &NftTrace, handle: Option<u64>) -> Option<(u32, String)> {
+        let handle = handle?;
+        if !is_iptables_table(&t.family, &t.table) {
+            return None;
+        }
+        let key = (
+            t.netns_ino,
+            t.family.clone(),
+            t.table.clone(),
+            t.chain.clone(),
+            handle,
+        );
+        if let Some(known) = self.iptables.get(&key) {
+            return known.clone();
+        }
+        let ns = self.namespaces.get(&t.netns_ino)?;
+        let found = (|| {
+            let chain = self
+                .rules
+                .chain(ns, &t.family, &t.table, &t.chain, Some(handle))?;
+            let n = chain.order.iter().position(|h| *h == handle)?;
+            let tool = if t.family == "ip6" {
+                "ip6tables-nft"
+            } else {
+                "iptables-nft"
+            };
+            let text = run_in(ns, tool, &["-t", &t.table, "-S", &t.chain], None).ok()?;
+            let prefix = format!("-A {} ", t.chain);
+            let line = text.lines().filter(|l| l.starts_with(&prefix)).nth(n)?;
+            Some((n as u32 + 1, line.to_string()))
+        })();
+        self.iptables.insert(key, found.clone());
+        found
+    }
+
     fn tie(&mut self, journeys: &mut Journeys, t: &NftTrace) -> bool {
         let Some(ns) = self.namespaces.get(&t.netns_ino) else {
             return false;
@@ -247,6 +296,7 @@ impl RuleTracer {
             priority: info.base.as_ref().map(|b| b.priority.clone()),
             what: what.into(),
             handle: info.rule_handle,
+            iptables: self.iptables_rule(t, info.rule_handle),
             rule: info.rule_text,
             verdict: t.verdict.clone(),
         };
@@ -278,6 +328,8 @@ impl RuleTracer {
                 skb: String::new(),
                 correlated: true,
                 headers: None,
+                ct: None,
+                vlan: None,
                 detail,
                 packet: None,
             })

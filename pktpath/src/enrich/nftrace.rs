@@ -174,7 +174,13 @@ impl NetnsRef {
 
 /// Runs `nft ARGS` inside namespace `ns`, with `input` on its standard input.
 pub fn nft_in(ns: &NetnsRef, args: &[&str], input: Option<&str>) -> Result<String> {
-    let mut cmd = Command::new("nft");
+    run_in(ns, "nft", args, input)
+}
+
+/// Runs `program ARGS` inside namespace `ns`, with `input` on its standard
+/// input; its standard output.
+pub fn run_in(ns: &NetnsRef, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -204,7 +210,7 @@ pub fn nft_in(ns: &NetnsRef, args: &[&str], input: Option<&str>) -> Result<Strin
     }
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("cannot run nft in netns {}", ns.name))?;
+        .with_context(|| format!("cannot run {program} in netns {}", ns.name))?;
     drop(ns_file);
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin.write_all(text.as_bytes())?;
@@ -212,7 +218,7 @@ pub fn nft_in(ns: &NetnsRef, args: &[&str], input: Option<&str>) -> Result<Strin
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
-            "nft {} in netns {} failed: {}",
+            "{program} {} in netns {} failed: {}",
             args.join(" "),
             ns.name,
             String::from_utf8_lossy(&out.stderr).trim()
@@ -1099,6 +1105,8 @@ pub struct ChainInfo {
     pub base: Option<BaseChain>,
     /// Rule handle -> rule text without its `# handle N` comment.
     pub rules: BTreeMap<u64, String>,
+    /// Rule handles in the order the chain evaluates them.
+    pub order: Vec<u64>,
 }
 
 /// A parsed `nft -a -s list ruleset`.
@@ -1207,6 +1215,7 @@ impl Ruleset {
             if let Some(c) = chain.as_mut() {
                 if let Some(h) = handle {
                     c.rules.insert(h, line.to_string());
+                    c.order.push(h);
                 } else if let Some(b) = parse_base_chain(line) {
                     c.base = Some(b);
                 }

@@ -42,11 +42,18 @@ impl<W: Write> Terminal<W> {
             _ => YELLOW,
         };
         let offset = s.ts_ns.saturating_sub(t0) as f64 / 1e6;
-        let headers = s
-            .headers
-            .as_ref()
-            .map(|h| format!("  {}[{h}]{}", self.c(DIM), self.c(RESET)))
-            .unwrap_or_default();
+        let mut notes: Vec<String> = s.headers.iter().cloned().collect();
+        if let Some(ct) = &s.ct {
+            notes.push(ct.line());
+        }
+        if let Some(v) = s.vlan {
+            notes.push(format!("vlan {v}"));
+        }
+        let headers = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  {}[{}]{}", self.c(DIM), notes.join("; "), self.c(RESET))
+        };
         format!(
             "  +{offset:<8.3} {:<12} {:<10} {:<9} {}{:<24}{} {}{}",
             s.netns_name,
@@ -87,10 +94,25 @@ impl<W: Write> Sink for Terminal<W> {
             writeln!(self.out, "  {}hint: {h}{}", self.c(DIM), self.c(RESET))?;
         }
         let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
-        // Show headers only where they change (NAT rewrites).
+        // Show headers only where they change (NAT rewrites), and the
+        // conntrack state and VLAN tag likewise.
         let mut last_headers: Option<&str> = None;
+        let mut last_ct = None;
+        let mut last_vlan = None;
         for s in &j.steps {
             let mut shown = s.clone();
+            if s.ct.is_some() {
+                if s.ct == last_ct {
+                    shown.ct = None;
+                }
+                last_ct = s.ct.clone();
+            }
+            if !s.correlated {
+                if s.vlan == last_vlan {
+                    shown.vlan = None;
+                }
+                last_vlan = s.vlan;
+            }
             if shown.headers.as_deref() == last_headers || last_headers.is_none() {
                 if last_headers.is_none() {
                     last_headers = s.headers.as_deref();
