@@ -411,6 +411,156 @@ const WORDS: &[(&str, &str, &str)] = &[
         "bridge port not forwarding (STP state)",
         "bridge link show: port state",
     ),
+    (
+        "SOCKET_CLOSE",
+        "the socket was closed with this data still queued",
+        "the application closed before reading everything",
+    ),
+    (
+        "UNIX_DISCONNECT",
+        "UNIX socket disconnected with this data queued",
+        "the peer went away",
+    ),
+    (
+        "UNIX_SKIP_OOB",
+        "UNIX socket out-of-band byte skipped",
+        "MSG_OOB use by the application",
+    ),
+    (
+        "TCP_AUTH_HDR",
+        "TCP-AO or MD5 header present where not expected, or both",
+        "TCP authentication configuration of both ends",
+    ),
+    (
+        "TCP_AONOTFOUND",
+        "TCP-AO expected but the segment has no AO option",
+        "TCP-AO keys on the peer",
+    ),
+    (
+        "TCP_AOUNEXPECTED",
+        "TCP-AO option on a connection without AO",
+        "TCP-AO keys on this host",
+    ),
+    (
+        "TCP_AOKEYNOTFOUND",
+        "TCP-AO key id unknown here",
+        "TCP-AO key ids of both ends",
+    ),
+    (
+        "TCP_AOFAILURE",
+        "TCP-AO signature does not verify",
+        "TCP-AO keys of both ends",
+    ),
+    (
+        "TCP_ABORT_ON_DATA",
+        "data arrived on a socket closed by the application: TCP sent a reset",
+        "the application closed with data in flight",
+    ),
+    (
+        "TCP_RFC7323_PAWS_ACK",
+        "TCP timestamp too old on an ACK (PAWS, RFC 7323)",
+        "a stale or replayed segment",
+    ),
+    (
+        "TCP_RFC7323_TW_PAWS",
+        "TCP timestamp too old for a connection in TIME-WAIT (PAWS)",
+        "port reuse by a client behind NAT",
+    ),
+    (
+        "TCP_RFC7323_TSECR",
+        "TCP echoed timestamp is invalid",
+        "a middlebox rewriting TCP options",
+    ),
+    (
+        "TCP_LISTEN_OVERFLOW",
+        "listening socket's accept queue is full",
+        "the application accepts too slowly: ss -ltn (Recv-Q), listen backlog",
+    ),
+    (
+        "TCP_OLD_SEQUENCE",
+        "TCP segment entirely before the receive window (old data)",
+        "retransmission of data already received",
+    ),
+    (
+        "TCP_INVALID_END_SEQUENCE",
+        "TCP segment ends past the receive window",
+        "a peer ignoring the advertised window",
+    ),
+    (
+        "TCP_INVALID_ACK_SEQUENCE",
+        "TCP acknowledges data never sent",
+        "a middlebox or an attack",
+    ),
+    (
+        "NEIGH_HH_FILLFAIL",
+        "link-layer header could not be built from the neighbour entry",
+        "ip neigh show: the next hop's entry",
+    ),
+    (
+        "CAKE_FLOOD",
+        "dropped by the CAKE qdisc (flood protection)",
+        "tc -s qdisc show: cake limits",
+    ),
+    (
+        "FQ_BAND_LIMIT",
+        "fq qdisc band full",
+        "tc -s qdisc show: fq band limits",
+    ),
+    (
+        "FQ_HORIZON_LIMIT",
+        "fq qdisc: timestamp beyond the horizon",
+        "tc qdisc fq horizon, or the sender's SO_TXTIME",
+    ),
+    (
+        "FQ_FLOW_LIMIT",
+        "fq qdisc: per-flow limit reached",
+        "tc -s qdisc show: fq flow_limit",
+    ),
+    (
+        "NO_TX_TARGET",
+        "no device to transmit to (e.g. a team or bond without active port)",
+        "ip link show master: the aggregate's ports",
+    ),
+    (
+        "CAN_RX_INVALID_FRAME",
+        "invalid CAN frame received",
+        "the CAN sender",
+    ),
+    (
+        "CANFD_RX_INVALID_FRAME",
+        "invalid CAN FD frame received",
+        "the CAN sender",
+    ),
+    (
+        "CANXL_RX_INVALID_FRAME",
+        "invalid CAN XL frame received",
+        "the CAN sender",
+    ),
+    (
+        "PFMEMALLOC",
+        "packet allocated from memory reserves for a socket not allowed to use them",
+        "memory pressure: free memory, swap over network",
+    ),
+    (
+        "DUALPI2_STEP_DROP",
+        "dropped by the DualPI2 qdisc (step threshold)",
+        "tc -s qdisc show: dualpi2",
+    ),
+    (
+        "PSP_INPUT",
+        "PSP (encryption) policy refused the received packet",
+        "PSP configuration of the socket and device",
+    ),
+    (
+        "PSP_OUTPUT",
+        "PSP (encryption) could not be applied on output",
+        "PSP configuration of the socket and device",
+    ),
+    (
+        "RECURSION_LIMIT",
+        "transmit recursion limit reached (a loop between virtual devices)",
+        "tunnels or stacked devices routing into each other",
+    ),
 ];
 
 /// What a drop reason means and what to check.
@@ -418,5 +568,30 @@ pub fn explain(reason: &str) -> (String, Option<&'static str>) {
     match WORDS.iter().find(|(r, _, _)| *r == reason) {
         Some((_, what, fix)) => (what.to_string(), Some(fix)),
         None => (reason.to_lowercase().replace('_', " "), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every drop reason of the running kernel (from its BTF) has words.
+    #[test]
+    fn every_reason_of_this_kernel_is_explained() {
+        let Ok(inv) = crate::kernel::btf::Inventory::load() else {
+            eprintln!("SKIPPED: no kernel BTF here");
+            return;
+        };
+        let Some(reasons) = inv.enums.get("skb_drop_reason") else {
+            eprintln!("SKIPPED: this kernel has no enum skb_drop_reason");
+            return;
+        };
+        let missing: Vec<&str> = reasons
+            .values()
+            .filter_map(|r| r.strip_prefix("SKB_DROP_REASON_"))
+            .filter(|r| !matches!(*r, "MAX" | "SUBSYS_MASK"))
+            .filter(|r| !WORDS.iter().any(|(w, _, _)| w == r))
+            .collect();
+        assert!(missing.is_empty(), "no words for {missing:?}");
     }
 }
