@@ -177,8 +177,13 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
     } = &last.detail
     {
         let (explanation, hint) = drop::explain(reason);
-        let benign = reason == "NO_SOCKET" && flow.is_some_and(|f| f.is_echo_reply());
-        if let (true, Some(d)) = (benign, delivered) {
+        let ping_reply = reason == "NO_SOCKET" && flow.is_some_and(|f| f.is_echo_reply());
+        // A FIN (no data) still queued when the application closed its
+        // socket: the connection ended normally.
+        let closing_fin = matches!(reason.as_str(), "QUEUE_PURGE" | "SOCKET_CLOSE")
+            && flow.is_some_and(|f| f.is_bare_fin());
+        let benign = ping_reply || closing_fin;
+        if let (true, Some(d)) = (ping_reply, delivered) {
             // The original found no ping socket; its clone reached ping's
             // raw socket: that is the story.
             return End::Delivered {
@@ -199,9 +204,16 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
                 _ => (explanation, hint.map(str::to_string)),
             },
         };
-        let (explanation, hint) = if benign {
+        let (explanation, hint) = if ping_reply {
             (
                 "no ping socket for this echo reply; ping(8) on a raw socket got its own copy"
+                    .to_string(),
+                None,
+            )
+        } else if closing_fin {
+            (
+                "the peer's FIN, still queued when the application closed its socket (a \
+                 normal end of connection)"
                     .to_string(),
                 None,
             )

@@ -37,6 +37,10 @@ impl Flow {
     pub fn waits_in_socket(&self) -> bool {
         self.socket_bytes.is_some_and(|n| n > 0)
     }
+    /// A TCP segment with FIN and no data.
+    pub fn is_bare_fin(&self) -> bool {
+        self.proto == 6 && self.tcp_flags & 0x01 != 0 && self.socket_bytes == Some(1)
+    }
     /// An ICMP or ICMPv6 echo reply.
     pub fn is_echo_reply(&self) -> bool {
         matches!((self.proto, self.icmp_type), (1, Some(0)) | (58, Some(129)))

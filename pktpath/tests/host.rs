@@ -421,6 +421,22 @@ fn demo_runs_and_cleans_up() {
     assert!(all
         .iter()
         .any(|j| j["end"]["reason"] == "NO_SOCKET" && j["end"]["netns"] == "ppdemo-server"));
+    // The only losses are the two the demo provokes (a FIN purged when
+    // the server closes, ping's echo reply: not losses).
+    let mut real: Vec<&str> = all
+        .iter()
+        .filter(|j| j["end"]["kind"] == "dropped" && j["end"]["benign"] == false)
+        .map(|j| j["end"]["reason"].as_str().unwrap())
+        .collect();
+    real.sort();
+    assert_eq!(real, ["NETFILTER_DROP", "NO_SOCKET"], "{all:#?}");
+    assert!(
+        dropped["end"]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("`udp dport 9999 counter drop` (inet ppdemo forward"),
+        "{dropped:#}"
+    );
     assert!(
         !pktpath::netlab::list_netns()
             .iter()
