@@ -581,9 +581,12 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
  * than the argument (a clone, a copy, a reallocation) inherits the
  * argument's journey.
  */
-static __always_inline void func_entry(void *ctx, struct sk_buff *skb, __u32 site)
+/* nf_state: the struct nf_hook_state * argument, when the site has one. */
+static __always_inline void func_entry(void *ctx, struct sk_buff *skb, __u32 site,
+				       __u64 nf_state)
 {
 	struct func_cfg *fc = bpf_map_lookup_elem(&func_cfgs, &site);
+	struct nf_hook_state *st = (void *)nf_state;
 	struct hctx h;
 	struct event *e;
 
@@ -591,8 +594,13 @@ static __always_inline void func_entry(void *ctx, struct sk_buff *skb, __u32 sit
 		return;
 	e = begin(skb, site, EVENT_FUNC, fc->role, !(fc->flags & FUNC_F_NO_START),
 		  NULL, NULL, &h);
-	if (e)
+	if (e) {
 		e->args[0] = bpf_get_func_ip(ctx);
+		if (st) {
+			e->args[1] = BPF_CORE_READ(st, hook);
+			e->args[2] = BPF_CORE_READ(st, pf) | 0x100; /* 0x100: present */
+		}
+	}
 	end(e, &h);
 }
 
@@ -635,6 +643,27 @@ static __always_inline __u32 patched_site(void)
 	return site;
 }
 
+/* The skb a struct sk_buff ** argument points to. */
+static __always_inline struct sk_buff *skb_through(__u64 pp)
+{
+	struct sk_buff *skb = NULL;
+
+	if (pp)
+		bpf_probe_read_kernel(&skb, sizeof(skb), (void *)pp);
+	return skb;
+}
+
+static __always_inline __u64 func_nf_state(void *ctx, __u32 site)
+{
+	struct func_cfg *fc = bpf_map_lookup_elem(&func_cfgs, &site);
+	__u64 v = 0;
+
+	if (!fc || fc->nf_state_arg >= 12)
+		return 0;
+	bpf_get_func_arg(ctx, fc->nf_state_arg, &v);
+	return v;
+}
+
 static __always_inline struct sk_buff *func_skb(void *ctx, __u32 site)
 {
 	struct func_cfg *fc = bpf_map_lookup_elem(&func_cfgs, &site);
@@ -643,6 +672,8 @@ static __always_inline struct sk_buff *func_skb(void *ctx, __u32 site)
 	if (!fc || fc->skb_arg >= 12)
 		return NULL;
 	bpf_get_func_arg(ctx, fc->skb_arg, &skb);
+	if (fc->flags & FUNC_F_SKB_PTRPTR)
+		return skb_through(skb);
 	return (void *)skb;
 }
 
@@ -651,7 +682,7 @@ int fentry_tpl(__u64 *ctx)
 {
 	__u32 site = patched_site();
 
-	func_entry(ctx, func_skb(ctx, site), site);
+	func_entry(ctx, func_skb(ctx, site), site, func_nf_state(ctx, site));
 	return 0;
 }
 
@@ -691,13 +722,16 @@ static __always_inline int kprobe_common(struct pt_regs *ctx)
 	if (!fc || fc->skb_arg >= 6)
 		return 0;
 	skb = (void *)kprobe_arg(ctx, fc->skb_arg);
+	if (fc->flags & FUNC_F_SKB_PTRPTR)
+		skb = skb_through((__u64)skb);
 	if (fc->flags & FUNC_F_RETURNS_SKB) {
 		__u64 id = bpf_get_current_pid_tgid();
 		struct ret_stash st = { .skb = (__u64)skb, .site = site };
 
 		bpf_map_update_elem(&stash, &id, &st, BPF_ANY);
 	}
-	func_entry(ctx, skb, site);
+	func_entry(ctx, skb, site,
+		   fc->nf_state_arg < 6 ? kprobe_arg(ctx, fc->nf_state_arg) : 0);
 	return 0;
 }
 

@@ -146,6 +146,14 @@ pub enum Detail {
         iptables: Option<(u32, String)>,
         verdict: String,
     },
+    /// A netfilter hook ran its chains (nf_hook_slow): which hook, and
+    /// whether the packet went on (accept) or died there (drop).
+    Hook {
+        family: String,
+        hook: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
+    },
     /// What a capture file said of this step, in words (replayed comments,
     /// FreeBSD mbuf_trace strings).
     Text {
@@ -176,6 +184,14 @@ impl Step {
             Detail::Return { from: Some(f) } => format!("returned a new packet made from {f}"),
             Detail::Return { from: None } => "returned".into(),
             Detail::Text { text } => text.clone(),
+            Detail::Hook {
+                family,
+                hook,
+                verdict,
+            } => match verdict {
+                Some(v) => format!("netfilter {family} {hook}: {v}"),
+                None => format!("netfilter {family} {hook}"),
+            },
             Detail::Rule {
                 family,
                 table,
@@ -265,6 +281,45 @@ impl Step {
         let (l3, data) = self.packet.as_ref()?;
         packet::decode(data, *l3)
     }
+}
+
+/// Names of a netfilter protocol family and hook number (NFPROTO_*,
+/// NF_INET_*, NF_BR_*, NF_ARP_*, NF_NETDEV_*), as iptables names hooks.
+pub fn nf_hook_name(pf: u8, hook: u8) -> (String, String) {
+    let family = match pf {
+        1 => "inet",
+        2 => "ipv4",
+        3 => "arp",
+        5 => "netdev",
+        7 => "bridge",
+        10 => "ipv6",
+        _ => "",
+    };
+    let inet = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+    let name = match pf {
+        1 | 2 | 10 => inet.get(hook as usize).copied(),
+        3 => ["IN", "OUT", "FORWARD"].get(hook as usize).copied(),
+        5 => ["INGRESS", "EGRESS"].get(hook as usize).copied(),
+        7 => [
+            "PREROUTING",
+            "INPUT",
+            "FORWARD",
+            "OUTPUT",
+            "POSTROUTING",
+            "BROUTING",
+        ]
+        .get(hook as usize)
+        .copied(),
+        _ => None,
+    };
+    (
+        if family.is_empty() {
+            format!("family {pf}")
+        } else {
+            family.to_string()
+        },
+        name.map_or(format!("hook {hook}"), str::to_string),
+    )
 }
 
 /// A step for tests of the kernel-free code (journeys, sinks).
@@ -450,6 +505,13 @@ impl Decoder {
             step.detail = Detail::Return {
                 from: (raw.args[1] != 0 && raw.args[1] != raw.skb)
                     .then(|| format!("{:#x}", raw.args[1])),
+            };
+        } else if raw.args[2] & 0x100 != 0 {
+            let (family, hook) = nf_hook_name(raw.args[2] as u8, raw.args[1] as u8);
+            step.detail = Detail::Hook {
+                family,
+                hook,
+                verdict: None,
             };
         }
         Some(step)

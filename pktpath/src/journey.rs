@@ -131,6 +131,7 @@ impl Journey {
                 _ => {}
             }
         }
+        hook_verdicts(&mut steps);
         let first = steps.iter().find(|s| s.packet.is_some()).or(steps.first());
         let flow = first.and_then(|s| s.flow());
         let packet = first.and_then(|s| s.headers.clone());
@@ -151,6 +152,32 @@ impl Journey {
             duration_ns,
             end,
             steps,
+        }
+    }
+}
+
+/// Each netfilter hook step's verdict, from what the packet did next: died
+/// of NETFILTER_DROP before anything else happened to it (drop), or went
+/// on (accept).
+fn hook_verdicts(steps: &mut [Step]) {
+    for i in 0..steps.len() {
+        let Detail::Hook { verdict: None, .. } = &steps[i].detail else {
+            continue;
+        };
+        let skb = steps[i].skb.clone();
+        let next = steps[i + 1..].iter().find(|s| {
+            !s.correlated
+                && s.skb == skb
+                && (matches!(s.detail, Detail::Drop { .. })
+                    || !is_release(&s.site) && !s.site.contains("drop"))
+        });
+        let verdict = match next.map(|s| &s.detail) {
+            Some(Detail::Drop { reason, .. }) if reason == "NETFILTER_DROP" => "drop",
+            Some(_) => "accept",
+            None => continue,
+        };
+        if let Detail::Hook { verdict: v, .. } = &mut steps[i].detail {
+            *v = Some(verdict.to_string());
         }
     }
 }
@@ -628,6 +655,38 @@ mod tests {
                 netns: "host".into()
             }
         );
+    }
+
+    #[test]
+    fn hook_verdicts_come_from_what_followed() {
+        let hook = |ts| Step {
+            kind: crate::event::SiteKind::Function,
+            detail: Detail::Hook {
+                family: "ipv4".into(),
+                hook: "FORWARD".into(),
+                verdict: None,
+            },
+            ..step(ts, "nf_hook_slow", "r", Detail::None)
+        };
+        let drop = Detail::Drop {
+            reason: "NETFILTER_DROP".into(),
+            code: 6,
+            location: None,
+        };
+        let j = Journey::from_steps(
+            1,
+            vec![
+                hook(1),
+                step(2, "ip_forward_finish", "r", Detail::None),
+                hook(3),
+                step(4, "kfree_skb_reason", "r", Detail::None),
+                step(5, "kfree_skb", "r", drop),
+            ],
+            true,
+        );
+        let v: Vec<String> = j.steps.iter().map(|s| s.describe()).collect();
+        assert_eq!(v[0], "netfilter ipv4 FORWARD: accept");
+        assert_eq!(v[2], "netfilter ipv4 FORWARD: drop");
     }
 
     #[test]

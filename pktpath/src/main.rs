@@ -388,7 +388,11 @@ fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
         if json {
             writeln!(out, "{}", serde_json::to_string(f)?)?;
         } else {
-            let arg = f.skb_arg.map_or("-".to_string(), |a| a.to_string());
+            let arg = match (f.skb_arg, f.skb_ptrptr) {
+                (Some(a), true) => format!("{a}**"),
+                (Some(a), false) => a.to_string(),
+                (None, _) => "-".to_string(),
+            };
             let attach = match f.traceable {
                 Some(true) => "attachable",
                 Some(false) => "not attachable",

@@ -28,7 +28,7 @@ fn backends() -> Option<Vec<String>> {
 /// The functions the tests attach to (a curated set, so that fentry under
 /// software emulation attaches in seconds), plus the release path.
 const FUNCTIONS: &str = "^(ip_output|ip_finish_output2?|__dev_queue_xmit|dev_hard_start_xmit|\
-veth_xmit|__netif_receive_skb_one_core|__netif_receive_skb|netif_receive_skb|br_handle_frame_finish|\
+veth_xmit|__netif_receive_skb_one_core|__netif_receive_skb|netif_receive_skb|br_handle_frame|br_handle_frame_finish|\
 br_forward|br_pass_frame_up|br_dev_xmit|ip_rcv|ip_rcv_finish|ip_forward|ip_forward_finish|nf_hook_slow|\
 ip_local_deliver|ip_local_deliver_finish|icmp_rcv|raw_local_deliver|skb_clone|raw_rcv|ping_rcv|\
 consume_skb|kfree_skbmem|__kfree_skb|napi_skb_cache_put|kfree_skb_reason|sk_skb_reason_drop|\
@@ -123,6 +123,8 @@ fn every_backend_sees_the_bridged_and_the_forwarded_path() {
                 ("__dev_queue_xmit", a, ""),
                 ("veth_xmit", a, "eth0"),
                 ("__netif_receive_skb_one_core", b, ""),
+                // Takes struct sk_buff **: read through the pointer.
+                ("br_handle_frame", b, "port0"),
                 ("br_handle_frame_finish", b, "port0"),
                 ("ip_rcv", b, "br0"),
                 ("nf_hook_slow", b, ""), // PREROUTING
@@ -132,6 +134,32 @@ fn every_backend_sees_the_bridged_and_the_forwarded_path() {
             ],
         );
         assert_eq!(req[0]["end"]["kind"], "consumed", "{backend}: {}", req[0]);
+        // Netfilter hooks are named, with what the packet did after them.
+        let hooks: Vec<String> = req[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["site"] == "nf_hook_slow"
+                    && s["netns_name"] == b
+                    && s["detail"]["family"] == "ipv4"
+            })
+            .map(|s| {
+                let d = &s["detail"];
+                format!(
+                    "{} {} {}",
+                    d["family"].as_str().unwrap_or("?"),
+                    d["hook"].as_str().unwrap_or("?"),
+                    d["verdict"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        assert_eq!(
+            hooks,
+            ["ipv4 PREROUTING accept", "ipv4 INPUT accept"],
+            "{backend}: {}",
+            req[0]
+        );
         assert_eq!(req[0]["end"]["netns"], b);
 
         // Forwarded: ip_forward in the router.
@@ -143,6 +171,7 @@ fn every_backend_sees_the_bridged_and_the_forwarded_path() {
                 ("ip_output", &net.client, ""),
                 ("ip_rcv", &net.router, "in0"),
                 ("ip_forward", &net.router, ""),
+                ("nf_hook_slow", &net.router, ""), // FORWARD
                 ("ip_output", &net.router, ""),
                 ("br_handle_frame_finish", &net.switch, "p-router"),
                 ("ip_rcv", &net.server, "eth0"),

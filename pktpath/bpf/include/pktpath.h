@@ -41,12 +41,14 @@ enum event_kind {
 /* struct func_cfg.flags */
 #define FUNC_F_RETURNS_SKB 0x1	/* traced on return too (fexit/kretprobe) */
 #define FUNC_F_NO_START 0x2	/* packets first seen here start no journey */
+#define FUNC_F_SKB_PTRPTR 0x4	/* the argument is struct sk_buff **: read through it */
 
 struct func_cfg {
 	unsigned char skb_arg; /* index of the struct sk_buff * argument, 0xff none */
 	unsigned char role;    /* enum slot_role */
 	unsigned char flags;   /* FUNC_F_* */
-	unsigned char pad;
+	unsigned char nf_state_arg; /* index of a struct nf_hook_state * argument, 0xff none:
+				     * its hook and protocol family go in args[1], args[2] */
 };
 
 /* struct event.flags */

@@ -92,6 +92,11 @@ struct sk_buff {
 	unsigned long _nfct; /* CONFIG_NF_CONNTRACK: struct nf_conn * | ctinfo */
 };
 
+struct nf_hook_state {
+	__u8 hook;
+	__u8 pf;
+};
+
 /* Connection tracking: only the parts pktpath copies (the tuple layout is
  * copied whole: 40 bytes, stable for years). */
 struct nf_conntrack_tuple {

@@ -26,6 +26,7 @@ pub const MAX_FUNCS: usize = 16384;
 pub const SITE_MAGIC: i32 = 0x51735173;
 pub const FUNC_F_RETURNS_SKB: u8 = 0x1;
 pub const FUNC_F_NO_START: u8 = 0x2;
+pub const FUNC_F_SKB_PTRPTR: u8 = 0x4;
 
 /// `struct func_cfg`: one function site (func_cfgs map value).
 #[repr(C)]
@@ -34,7 +35,7 @@ pub struct FuncCfg {
     pub skb_arg: u8,
     pub role: u8,
     pub flags: u8,
-    pub pad: u8,
+    pub nf_state_arg: u8,
 }
 
 pub const EVENT_F_FIRST: u8 = 0x1;

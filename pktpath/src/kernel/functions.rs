@@ -22,9 +22,18 @@ pub struct FuncSite {
     /// The module that defines it, None for vmlinux.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
-    /// Index of the first `struct sk_buff *` parameter.
+    /// Index of the first `struct sk_buff *` parameter (or, without one,
+    /// of a `struct sk_buff **`: see `skb_ptrptr`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skb_arg: Option<u8>,
+    /// The packet comes as `struct sk_buff **` (br_handle_frame,
+    /// __netif_receive_skb_core): read through the pointer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skb_ptrptr: bool,
+    /// Index of a `struct nf_hook_state *` parameter (netfilter hook
+    /// functions): the hook and family are recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nf_state_arg: Option<u8>,
     pub nargs: u8,
     /// Returns a `struct sk_buff *` (traced on return).
     pub returns_skb: bool,
@@ -124,13 +133,49 @@ pub fn subsystem(name: &str, module: Option<&str>) -> &'static str {
 
 /// Whether `t` is `struct sk_buff *` (through typedefs and qualifiers).
 fn is_skb_ptr(btf: &Btf, id: u32) -> bool {
+    points_to_skb(btf, id, 1)
+}
+
+/// Whether `t` is `struct nf_hook_state *`.
+fn is_nf_state_ptr(btf: &Btf, id: u32) -> bool {
     let Ok(Type::Ptr(p)) = btf.resolve_type_by_id(id) else {
         return false;
     };
-    let mut t = btf.resolve_chained_type(&p).ok();
+    let mut t = p.get_type_id().and_then(|i| btf.resolve_type_by_id(i).ok());
     for _ in 0..8 {
         match t {
-            Some(Type::Struct(s)) => return btf.resolve_name(&s).is_ok_and(|n| n == "sk_buff"),
+            Some(Type::Struct(ref s)) => {
+                return btf.resolve_name(s).is_ok_and(|n| n == "nf_hook_state")
+            }
+            Some(Type::Const(ref c)) | Some(Type::Volatile(ref c)) => {
+                t = btf.resolve_chained_type(c).ok()
+            }
+            Some(Type::Typedef(ref td)) => t = btf.resolve_chained_type(td).ok(),
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Whether `t` is `struct sk_buff **`.
+fn is_skb_ptrptr(btf: &Btf, id: u32) -> bool {
+    points_to_skb(btf, id, 2)
+}
+
+/// Whether type `id` is `struct sk_buff` behind `depth` pointers (through
+/// typedefs and qualifiers).
+fn points_to_skb(btf: &Btf, id: u32, depth: u8) -> bool {
+    let mut t = btf.resolve_type_by_id(id).ok();
+    for _ in 0..16 {
+        match t {
+            Some(Type::Ptr(ref p)) if depth > 0 => {
+                return p
+                    .get_type_id()
+                    .is_some_and(|next| points_to_skb(btf, next, depth - 1))
+            }
+            Some(Type::Struct(ref s)) => {
+                return depth == 0 && btf.resolve_name(s).is_ok_and(|n| n == "sk_buff")
+            }
             Some(Type::Const(ref c)) | Some(Type::Volatile(ref c)) => {
                 t = btf.resolve_chained_type(c).ok()
             }
@@ -155,10 +200,15 @@ fn scan(btf: &Btf, module: Option<&str>, seen: &mut HashSet<String>, out: &mut V
         let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(&f) else {
             continue;
         };
-        let skb_arg = proto
-            .parameters
-            .iter()
-            .position(|p| p.get_type_id().is_some_and(|id| is_skb_ptr(btf, id)));
+        let position = |test: fn(&Btf, u32) -> bool| {
+            proto
+                .parameters
+                .iter()
+                .position(|p| p.get_type_id().is_some_and(|id| test(btf, id)))
+        };
+        let direct = position(is_skb_ptr);
+        let ptrptr = direct.is_none().then(|| position(is_skb_ptrptr)).flatten();
+        let skb_arg = direct.or(ptrptr);
         let returns_skb = is_skb_ptr(btf, proto.return_type_id());
         if skb_arg.is_none() && !returns_skb {
             continue;
@@ -169,6 +219,8 @@ fn scan(btf: &Btf, module: Option<&str>, seen: &mut HashSet<String>, out: &mut V
             name,
             module: module.map(str::to_string),
             skb_arg: skb_arg.map(|i| i as u8),
+            skb_ptrptr: ptrptr.is_some(),
+            nf_state_arg: position(is_nf_state_ptr).map(|i| i as u8),
             nargs: proto.parameters.len() as u8,
             returns_skb,
             traceable: None,

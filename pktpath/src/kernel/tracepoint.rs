@@ -314,6 +314,7 @@ impl Tracer {
                 skb_arg: site.skb_arg.unwrap_or(0xff),
                 role: sites::function_role(&site.name),
                 flags: (site.returns_skb as u8 * abi::FUNC_F_RETURNS_SKB)
+                    | (site.skb_ptrptr as u8 * abi::FUNC_F_SKB_PTRPTR)
                     | if sites::function_starts_journey(&site.name)
                         && start_at.is_none_or(|s| s == site.name)
                     {
@@ -321,9 +322,9 @@ impl Tracer {
                     } else {
                         abi::FUNC_F_NO_START
                     },
-                pad: 0,
+                nf_state_arg: site.nf_state_arg.unwrap_or(0xff),
             };
-            let bytes = [c.skb_arg, c.role, c.flags, c.pad];
+            let bytes = [c.skb_arg, c.role, c.flags, c.nf_state_arg];
             map.update(&(id as u32).to_ne_bytes(), &bytes, MapFlags::ANY)?;
         }
         let max_arg = if f.backend == FuncBackend::Fentry {
