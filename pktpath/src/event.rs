@@ -146,6 +146,15 @@ pub enum Detail {
         iptables: Option<(u32, String)>,
         verdict: String,
     },
+    /// The packet crossed a bridge: in by one port, out by others, and
+    /// what the forwarding database said of its destination MAC.
+    Bridge {
+        bridge: String,
+        in_port: String,
+        out_ports: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fdb: Option<String>,
+    },
     /// A netfilter hook ran its chains (nf_hook_slow): which hook, and
     /// whether the packet went on (accept) or died there (drop).
     Hook {
@@ -184,6 +193,23 @@ impl Step {
             Detail::Return { from: Some(f) } => format!("returned a new packet made from {f}"),
             Detail::Return { from: None } => "returned".into(),
             Detail::Text { text } => text.clone(),
+            Detail::Bridge {
+                bridge,
+                in_port,
+                out_ports,
+                fdb,
+            } => {
+                let out = if out_ports.is_empty() {
+                    "not forwarded to another port".to_string()
+                } else {
+                    format!("out {}", out_ports.join(", "))
+                };
+                let fdb = fdb
+                    .as_ref()
+                    .map(|f| format!("; fdb: {f}"))
+                    .unwrap_or_default();
+                format!("bridge {bridge}: in {in_port}, {out}{fdb}")
+            }
             Detail::Hook {
                 family,
                 hook,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use libbpf_rs::RingBufferBuilder;
 
+use crate::enrich::bridges::Bridges;
 use crate::enrich::nft_steps::RuleTracer;
 use crate::enrich::nftrace::NetnsRef;
 use crate::event::Decoder;
@@ -177,10 +178,12 @@ pub fn run(
     on_ready(&tracer)?;
 
     let started = Instant::now();
-    let emit = |j: Journey, summary: &mut Summary, sink: &mut dyn Sink| -> Result<bool> {
+    let bridges = RefCell::new(Bridges::default());
+    let emit = |mut j: Journey, summary: &mut Summary, sink: &mut dyn Sink| -> Result<bool> {
         if opts.drops_only && !j.end.is_real_drop() {
             return Ok(true);
         }
+        bridges.borrow_mut().annotate(&mut j);
         if opts.count.is_some_and(|c| summary.journeys >= c) {
             return Ok(false);
         }

@@ -298,3 +298,114 @@ fn iptables_drop_in_forward_is_named() {
         .unwrap()
         .contains("iptables -t filter -D FORWARD 2"));
 }
+
+/// The bridge step: in by one port, out by another, and what the FDB said:
+/// a learned entry for the server's MAC, none for a MAC nobody has (flood).
+#[test]
+fn bridge_ports_and_fdb_hit_or_flood() {
+    require_root!();
+    let net = Net::new(236);
+    net.lab
+        .ip(
+            &net.router,
+            "neigh replace 10.236.2.77 lladdr 02:00:00:00:02:77 dev out0",
+        )
+        .unwrap();
+    let p = Pktpath::start(&[&net.only("icmp")]);
+    net.ping();
+    net.lab
+        .exec(&net.client, &["ping", "-c1", "-W1", "10.236.2.77"])
+        .ok();
+    let all = p.stop();
+    let bridge_of = |words: &[&str]| -> String {
+        let j = common::journeys_with(&all, words);
+        let j = j.first().unwrap_or_else(|| panic!("{words:?}: {all:#?}"));
+        j["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["site"] == "bridge")
+            .map(|s| {
+                let d = &s["detail"];
+                format!(
+                    "{} in {} out {} fdb {}",
+                    d["bridge"].as_str().unwrap(),
+                    d["in_port"].as_str().unwrap(),
+                    d["out_ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p.as_str().unwrap())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    d["fdb"].as_str().unwrap_or("-")
+                )
+            })
+            .unwrap_or_else(|| panic!("no bridge step: {j:#}"))
+    };
+    let hit = bridge_of(&["ICMP echo request", "10.236.2.2"]);
+    assert!(
+        hit.starts_with("br0 in p-router out p-server fdb ")
+            && hit.ends_with("on p-server (learned)"),
+        "{hit}"
+    );
+    let flood = bridge_of(&["ICMP echo request", "10.236.2.77"]);
+    assert!(
+        flood.starts_with("br0 in p-router")
+            && flood.ends_with("no entry for 02:00:00:00:02:77: flooded"),
+        "{flood}"
+    );
+}
+
+/// A VLAN sub-interface on veth: the tag travels outside the packet data
+/// (skb->vlan_tci), and the steps on the veth show it.
+#[test]
+fn vlan_tags_held_outside_the_data_are_shown() {
+    require_root!();
+    let net = Net::new(237);
+    net.lab
+        .ip(
+            &net.client,
+            "link add link eth0 name eth0.100 type vlan id 100",
+        )
+        .unwrap();
+    net.lab
+        .ip(&net.client, "addr add 10.237.100.2/24 dev eth0.100")
+        .unwrap();
+    net.lab.ip(&net.client, "link set eth0.100 up").unwrap();
+    net.lab
+        .ip(
+            &net.router,
+            "link add link in0 name in0.100 type vlan id 100",
+        )
+        .unwrap();
+    net.lab
+        .ip(&net.router, "addr add 10.237.100.1/24 dev in0.100")
+        .unwrap();
+    net.lab.ip(&net.router, "link set in0.100 up").unwrap();
+    let p = Pktpath::start(&[&net.only("icmp")]);
+    net.lab
+        .exec(&net.client, &["ping", "-c1", "-W2", "10.237.100.1"])
+        .unwrap();
+    let all = p.stop();
+    let req = common::journeys_with(&all, &["ICMP echo request", "10.237.100.1"]);
+    assert!(!req.is_empty(), "{all:#?}");
+    let tagged: Vec<String> = req[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["vlan"] == 100)
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["site"].as_str().unwrap(),
+                s["dev"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        tagged.iter().any(|t| t.ends_with(" eth0")),
+        "the tag on the client's veth: {tagged:?} in {:#}",
+        req[0]
+    );
+}

@@ -2,6 +2,7 @@
 //! name or process), kernel addresses (to symbols), drop reasons (to words);
 //! and what only another kernel interface tells: nftables rules and verdicts.
 
+pub mod bridges;
 pub mod drop;
 pub mod netns;
 pub mod nft_steps;

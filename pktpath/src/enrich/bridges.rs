@@ -1,0 +1,215 @@
+//! Bridges a journey crossed: the port a packet came in on, the ports it
+//! left by, and why those: a forwarding database (FDB) entry for its
+//! destination MAC (hit), or none, so the bridge flooded it (miss, or a
+//! broadcast/multicast). Read from the namespace's own `ip -j -d link` and
+//! `bridge -j fdb` (cached a moment), and added to the journey as a step
+//! after the packet entered the bridge.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::nftrace::{run_in, NetnsRef};
+use crate::event::{Detail, SiteKind, Step};
+use crate::journey::Journey;
+
+/// How long a namespace's bridge view is reused.
+const FRESH: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Deserialize)]
+struct Link {
+    ifname: String,
+    #[serde(default)]
+    master: Option<String>,
+    #[serde(default)]
+    linkinfo: Option<LinkInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LinkInfo {
+    #[serde(default)]
+    info_kind: Option<String>,
+    #[serde(default)]
+    info_slave_kind: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Fdb {
+    mac: String,
+    ifname: String,
+    #[serde(default)]
+    vlan: Option<u16>,
+    #[serde(default)]
+    master: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    flags: Vec<String>,
+}
+
+/// What one namespace's bridges look like.
+#[derive(Default)]
+struct View {
+    /// Port name -> bridge name.
+    port_of: HashMap<String, String>,
+    bridges: Vec<String>,
+    fdb: Vec<Fdb>,
+}
+
+impl View {
+    fn read(ns: &NetnsRef) -> View {
+        let links: Vec<Link> = run_in(ns, "ip", &["-j", "-d", "link", "show"], None)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let mut v = View::default();
+        for l in &links {
+            let info = l.linkinfo.as_ref();
+            if info.and_then(|i| i.info_kind.as_deref()) == Some("bridge") {
+                v.bridges.push(l.ifname.clone());
+            }
+            if let (Some(m), Some("bridge")) =
+                (&l.master, info.and_then(|i| i.info_slave_kind.as_deref()))
+            {
+                v.port_of.insert(l.ifname.clone(), m.clone());
+            }
+        }
+        if !v.bridges.is_empty() {
+            v.fdb = run_in(ns, "bridge", &["-j", "fdb", "show"], None)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+        }
+        v
+    }
+}
+
+/// Bridge views per namespace, read when a journey needs them.
+#[derive(Default)]
+pub struct Bridges {
+    views: HashMap<u32, (View, Instant)>,
+}
+
+fn mac(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl Bridges {
+    fn view(&mut self, netns: u32) -> Option<&View> {
+        let stale = self
+            .views
+            .get(&netns)
+            .is_none_or(|(_, at)| at.elapsed() > FRESH);
+        if stale {
+            let ns = NetnsRef::from_inode(netns).ok()?;
+            self.views.insert(netns, (View::read(&ns), Instant::now()));
+        }
+        self.views.get(&netns).map(|(v, _)| v)
+    }
+
+    /// Adds a bridge step where the journey entered a bridge port.
+    pub fn annotate(&mut self, j: &mut Journey) {
+        let mut added = Vec::new();
+        let mut done: Vec<(u32, String)> = Vec::new();
+        for (i, s) in j.steps.iter().enumerate() {
+            let Some(dev) = s.dev.as_deref() else {
+                continue;
+            };
+            if s.correlated || s.subsystem == "xmit" || s.subsystem == "qdisc" {
+                continue;
+            }
+            let Some(view) = self.view(s.netns) else {
+                continue;
+            };
+            let Some(bridge) = view.port_of.get(dev).cloned() else {
+                continue;
+            };
+            if done.contains(&(s.netns, bridge.clone())) {
+                continue;
+            }
+            done.push((s.netns, bridge.clone()));
+            // Where it left: transmits on other ports of that bridge, in
+            // this namespace, until it comes into the bridge again.
+            let mut out: Vec<String> = Vec::new();
+            for t in &j.steps[i + 1..] {
+                if t.netns != s.netns {
+                    continue;
+                }
+                let Some(d) = t.dev.as_deref() else { continue };
+                if t.subsystem == "receive" && d != dev && view.port_of.contains_key(d) {
+                    break;
+                }
+                if t.subsystem == "xmit"
+                    && d != dev
+                    && (view.port_of.get(d) == Some(&bridge) || d == bridge)
+                    && !out.iter().any(|o| o == d)
+                {
+                    out.push(d.to_string());
+                }
+            }
+            let dst = j.steps[..=i].iter().rev().find_map(|t| match &t.packet {
+                Some((false, data)) if data.len() >= 6 => Some(mac(&data[..6])),
+                _ => None,
+            });
+            let fdb = dst.as_ref().map(|m| {
+                let first = u8::from_str_radix(&m[..2], 16).unwrap_or(0);
+                if first & 1 == 1 {
+                    return "broadcast/multicast: flooded".to_string();
+                }
+                let hit = view.fdb.iter().find(|e| {
+                    e.mac == *m
+                        && (e.master.as_deref() == Some(&bridge) || e.ifname == bridge)
+                        && s.vlan.is_none_or(|v| e.vlan.is_none_or(|ev| ev == v))
+                });
+                match hit {
+                    Some(e) if e.ifname == bridge => format!("{m} is the bridge's own: local"),
+                    Some(e) => format!(
+                        "{m} on {} ({}{})",
+                        e.ifname,
+                        match e.state.as_deref() {
+                            Some(st) if !st.is_empty() => st,
+                            _ if e.flags.iter().any(|f| f == "static") => "static",
+                            _ => "learned",
+                        },
+                        e.vlan.map(|v| format!(", vlan {v}")).unwrap_or_default()
+                    ),
+                    None => format!("no entry for {m}: flooded"),
+                }
+            });
+            added.push(Step {
+                ts_ns: s.ts_ns + 1,
+                site: "bridge".into(),
+                kind: SiteKind::Tracepoint,
+                subsystem: "bridge".into(),
+                source: None,
+                netns: s.netns,
+                netns_name: s.netns_name.clone(),
+                dev: Some(bridge.clone()),
+                ifindex: 0,
+                len: s.len,
+                mark: s.mark,
+                cpu: s.cpu,
+                skb: s.skb.clone(),
+                correlated: true,
+                headers: None,
+                ct: None,
+                vlan: s.vlan,
+                detail: Detail::Bridge {
+                    bridge,
+                    in_port: dev.to_string(),
+                    out_ports: out,
+                    fdb,
+                },
+                packet: None,
+            });
+        }
+        if !added.is_empty() {
+            j.steps.extend(added);
+            j.steps.sort_by_key(|s| s.ts_ns);
+        }
+    }
+}
