@@ -80,6 +80,13 @@ pub enum Detail {
         code: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
         location: Option<String>,
+        /// What pktpath found out about this drop when it happened (e.g.
+        /// the rp_filter setting and the route back), in words.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        explanation: Option<String>,
+        /// The fix that goes with `explanation`.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        hint: Option<String>,
     },
     /// consume_skb: freed after use.
     Free {
@@ -110,6 +117,30 @@ pub enum Detail {
         gateway: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         out_dev: Option<String>,
+        /// Route type: unicast, local, broadcast, anycast, multicast,
+        /// blackhole, unreachable, prohibit, throw (none: no route matched,
+        /// or not known).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        kind: Option<String>,
+        /// The chosen route as `ip route` prints it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        route: Option<String>,
+        /// The chosen route's prefix ("10.0.0.0/24", "default").
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        prefix: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        metric: Option<u64>,
+        /// Who installed the route (kernel, static, boot, dhcp...).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        protocol: Option<String>,
+        /// The `ip rule` that sent the lookup to this table, as `ip rule`
+        /// prints it, when that is not just the default rules.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        rule: Option<String>,
+        /// The lookup found nothing here and no later rule can: the
+        /// packet has no route (network unreachable).
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        unroutable: bool,
     },
     /// Next hop resolution on output.
     Neigh {
@@ -272,21 +303,37 @@ impl Step {
                 dst,
                 gateway,
                 out_dev,
+                kind,
+                route,
+                rule,
                 ..
-            } => match error {
-                Some(e) => format!("route to {dst}: table {table}: {e}"),
-                None => {
-                    let via = gateway
-                        .as_ref()
-                        .map(|g| format!(" via {g}"))
-                        .unwrap_or_default();
-                    let dev = out_dev
-                        .as_ref()
-                        .map(|d| format!(" dev {d}"))
-                        .unwrap_or_default();
-                    format!("route to {dst}: table {table}{via}{dev}")
+            } => {
+                let mut text = format!("route to {dst}: table {table}");
+                if let Some(r) = rule {
+                    text += &format!(" (rule `{r}`)");
                 }
-            },
+                match error {
+                    Some(e) => text += &format!(": {e}"),
+                    None => {
+                        if let Some(g) = gateway {
+                            text += &format!(" via {g}");
+                        }
+                        if let Some(d) = out_dev {
+                            text += &format!(" dev {d}");
+                        }
+                    }
+                }
+                if let Some(r) = route {
+                    text += &format!(", route `{r}`");
+                    // `ip route` names every type but unicast first.
+                    if let Some(k) = kind.as_ref().filter(|k| !r.starts_with(k.as_str())) {
+                        if k != "unicast" {
+                            text += &format!(" ({k})");
+                        }
+                    }
+                }
+                text
+            }
             Detail::Neigh { addr, state, error } => match error {
                 Some(e) => format!("resolve next hop {addr}: {state}, {e}"),
                 None => format!("resolve next hop {addr}: {state}"),
@@ -396,14 +443,43 @@ fn table_name(id: u64) -> String {
 
 fn errno_name(err: i64) -> String {
     match -err {
+        // fib_table_lookup's err is fib_props[type].error
+        // (net/ipv4/fib_semantics.c): a throw route and no match at all
+        // both give -EAGAIN.
         11 => "no match in this table (EAGAIN)".into(),
         101 => "network unreachable (ENETUNREACH)".into(),
-        113 => "no route to host (EHOSTUNREACH)".into(),
-        22 => "invalid (EINVAL)".into(),
+        113 => "unreachable route (EHOSTUNREACH)".into(),
+        22 => "blackhole route (EINVAL)".into(),
         1 => "prohibited (EPERM)".into(),
-        13 => "prohibited (EACCES)".into(),
+        13 => "prohibit route (EACCES)".into(),
         e => format!("error {}", -e),
     }
+}
+
+/// The route type an IPv4 lookup's error stands for (fib_props[]).
+fn kind_of_errno(err: i64) -> Option<String> {
+    match -err {
+        22 => Some("blackhole".into()),
+        113 => Some("unreachable".into()),
+        13 => Some("prohibit".into()),
+        _ => None,
+    }
+}
+
+/// The name of an RTN_* route type.
+pub fn rtn_name(t: u64) -> Option<&'static str> {
+    Some(match t {
+        1 => "unicast",
+        2 => "local",
+        3 => "broadcast",
+        4 => "anycast",
+        5 => "multicast",
+        6 => "blackhole",
+        7 => "unreachable",
+        8 => "prohibit",
+        9 => "throw",
+        _ => return None,
+    })
 }
 
 fn nud_state(s: u64) -> String {
@@ -473,6 +549,13 @@ impl Decoder {
                 gateway: (raw.args[4] != 0)
                     .then(|| Ipv4Addr::from((raw.args[4] as u32).to_ne_bytes()).to_string()),
                 out_dev: step.dev.clone(),
+                kind: kind_of_errno(raw.args[1] as i32 as i64),
+                route: None,
+                prefix: None,
+                metric: None,
+                protocol: None,
+                rule: None,
+                unroutable: false,
             },
             abi::EVENT_FIB6 => {
                 let addr = |i: usize| {
@@ -495,6 +578,13 @@ impl Decoder {
                     src: addr(1).to_string(),
                     gateway: (!gw.is_unspecified()).then(|| gw.to_string()),
                     out_dev: step.dev.clone(),
+                    kind: rtn_name(raw.args[1]).map(str::to_string),
+                    route: None,
+                    prefix: None,
+                    metric: None,
+                    protocol: None,
+                    rule: None,
+                    unroutable: false,
                 }
             }
             _ => Detail::Neigh {
@@ -612,6 +702,8 @@ impl Decoder {
                     reason,
                     code,
                     location,
+                    explanation: None,
+                    hint: None,
                 }
             }
             "consume_skb" => Detail::Free {

@@ -200,7 +200,11 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         .rev()
         .find(|s| matches!(s.detail, Detail::Deliver { .. }));
     if let Detail::Drop {
-        reason, location, ..
+        reason,
+        location,
+        explanation: found,
+        hint: found_hint,
+        ..
     } = &last.detail
     {
         let (explanation, hint) = drop::explain(reason);
@@ -217,7 +221,12 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
                 netns: d.netns_name.clone(),
             };
         }
-        let (explanation, hint) = match rule_verdict(steps, last) {
+        let said = match found {
+            Some(f) => Some((f.clone(), found_hint.clone())),
+            None => route_verdict(steps, last, reason, location.as_deref())
+                .or_else(|| rule_verdict(steps, last)),
+        };
+        let (explanation, hint) = match said {
             Some(said) if !benign => said,
             _ => match legacy_table(location.as_deref()) {
                 Some((tool, what)) if reason == "NETFILTER_DROP" => (
@@ -322,6 +331,95 @@ fn legacy_table(location: Option<&str>) -> Option<(&'static str, &'static str)> 
     .iter()
     .find(|(f, _, _)| l.starts_with(f))
     .map(|(_, tool, what)| (*tool, *what))
+}
+
+/// `ip` with `-n NAME` when the namespace has a name under /run/netns.
+fn ip_in(netns: &str) -> String {
+    if netns == "host" || netns.starts_with("netns:") || netns == "?" {
+        "ip".into()
+    } else {
+        format!("ip -n {netns}")
+    }
+}
+
+/// For a drop that follows a failed route lookup in the same namespace
+/// (no route, or a blackhole, unreachable or prohibit route), the route
+/// in the user's terms and the fix.
+fn route_verdict(
+    steps: &[Step],
+    drop: &Step,
+    reason: &str,
+    location: Option<&str>,
+) -> Option<(String, Option<String>)> {
+    // The drops that routing causes: ip_error() (input), the output path,
+    // dst_discard (blackhole), IPv6's ip6_pkt_discard/prohibit.
+    let by_routing = reason.contains("NOROUTE")
+        || reason == "IP_INADDRERRORS"
+        || (reason == "NOT_SPECIFIED"
+            && location.is_none_or(|l| {
+                ["ip_error", "dst_discard", "ip6_pkt_"]
+                    .iter()
+                    .any(|f| l.starts_with(f))
+            }));
+    if !by_routing {
+        return None;
+    }
+    let (table, dst, src, kind, prefix, unroutable) = steps
+        .iter()
+        .rev()
+        .filter(|s| s.netns == drop.netns && s.ts_ns <= drop.ts_ns)
+        .find_map(|s| match &s.detail {
+            Detail::Route {
+                table,
+                dst,
+                src,
+                kind,
+                prefix,
+                unroutable,
+                ..
+            } => Some((table, dst, src, kind, prefix, *unroutable)),
+            _ => None,
+        })?;
+    let ns = &drop.netns_name;
+    let ip = ip_in(ns);
+    let table_arg = if table == "main" {
+        String::new()
+    } else {
+        format!(" table {table}")
+    };
+    match kind.as_deref() {
+        Some(k @ ("blackhole" | "unreachable" | "prohibit")) => {
+            let what = prefix.as_deref().unwrap_or(dst);
+            let del = prefix
+                .as_ref()
+                .map(|p| format!("{ip} route del {k} {p}{table_arg}"))
+                .unwrap_or_else(|| format!("{ip} route get {dst}"));
+            Some((
+                format!("dropped: route to {what} is {k} (table {table}) in namespace {ns}"),
+                Some(format!(
+                    "if this traffic should pass, remove that route: {del}"
+                )),
+            ))
+        }
+        _ if unroutable => {
+            let dev = drop
+                .dev
+                .as_ref()
+                .map(|d| format!(" iif {d}"))
+                .unwrap_or_default();
+            Some((
+                format!(
+                    "dropped: network unreachable: no route to {dst} in table {table} in \
+                     namespace {ns}"
+                ),
+                Some(format!(
+                    "add a route (or a default route) for {dst}: {ip} route add {dst} via \
+                     GATEWAY{table_arg}; check with {ip} route get {dst} from {src}{dev}"
+                )),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// For a drop in a namespace where nftables traced the packet, the rule
@@ -607,6 +705,8 @@ mod tests {
                         reason: "NETFILTER_DROP".into(),
                         code: 6,
                         location: Some("nf_hook_slow+0x9a".into()),
+                        explanation: None,
+                        hint: None,
                     },
                 ),
             )
@@ -672,6 +772,8 @@ mod tests {
             reason: "NETFILTER_DROP".into(),
             code: 6,
             location: None,
+            explanation: None,
+            hint: None,
         };
         let j = Journey::from_steps(
             1,
@@ -738,5 +840,94 @@ mod tests {
         j.push(1, copy);
         let read = j.expire(3_200_000_000);
         assert!(matches!(read[0].end, End::Delivered { .. }));
+    }
+
+    fn route(table: &str, dst: &str, kind: Option<&str>, prefix: Option<&str>) -> Detail {
+        Detail::Route {
+            family: 4,
+            table: table.into(),
+            error: Some("x".into()),
+            dst: dst.into(),
+            src: "10.0.1.2".into(),
+            gateway: None,
+            out_dev: None,
+            kind: kind.map(str::to_string),
+            route: prefix.map(|p| format!("{} {p}", kind.unwrap_or(""))),
+            prefix: prefix.map(str::to_string),
+            metric: None,
+            protocol: None,
+            rule: None,
+            unroutable: kind.is_none(),
+        }
+    }
+
+    fn dropped(steps: Vec<Step>) -> (String, String) {
+        match Journey::from_steps(1, steps, true).end {
+            End::Dropped {
+                explanation, hint, ..
+            } => (explanation, hint.unwrap_or_default()),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    fn drop_step(ts: u64, reason: &str, location: &str) -> Step {
+        step(
+            ts,
+            "kfree_skb",
+            "router",
+            Detail::Drop {
+                reason: reason.into(),
+                code: 2,
+                location: Some(location.into()),
+                explanation: None,
+                hint: None,
+            },
+        )
+    }
+
+    #[test]
+    fn route_drops_name_the_route() {
+        let (why, hint) = dropped(vec![
+            step(
+                1,
+                "fib_table_lookup",
+                "router",
+                route("main", "10.0.9.9", Some("blackhole"), Some("10.0.9.0/24")),
+            ),
+            drop_step(2, "NOT_SPECIFIED", "ip_error+0x94"),
+        ]);
+        assert_eq!(
+            why,
+            "dropped: route to 10.0.9.0/24 is blackhole (table main) in namespace router"
+        );
+        assert_eq!(
+            hint,
+            "if this traffic should pass, remove that route: ip -n router route del blackhole \
+             10.0.9.0/24"
+        );
+        let (why, _) = dropped(vec![
+            step(
+                1,
+                "fib_table_lookup",
+                "router",
+                route("100", "10.0.7.7", None, None),
+            ),
+            drop_step(2, "IP_INNOROUTES", "ip_error+0x94"),
+        ]);
+        assert_eq!(
+            why,
+            "dropped: network unreachable: no route to 10.0.7.7 in table 100 in namespace router"
+        );
+        // Not a routing drop: the route is not blamed.
+        let (why, _) = dropped(vec![
+            step(
+                1,
+                "fib_table_lookup",
+                "router",
+                route("main", "10.0.9.9", Some("blackhole"), Some("10.0.9.0/24")),
+            ),
+            drop_step(2, "NOT_SPECIFIED", "sk_skb_reason_drop+0x10"),
+        ]);
+        assert!(!why.contains("blackhole"), "{why}");
     }
 }

@@ -11,6 +11,7 @@ use libbpf_rs::RingBufferBuilder;
 use crate::enrich::bridges::Bridges;
 use crate::enrich::nft_steps::RuleTracer;
 use crate::enrich::nftrace::NetnsRef;
+use crate::enrich::routes::Routes;
 use crate::event::Decoder;
 use crate::filter::Filter;
 use crate::journey::{Journey, Journeys};
@@ -145,6 +146,8 @@ pub fn run(
         .as_ref()
         .map(|f| f.sites.clone())
         .unwrap_or_default();
+    // Routes and rules of the namespaces the FIB lookups happen in.
+    let mut routes = Routes::new();
     let mut journeys = Journeys::default();
     journeys.idle_ns = opts.idle.as_nanos() as u64;
     // Rule-level verdicts come over netlink: set up before "ready", and
@@ -205,9 +208,10 @@ pub fn run(
         }
         let batch = std::mem::take(&mut *pending.borrow_mut());
         for raw in batch {
-            let Some(step) = decoder.decode(&raw) else {
+            let Some(mut step) = decoder.decode(&raw) else {
                 continue;
             };
+            routes.annotate(raw.journey, &mut step);
             summary.events += 1;
             match sink.step(raw.journey, &step) {
                 Err(e) if is_broken_pipe(&e) => going = false,
