@@ -46,6 +46,9 @@ fn start(backend: &str, filter: &str, extra: &[&str]) -> Pktpath {
         FUNCTIONS,
         "--idle-timeout",
         IDLE,
+        // Rule-level nftables tracing is tested on the host (tests/rules.rs);
+        // here its nft runs would only slow the emulated machine down.
+        "--no-nft-trace",
     ];
     args.extend_from_slice(extra);
     args.push(filter);

@@ -741,8 +741,29 @@ fn pid_alive(pid: u32) -> bool {
 /// (left by a pktpath killed with SIGKILL); returns the tables deleted as
 /// "FAMILY NAME".
 pub fn sweep_leftovers(ns: &NetnsRef) -> Result<Vec<String>> {
+    let (gone, script) = leftovers(ns)?;
+    if !gone.is_empty() {
+        nft_in(ns, &["-f", "-"], Some(&script))?;
+    }
+    Ok(gone)
+}
+
+/// Sets up one namespace: sweeps leftovers, opens the listener, adds
+/// `script` (our table). Returns the tables swept and the socket.
+fn setup_one(ns: &NetnsRef, script: &str) -> Result<(Vec<String>, Socket)> {
+    let (gone, mut all) = leftovers(ns)?;
+    let socket = open_listener(ns)?;
+    all.push_str(script);
+    nft_in(ns, &["-f", "-"], Some(&all))
+        .with_context(|| format!("cannot add the tracing table in netns {}", ns.name))?;
+    Ok((gone, socket))
+}
+
+/// Tables of dead pktpath runs in `ns`, and the nft script deleting them.
+fn leftovers(ns: &NetnsRef) -> Result<(Vec<String>, String)> {
     let listing = nft_in(ns, &["list", "tables"], None)?;
     let mut gone = Vec::new();
+    let mut script = String::new();
     for line in listing.lines() {
         let mut w = line.split_whitespace();
         let (Some("table"), Some(family), Some(name)) = (w.next(), w.next(), w.next()) else {
@@ -756,11 +777,12 @@ pub fn sweep_leftovers(ns: &NetnsRef) -> Result<Vec<String>> {
         }
         // Declaring it first makes the delete succeed even if another
         // process swept it meanwhile.
-        let script = format!("table {family} {name}\ndelete table {family} {name}\n");
-        nft_in(ns, &["-f", "-"], Some(&script))?;
+        script.push_str(&format!(
+            "table {family} {name}\ndelete table {family} {name}\n"
+        ));
         gone.push(format!("{family} {name}"));
     }
-    Ok(gone)
+    Ok((gone, script))
 }
 
 /// The nft script adding our tracing table; `matches` as from
@@ -862,18 +884,40 @@ impl NftraceSession {
         } else {
             format!("{TABLE_PREFIX}{pid}_{n}")
         };
-        // A namespace can vanish while we set up (others' test networks,
+        // Each namespace: list tables (to sweep leftovers of dead runs),
+        // open the listener, then one nft script deleting the leftovers
+        // and adding our table. Namespaces are set up in parallel (two nft
+        // runs each); one can vanish meanwhile (others' test networks,
         // containers stopping): skip it, fail only when none is left.
+        let script = table_script(&table, matches.as_deref());
+        let results: Vec<(NetnsRef, Result<(Vec<String>, Socket)>)> = std::thread::scope(|scope| {
+            namespaces
+                .chunks(8)
+                .flat_map(|chunk| {
+                    let handles: Vec<_> = chunk
+                        .iter()
+                        .map(|ns| {
+                            let script = &script;
+                            scope.spawn(move || (ns.clone(), setup_one(ns, script)))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("setup thread"))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        });
         let mut swept = Vec::new();
         let mut skipped = Vec::new();
         let mut sockets = Vec::new();
-        let mut usable = Vec::new();
-        for ns in namespaces {
-            match sweep_leftovers(ns).and_then(|t| Ok((t, open_listener(ns)?))) {
+        let mut traced = Vec::new();
+        for (ns, r) in results {
+            match r {
                 Ok((tables, socket)) => {
                     swept.extend(tables.into_iter().map(|t| (ns.name.clone(), t)));
                     sockets.push((ns.inode, socket));
-                    usable.push(ns.clone());
+                    traced.push(ns);
                 }
                 Err(e) => skipped.push((ns.name.clone(), format!("{e:#}"))),
             }
@@ -887,10 +931,10 @@ impl NftraceSession {
                 .name("nftrace".into())
                 .spawn(move || read_loop(sockets, tx, &stop, &stats))?
         };
-        let mut session = NftraceSession {
+        let session = NftraceSession {
             table,
-            namespaces: Vec::new(),
-            installed: Vec::new(),
+            installed: traced.clone(),
+            namespaces: traced,
             rx,
             stop,
             stats,
@@ -898,15 +942,6 @@ impl NftraceSession {
             swept,
             skipped,
         };
-        let script = table_script(&session.table, matches.as_deref());
-        for ns in usable {
-            // Recorded before adding, so a half-applied add is removed too.
-            session.installed.push(ns.clone());
-            match nft_in(&ns, &["-f", "-"], Some(&script)) {
-                Ok(_) => session.namespaces.push(ns),
-                Err(e) => session.skipped.push((ns.name.clone(), format!("{e:#}"))),
-            }
-        }
         if session.namespaces.is_empty() {
             let why = session
                 .skipped
