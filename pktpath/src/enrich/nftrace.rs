@@ -748,9 +748,12 @@ pub fn sweep_leftovers(ns: &NetnsRef) -> Result<Vec<String>> {
     Ok(gone)
 }
 
+/// A namespace ready to trace: the leftover tables swept, the listener.
+type Prepared = (Vec<String>, Socket);
+
 /// Sets up one namespace: sweeps leftovers, opens the listener, adds
 /// `script` (our table). Returns the tables swept and the socket.
-fn setup_one(ns: &NetnsRef, script: &str) -> Result<(Vec<String>, Socket)> {
+fn setup_one(ns: &NetnsRef, script: &str) -> Result<Prepared> {
     let (gone, mut all) = leftovers(ns)?;
     let socket = open_listener(ns)?;
     all.push_str(script);
@@ -890,7 +893,7 @@ impl NftraceSession {
         // runs each); one can vanish meanwhile (others' test networks,
         // containers stopping): skip it, fail only when none is left.
         let script = table_script(&table, matches.as_deref());
-        let results: Vec<(NetnsRef, Result<(Vec<String>, Socket)>)> = std::thread::scope(|scope| {
+        let results: Vec<(NetnsRef, Result<Prepared>)> = std::thread::scope(|scope| {
             namespaces
                 .chunks(8)
                 .flat_map(|chunk| {
