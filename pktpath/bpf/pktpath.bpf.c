@@ -77,6 +77,29 @@ struct {
 	__type(value, struct track);
 } tracked SEC(".maps");
 
+/*
+ * Packets the filter turned down, so that later sites skip them with one
+ * lookup instead of reading and filtering the headers again. The skb
+ * address is reused after a free, so the entry also holds who the packet
+ * was: its head buffer, where its headers started and its length. Pushing
+ * a header (transmit) or pulling one (receive) changes those, and the
+ * packet is looked at again: a filter on inner headers still sees them
+ * after decapsulation.
+ */
+struct reject {
+	__u64 head;
+	__u64 ts;
+	__u32 start;
+	__u32 wirelen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct reject);
+} rejected SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -168,6 +191,7 @@ static __always_inline __u64 ctx_arg(__u64 *ctx, __u32 i)
 
 /* Where the packet's bytes start (L2 when there is an Ethernet header). */
 struct pkt_view {
+	unsigned char *head;
 	unsigned char *start;
 	__u64 caplen;	/* linear bytes from start */
 	__u32 wirelen;	/* packet length from start */
@@ -189,6 +213,7 @@ static __always_inline bool pkt_view(struct sk_buff *skb, struct net_device *skb
 
 	if (!head)
 		return false;
+	v->head = head;
 	if (type == ARPHRD_ETHER && mac != MAC_UNSET && (nh == MAC_UNSET || mac < nh)) {
 		v->start = head + mac;
 		v->l3 = false;
@@ -265,33 +290,87 @@ static __always_inline __u64 fingerprint(struct pkt_view *v)
 }
 
 /* Is this untracked packet one the user asked for? */
-static __always_inline bool select_packet(struct sk_buff *skb, struct net_device *dev,
-					  struct pkt_view *v)
+/* select_packet() results */
+enum {
+	SEL_ELSEWHERE = 0, /* not where -i/--netns/--mark look, or unreadable */
+	SEL_REJECTED = 1,  /* the filter said no to well-formed headers */
+	SEL_SELECTED = 2,
+};
+
+/* Whether the view starts with headers the filter can judge for good. */
+static __always_inline bool well_formed(struct filter_scratch *s, bool l3, __u64 caplen)
+{
+	__u16 ethertype;
+
+	if (caplen < 20)
+		return false;
+	if (l3)
+		return (s->pkt[0] >> 4) == 4 || (s->pkt[0] >> 4) == 6;
+	ethertype = (s->pkt[12] << 8) | s->pkt[13];
+	return ethertype == 0x0800 || ethertype == 0x86dd || ethertype == 0x0806 ||
+	       ethertype == 0x8100 || ethertype == 0x88a8;
+}
+
+static __always_inline int select_packet(struct sk_buff *skb, struct net_device *dev,
+					 struct pkt_view *v)
 {
 	struct filter_scratch *s;
 	__u32 zero = 0;
 	__u64 caplen;
+	bool yes;
 
 	if (cfg.ifindex && (!dev || BPF_CORE_READ(dev, ifindex) != cfg.ifindex))
-		return false;
+		return SEL_ELSEWHERE;
 	if (cfg.netns && skb_netns(skb, dev, NULL) != cfg.netns)
-		return false;
+		return SEL_ELSEWHERE;
 	if (cfg.mark_mask && (BPF_CORE_READ(skb, mark) & cfg.mark_mask) != cfg.mark)
-		return false;
+		return SEL_ELSEWHERE;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
-		return false;
+		return SEL_ELSEWHERE;
 	caplen = v->caplen;
 	if (caplen > FILTER_PKT_MAX)
 		caplen = FILTER_PKT_MAX;
 	if (bpf_probe_read_kernel(s->pkt, caplen, v->start))
-		return false;
+		return SEL_ELSEWHERE;
 	s->wirelen = v->wirelen;
 	count(CNT_FILTERED);
 	if (v->l3)
-		return filter_l3(s, caplen) != 0;
-	return filter_l2(s, caplen) != 0;
+		yes = filter_l3(s, caplen) != 0;
+	else
+		yes = filter_l2(s, caplen) != 0;
+	if (yes)
+		return SEL_SELECTED;
+	return well_formed(s, v->l3, caplen) ? SEL_REJECTED : SEL_ELSEWHERE;
+}
+
+/* Whether this skb is a packet the filter already turned down. */
+static __always_inline bool known_rejected(__u64 key, struct pkt_view *v, __u64 now, __u8 role)
+{
+	struct reject *r = bpf_map_lookup_elem(&rejected, &key);
+
+	if (!r)
+		return false;
+	if (role != ROLE_FREE && r->head == (__u64)v->head &&
+	    r->start == (__u32)(v->start - v->head) && r->wirelen == v->wirelen &&
+	    now - r->ts < cfg.stale_ns)
+		return true;
+	/* Freed (the address will be another packet's), or changed. */
+	bpf_map_delete_elem(&rejected, &key);
+	return role == ROLE_FREE;
+}
+
+static __always_inline void remember_rejected(__u64 key, struct pkt_view *v, __u64 now)
+{
+	struct reject r = {
+		.head = (__u64)v->head,
+		.ts = now,
+		.start = (__u32)(v->start - v->head),
+		.wirelen = v->wirelen,
+	};
+
+	bpf_map_update_elem(&rejected, &key, &r, BPF_ANY);
 }
 
 /* Record the addresses of the packet this CPU handles now. */
@@ -461,7 +540,16 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		t->last_ts = now;
 		nt.journey = t->journey;
 	} else {
-		if (!may_start || !select_packet(skb, skb_dev, &v))
+		int sel;
+
+		if (known_rejected(h->key, &v, now, role))
+			return NULL;
+		if (!may_start)
+			return NULL;
+		sel = select_packet(skb, skb_dev, &v);
+		if (sel == SEL_REJECTED && role != ROLE_FREE)
+			remember_rejected(h->key, &v, now);
+		if (sel != SEL_SELECTED)
 			return NULL;
 		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
 		nt.last_ts = now;

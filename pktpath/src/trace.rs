@@ -70,8 +70,15 @@ impl Summary {
             None => String::new(),
         };
         format!(
-            "{} journeys, {} events, {} lost in the ring buffer, {} late ({} backend, {} sites){nft}",
-            self.journeys, self.events, self.lost, self.late, self.backend, self.sites
+            "{} journeys, {} events, {} lost in the ring buffer, {} late ({} backend, {} sites; \
+             filter run {} times){nft}",
+            self.journeys,
+            self.events,
+            self.lost,
+            self.late,
+            self.backend,
+            self.sites,
+            self.filtered
         )
     }
 }
