@@ -517,6 +517,9 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	now = bpf_ktime_get_ns();
 	skb_dev = BPF_CORE_READ(skb, dev);
 	have_view = pkt_view(skb, skb_dev, &v);
+	/* Unselected packets end here, with one lookup (see rejected). */
+	if (have_view && known_rejected(h->key, &v, now, role))
+		return NULL;
 	t = bpf_map_lookup_elem(&tracked, &h->key);
 	/*
 	 * Without function sites, frees that fire no tracepoint go unseen and
@@ -542,8 +545,6 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	} else {
 		int sel;
 
-		if (known_rejected(h->key, &v, now, role))
-			return NULL;
 		if (!may_start)
 			return NULL;
 		sel = select_packet(skb, skb_dev, &v);
