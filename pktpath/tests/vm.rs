@@ -266,6 +266,7 @@ fn all_functions_attach_with_the_first_backend() {
         b,
         "--idle-timeout",
         IDLE,
+        "--no-nft-trace",
         "icmp and net 10.184.0.0/16",
     ]);
     let err = p.stderr();
