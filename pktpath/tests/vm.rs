@@ -174,7 +174,6 @@ fn every_backend_sees_the_bridged_and_the_forwarded_path() {
                 ("ip_output", &net.client, ""),
                 ("ip_rcv", &net.router, "in0"),
                 ("ip_forward", &net.router, ""),
-                ("nf_hook_slow", &net.router, ""), // FORWARD
                 ("ip_output", &net.router, ""),
                 ("br_handle_frame_finish", &net.switch, "p-router"),
                 ("ip_rcv", &net.server, "eth0"),
