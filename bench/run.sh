@@ -110,22 +110,23 @@ now() { date +%s.%N; }
 # is not a running pktpath, and its nftables tables (pktpath_trace_*) in
 # this namespace and every named one. Prints "none" or what was found.
 PROG_NAMES='^(slot_[0-9]+|fib4|fib6|neigh_done|fentry_tpl|fexit_tpl|kprobe_multi|kretprobe_multi|kprobe_one|kretprobe_one)$'
+# The ids of the BPF programs processes PIDS... hold (from /proc/PID/fdinfo:
+# Debian's bpftool does not list owner pids).
+prog_ids_of() {
+	local p
+	for p in "$@"; do cat /proc/"$p"/fdinfo/* 2>/dev/null; done | awk '$1 == "prog_id:" {print $2}' | sort -u | tr '\n' ' '
+}
 kernel_state() {
-	local found=() progs t ns
+	local found=() progs t ns owned
 	if command -v bpftool >/dev/null; then
+		# pktpath's programs (by name) that no running pktpath holds.
+		owned=$(prog_ids_of $(pgrep -x pktpath || true))
 		progs=$(bpftool prog show -j 2>/dev/null | py "
 import json, re, sys
-n = 0
-for p in json.load(sys.stdin):
-    if not re.match(r'$PROG_NAMES', p.get('name', '')):
-        continue
-    owners = [o.get('comm') for o in p.get('pids', [])]
-    if 'pktpath' not in owners:
-        n += 1
-print(n)")
+owned = set(int(i) for i in '$owned'.split())
+print(sum(1 for p in json.load(sys.stdin)
+          if re.match(r'$PROG_NAMES', p.get('name', '')) and p['id'] not in owned))")
 	else
-		# Without bpftool: BPF program fds held by no process are gone, so
-		# count programs of processes named pktpath (none may be running).
 		progs=0
 	fi
 	[ "${progs:-0}" != 0 ] && found+=("$progs pktpath-named BPF programs without a pktpath process")
@@ -155,7 +156,7 @@ start_pktpath() {
 start_bpftrace() {
 	local ready=$WORK/ready.$RANDOM
 	TRACER_ERR=$WORK/bpftrace.$RANDOM.err
-	bpftrace --unsafe -o /dev/null "$ROOT/bench/peer.bt" "$ADDR_B_U32" "$ready" 2>"$TRACER_ERR" &
+	bpftrace --unsafe -o /dev/null "$ROOT/bench/peer.bt" "$ADDR_B_U32" "$ready" >/dev/null 2>"$TRACER_ERR" &
 	TRACER=$!
 	PIDS+=("$TRACER")
 	wait_ready "$ready" "bpftrace"
@@ -176,6 +177,8 @@ wait_ready() {
 }
 # Peak RSS of the running tracer, and its anonymous RSS now, kB.
 tracer_hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$TRACER/status" 2>/dev/null || echo 0; }
+# CPU time of the tracer process (all threads, user and system), ticks.
+tracer_ticks() { if [ -n "$TRACER" ]; then awk '{print $14 + $15}' "/proc/$TRACER/stat" 2>/dev/null || echo 0; else echo 0; fi; }
 tracer_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$TRACER/status" 2>/dev/null || echo 0; }
 stop_tracer() {
 	local p keep=()
@@ -253,7 +256,8 @@ start_case() {
 	d) start_bpftrace ;;
 	esac
 }
-declare -A R HWM ANON LOST EVENTS
+declare -A R HWM ANON LOST EVENTS CPU
+CLK_TCK=$(getconf CLK_TCK)
 
 # measure KIND: KIND is tcp or udp; stores every repetition's figure in R.
 measure() {
@@ -261,9 +265,13 @@ measure() {
 	for rep in $(seq "$REPS"); do
 		for c in $CASES; do
 			start_case "$c"
+			local t0 t1 c0 c1
+			t0=$(now) c0=$(tracer_ticks)
 			if [ "$kind" = tcp ]; then v=$(tcp_gbps "$SECS"); else v=$(udp_pps "$SECS" 0); fi
+			t1=$(now) c1=$(tracer_ticks)
 			R[$kind.$c]="${R[$kind.$c]:-} $v"
 			if [ -n "$TRACER" ]; then
+				CPU[$kind.$c]="${CPU[$kind.$c]:-} $(py "print(($c1-$c0)/$CLK_TCK/($t1-$t0)*100)")"
 				[ "$c" = d ] || HWM[$kind.$c]="${HWM[$kind.$c]:-} $(tracer_hwm)"
 				[ "$c" = d ] || ANON[$kind.$c]="${ANON[$kind.$c]:-} $(tracer_anon)"
 				local err=$TRACER_ERR
@@ -310,7 +318,7 @@ done
 # --- where the kernel time goes: BPF run counts and run time ---------------
 # kernel.bpf_stats_enabled=1 for one more TCP run of (b), (c), (c0) each
 # (not during the measurements above: the stats add two clock reads per run).
-declare -A BPF_RUNS BPF_NS BPF_SECS
+declare -A BPF_RUNS BPF_NS BPF_SECS BPF_PROGS
 if command -v bpftool >/dev/null && [ -w /proc/sys/kernel/bpf_stats_enabled ]; then
 	STATS_WAS=$(cat /proc/sys/kernel/bpf_stats_enabled)
 	echo 1 >/proc/sys/kernel/bpf_stats_enabled
@@ -319,13 +327,15 @@ if command -v bpftool >/dev/null && [ -w /proc/sys/kernel/bpf_stats_enabled ]; t
 		t0=$(now)
 		v=$(tcp_gbps "$SECS")
 		t1=$(now)
-		read -r BPF_RUNS[$c] BPF_NS[$c] <<<"$(bpftool prog show -j | py "
+		ids=$(prog_ids_of "$TRACER")
+		read -r BPF_RUNS[$c] BPF_NS[$c] BPF_PROGS[$c] <<<"$(bpftool prog show -j | py "
 import json, sys
-runs = ns = 0
+ids = set(int(i) for i in '$ids'.split())
+runs = ns = n = 0
 for p in json.load(sys.stdin):
-    if any(o.get('pid') == $TRACER for o in p.get('pids', [])):
-        runs += p.get('run_cnt', 0); ns += p.get('run_time_ns', 0)
-print(runs, ns)")" || true
+    if p['id'] in ids:
+        runs += p.get('run_cnt', 0); ns += p.get('run_time_ns', 0); n += 1
+print(runs, ns, n)")" || true
 		BPF_SECS[$c]=$(py "print($t1-$t0)")
 		stop_tracer
 		say "  bpf stats $c: $v Gbit/s, ${BPF_RUNS[$c]} runs, ${BPF_NS[$c]} ns"
@@ -343,7 +353,7 @@ for b in auto tracepoint tp_btf raw_tp; do
 		start_pktpath --backend "$b" --no-nft-trace -w /dev/null "host $NOMATCH"
 		t1=$(now)
 		START[$b]="${START[$b]:-} $(py "print($t1-$t0)")"
-		SITES[$b]=$(sed -n 's/.*attached \([0-9]*\) sites (\([^)]*\)) in \([0-9.]*\) s.*/\1 \2 sites, of which attaching \3 s/p' "$TRACER_ERR" | head -n1)
+		SITES[$b]=$(sed -n 's/.*attached \([0-9]*\) sites (\([^)]*\)) in \([0-9.]*\) s.*/\1 \2 sites, attached in \3 s (pktpath'"'"'s count, last start)/p' "$TRACER_ERR" | head -n1)
 		stop_tracer
 	done
 	say "  $b: ${START[$b]} s, ${SITES[$b]} sites"
@@ -404,6 +414,10 @@ table() {
 		r=$(ratio "$UA" "$(med udp.$c)")
 		row "$name" "$(fmt "$(med udp.$c)" 0) pkt/s" "$r" "(as TCP: ≥ 0.97 / ≥ 0.80)" ""
 	done
+	for k in tcp udp; do
+		row "$k: tracer's own CPU (user + system, all threads) during the transfer" \
+			"$(for c in b c d b0 c0; do printf '%s %s%%, ' "$c" "$(fmt "$(median ${CPU[$k.$c]})" 0)"; done | sed 's/, $//')" "" "(diagnosis; 200% = both cores)" ""
+	done
 	for c in c c0; do
 		row "UDP -b 0 ($c): events lost in the ring buffer" \
 			"$(sumof ${LOST[udp.$c]}) lost, $(sumof ${EVENTS[udp.$c]:-0}) received" "" "(0 at 100k pkt/s: below)" ""
@@ -416,10 +430,10 @@ table() {
 	for c in b c c0; do
 		[ -n "${BPF_RUNS[$c]:-}" ] || continue
 		row "BPF in the kernel, TCP ($c), bpf_stats: runs/s, ns/run, CPU" \
-			"$(py "r,n,t=${BPF_RUNS[$c]:-0},${BPF_NS[$c]:-0},${BPF_SECS[$c]:-1}; print(f'{r/t:,.0f} runs/s, {n/max(r,1):,.0f} ns/run, {n/t/1e7:.1f}% of a core')")" "" "(diagnosis)" ""
+			"$(py "r,n,t=${BPF_RUNS[$c]:-0},${BPF_NS[$c]:-0},${BPF_SECS[$c]:-1}; print(f'{r/t:,.0f} runs/s, {n/max(r,1):,.0f} ns/run, {n/t/1e7:.1f}% of a core')"), ${BPF_PROGS[$c]:-?} programs" "" "(diagnosis)" ""
 	done
 	for b in auto tracepoint tp_btf raw_tp; do
-		row "start-up, --backend $b: launch to ready (host)" "$(fmt "$(median ${START[$b]})" 3) s, ${SITES[$b]} sites" "" "< 2 s on function backends (VM)" "(host tracepoints: $(met 'x<2' "$(median ${START[$b]})"))"
+		row "start-up, --backend $b: launch to ready (host)" "$(fmt "$(median ${START[$b]})" 3) s: ${SITES[$b]}" "" "< 2 s on function backends (VM)" "(host tracepoints: $(met 'x<2' "$(median ${START[$b]})"))"
 	done
 	for s in decode journeys json pcapng; do
 		row "pipeline: records -> $(case $s in decode) echo "decode";; journeys) echo "decode -> journeys";; json) echo "decode -> journeys -> JSON";; pcapng) echo "decode -> journeys -> pcapng";; esac)" \
