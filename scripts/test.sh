@@ -20,6 +20,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "unit and integration tests, root tests on the host kernel (tracepoint backend)"
 cargo test --quiet -- --test-threads 4
 
+step "benchmark harness, short mode (runs every part, judges no timing; checks nothing is left behind)"
+bench/run.sh --short --no-append
+
 step "VM suite: function-level backends on stock Debian kernels (QEMU, software emulation)"
 tests/vm/setup.sh
 tests/vm/run.sh
