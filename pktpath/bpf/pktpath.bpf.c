@@ -88,10 +88,46 @@ struct {
  */
 struct reject {
 	__u64 head;
-	__u64 ts;
-	__u32 start;
-	__u32 wirelen;
+	__u64 data;
+	__u32 tail;
+	__u32 pad;
 };
+
+/* Who an skb is for `rejected`: its buffer and where data and tail are. */
+struct skb_ident {
+	__u64 head;
+	__u64 data;
+	__u32 tail;
+	__u32 pad;
+};
+
+/*
+ * tail, end, head and data sit next to each other in struct sk_buff (since
+ * 2.6): one 32-byte read gets them, where reading each would cost a helper
+ * call. Offsets are relocated (CO-RE); another layout takes three reads.
+ */
+static __always_inline bool skb_ident(struct sk_buff *skb, struct skb_ident *id)
+{
+	__u32 o_tail = bpf_core_field_offset(skb->tail);
+	__u32 o_head = bpf_core_field_offset(skb->head);
+	__u32 o_data = bpf_core_field_offset(skb->data);
+	__u8 span[32];
+
+	if (o_head >= o_tail && o_head - o_tail <= 24 && !((o_head - o_tail) & 7) &&
+	    o_data >= o_tail && o_data - o_tail <= 24 && !((o_data - o_tail) & 7)) {
+		if (bpf_probe_read_kernel(span, sizeof(span), (void *)skb + o_tail))
+			return false;
+		id->tail = *(__u32 *)span;
+		id->head = *(__u64 *)(span + ((o_head - o_tail) & 31 & ~7));
+		id->data = *(__u64 *)(span + ((o_data - o_tail) & 31 & ~7));
+	} else {
+		id->tail = BPF_CORE_READ(skb, tail);
+		id->head = (__u64)BPF_CORE_READ(skb, head);
+		id->data = (__u64)BPF_CORE_READ(skb, data);
+	}
+	id->pad = 0;
+	return id->head != 0;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -346,28 +382,25 @@ static __always_inline int select_packet(struct sk_buff *skb, struct net_device 
 }
 
 /* Whether this skb is a packet the filter already turned down. */
-static __always_inline bool known_rejected(__u64 key, struct pkt_view *v, __u64 now, __u8 role)
+static __always_inline bool known_rejected(__u64 key, struct skb_ident *id, __u8 role)
 {
 	struct reject *r = bpf_map_lookup_elem(&rejected, &key);
 
 	if (!r)
 		return false;
-	if (role != ROLE_FREE && r->head == (__u64)v->head &&
-	    r->start == (__u32)(v->start - v->head) && r->wirelen == v->wirelen &&
-	    now - r->ts < cfg.stale_ns)
+	if (role != ROLE_FREE && r->head == id->head && r->data == id->data && r->tail == id->tail)
 		return true;
 	/* Freed (the address will be another packet's), or changed. */
 	bpf_map_delete_elem(&rejected, &key);
 	return role == ROLE_FREE;
 }
 
-static __always_inline void remember_rejected(__u64 key, struct pkt_view *v, __u64 now)
+static __always_inline void remember_rejected(__u64 key, struct skb_ident *id)
 {
 	struct reject r = {
-		.head = (__u64)v->head,
-		.ts = now,
-		.start = (__u32)(v->start - v->head),
-		.wirelen = v->wirelen,
+		.head = id->head,
+		.data = id->data,
+		.tail = id->tail,
 	};
 
 	bpf_map_update_elem(&rejected, &key, &r, BPF_ANY);
@@ -500,10 +533,11 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 					   struct hctx *h)
 {
 	struct net_device *skb_dev;
+	struct skb_ident id = {};
 	struct pkt_view v = {};
 	struct track nt = {};
 	__u64 now, n;
-	bool have_view;
+	bool have_view, have_id;
 	struct event *e;
 	struct track *t;
 	__u8 flags = 0;
@@ -514,12 +548,13 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	h->func = kind == EVENT_FUNC || kind == EVENT_FUNC_RET;
 	if (!skb)
 		return NULL;
+	/* Unselected packets end here: one read, one lookup (see rejected). */
+	have_id = skb_ident(skb, &id);
+	if (have_id && known_rejected(h->key, &id, role))
+		return NULL;
 	now = bpf_ktime_get_ns();
 	skb_dev = BPF_CORE_READ(skb, dev);
 	have_view = pkt_view(skb, skb_dev, &v);
-	/* Unselected packets end here, with one lookup (see rejected). */
-	if (have_view && known_rejected(h->key, &v, now, role))
-		return NULL;
 	t = bpf_map_lookup_elem(&tracked, &h->key);
 	/*
 	 * Without function sites, frees that fire no tracepoint go unseen and
@@ -548,8 +583,8 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		if (!may_start)
 			return NULL;
 		sel = select_packet(skb, skb_dev, &v);
-		if (sel == SEL_REJECTED && role != ROLE_FREE)
-			remember_rejected(h->key, &v, now);
+		if (sel == SEL_REJECTED && role != ROLE_FREE && have_id)
+			remember_rejected(h->key, &id);
 		if (sel != SEL_SELECTED)
 			return NULL;
 		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
