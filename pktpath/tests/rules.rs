@@ -32,6 +32,24 @@ fn rule_steps(j: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The tracing tables of pktpath run `pid` in the sandbox's namespaces
+/// (other tests' runs add theirs there too).
+fn tables_of(net: &Net, pid: i32) -> Vec<String> {
+    let name = format!("pktpath_trace_{pid}");
+    tables_named_pktpath(net)
+        .into_iter()
+        .filter(|t| t.ends_with(&name))
+        .collect()
+}
+
+/// Every pktpath run sweeps the tables of dead runs in all namespaces:
+/// the tests of this file run one at a time, so that none sweeps what
+/// another is looking at.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tables_named_pktpath(net: &Net) -> Vec<String> {
     [&net.client, &net.router, &net.switch, &net.server]
         .iter()
@@ -52,6 +70,7 @@ fn tables_named_pktpath(net: &Net) -> Vec<String> {
 #[test]
 fn nft_drop_names_the_rule_table_chain_and_handle() {
     require_root!();
+    let _serial = serial();
     let net = Net::new(231);
     net.lab
         .nft(
@@ -61,6 +80,7 @@ fn nft_drop_names_the_rule_table_chain_and_handle() {
         )
         .unwrap();
     let p = Pktpath::start(&[&net.only("udp port 9999")]);
+    let pid = p.pid();
     net.udp(9999);
     let all = p.stop();
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -104,12 +124,13 @@ fn nft_drop_names_the_rule_table_chain_and_handle() {
             ("kfree_skb", &net.router, ""),
         ],
     );
-    assert!(tables_named_pktpath(&net).is_empty());
+    assert!(tables_of(&net, pid).is_empty());
 }
 
 #[test]
 fn nft_reject_and_chain_policy_are_explained() {
     require_root!();
+    let _serial = serial();
     let net = Net::new(232);
     net.lab
         .nft(
@@ -165,15 +186,13 @@ fn nft_reject_and_chain_policy_are_explained() {
 #[test]
 fn tracing_tables_are_removed_on_every_exit() {
     require_root!();
+    let _serial = serial();
     let net = Net::new(233);
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
         let p = Pktpath::start(&[&net.only("udp port 5233")]);
         let pid = p.pid();
         // Other tests' runs add theirs here too: count this run's.
-        let own = tables_named_pktpath(&net)
-            .into_iter()
-            .filter(|t| t.ends_with(&format!("pktpath_trace_{pid}")))
-            .count();
+        let own = tables_of(&net, pid).len();
         assert_eq!(
             own,
             4 * 2,
@@ -181,29 +200,21 @@ fn tracing_tables_are_removed_on_every_exit() {
         );
         let (status, _, _) = p.stop_with(signal);
         if signal == libc::SIGKILL {
-            let left = tables_named_pktpath(&net);
-            assert!(
-                left.iter()
-                    .all(|t| t.contains(&format!("pktpath_trace_{pid}")))
-                    && !left.is_empty(),
+            let left = tables_of(&net, pid);
+            assert_eq!(
+                left.len(),
+                4 * 2,
                 "a SIGKILLed run cannot clean up: {left:?}"
             );
             // The next run sweeps them away, and its own go at exit.
             let next = Pktpath::start(&[&net.only("udp port 5233")]);
-            let now = tables_named_pktpath(&net);
-            assert!(
-                !now.iter()
-                    .any(|t| t.contains(&format!("pktpath_trace_{pid}"))),
-                "{now:?}"
-            );
+            let now = tables_of(&net, pid);
+            assert!(now.is_empty(), "{now:?}");
             next.stop();
         } else {
             assert!(status.success());
         }
-        assert!(
-            tables_named_pktpath(&net).is_empty(),
-            "after signal {signal}"
-        );
+        assert!(tables_of(&net, pid).is_empty(), "after signal {signal}");
     }
 }
 
@@ -213,6 +224,7 @@ fn tracing_tables_are_removed_on_every_exit() {
 #[test]
 fn dnat_port_forward_is_followed_and_shown() {
     require_root!();
+    let _serial = serial();
     let net = Net::new(234);
     net.lab
         .nft(
@@ -274,6 +286,7 @@ fn dnat_port_forward_is_followed_and_shown() {
 #[test]
 fn iptables_drop_in_forward_is_named() {
     require_root!();
+    let _serial = serial();
     let have = Command::new("iptables-nft").arg("--version").output();
     if !have.is_ok_and(|o| o.status.success()) {
         eprintln!("SKIPPED iptables: iptables-nft is not installed (scripts/setup.sh installs it)");
@@ -309,6 +322,7 @@ fn iptables_drop_in_forward_is_named() {
 #[test]
 fn bridge_ports_and_fdb_hit_or_flood() {
     require_root!();
+    let _serial = serial();
     let net = Net::new(236);
     net.lab
         .ip(
@@ -367,6 +381,7 @@ fn bridge_ports_and_fdb_hit_or_flood() {
 #[test]
 fn vlan_tags_held_outside_the_data_are_shown() {
     require_root!();
+    let _serial = serial();
     let net = Net::new(237);
     if let Err(e) = net.lab.ip(
         &net.client,
