@@ -25,6 +25,8 @@ use crate::journey::Journeys;
 
 /// How long a message waits for its packet's steps.
 const WAIT: Duration = Duration::from_millis(1500);
+/// After this long, a message is placed with the steps that are there.
+const SETTLE: Duration = Duration::from_millis(250);
 
 /// What identifies one packet along its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,8 +101,10 @@ fn same_packet(s: &Step, t: &NftTrace, id: &Ident) -> bool {
 }
 
 /// Kernel time for a step of `hook` in the journey `steps`; `seq` keeps
-/// the messages of one evaluation in order.
-fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64) -> Option<u64> {
+/// the messages of one evaluation in order. None while the step the hook
+/// comes after has not arrived yet (the ring buffer can lag the netlink
+/// messages), unless `settle` says to place it with what is there.
+fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64, settle: bool) -> Option<u64> {
     let here = || steps.iter().filter(|s| s.netns == t.netns_ino);
     let received = here()
         .filter(|s| !s.correlated && Some(s.ifindex) == t.iif)
@@ -124,11 +128,15 @@ fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64) -> Option<u
     };
     let ts = match hook {
         Some("prerouting") => received,
-        Some("input" | "forward") => routed.or(received),
+        Some("input" | "forward") if settle => routed.or(received),
+        Some("input" | "forward") => Some(routed?),
         Some("output") => sending.map(|s| s.saturating_sub(2000)),
         Some("postrouting") => sending.map(|s| s.saturating_sub(1000)),
         _ => None,
     };
+    if ts.is_none() && !settle {
+        return None;
+    }
     Some(ts.or_else(last)? + seq)
 }
 
@@ -217,7 +225,10 @@ impl RuleTracer {
                 .map(|t| (t, Instant::now())),
         );
         for (t, since) in pending {
-            if !self.tie(journeys, &t) {
+            // Wait a moment for the packet's steps before placing it
+            // with what is there.
+            let settle = since.elapsed() > SETTLE;
+            if !self.tie(journeys, &t, settle) {
                 if since.elapsed() < WAIT {
                     self.waiting.push((t, since));
                 } else {
@@ -266,7 +277,7 @@ impl RuleTracer {
         found
     }
 
-    fn tie(&mut self, journeys: &mut Journeys, t: &NftTrace) -> bool {
+    fn tie(&mut self, journeys: &mut Journeys, t: &NftTrace, settle: bool) -> bool {
         let Some(ns) = self.namespaces.get(&t.netns_ino) else {
             return false;
         };
@@ -301,7 +312,7 @@ impl RuleTracer {
             verdict: t.verdict.clone(),
         };
         let make = |steps: &[Step]| {
-            let ts = place(steps, t, hook.as_deref(), seq)?;
+            let ts = place(steps, t, hook.as_deref(), seq, settle)?;
             // The device the hook ran for: out on output and postrouting.
             let out = matches!(hook.as_deref(), Some("output" | "postrouting"));
             let dev = if out {
