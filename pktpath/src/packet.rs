@@ -47,7 +47,8 @@ impl Flow {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
+/// The big-endian u16 at `at`, if the bytes are there.
+pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
@@ -155,7 +156,8 @@ fn arp(b: &[u8]) -> Option<Flow> {
     })
 }
 
-fn mac(b: &[u8]) -> String {
+/// A MAC address as colon-separated hex.
+pub(crate) fn mac(b: &[u8]) -> String {
     b.iter()
         .map(|x| format!("{x:02x}"))
         .collect::<Vec<_>>()

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::nftrace::{run_in, NetnsRef};
 use crate::event::{Detail, SiteKind, Step};
 use crate::journey::Journey;
+use crate::packet::mac;
 
 /// How long a namespace's bridge view is reused.
 const FRESH: Duration = Duration::from_secs(2);
@@ -89,13 +90,6 @@ impl View {
 #[derive(Default)]
 pub struct Bridges {
     views: HashMap<u32, (View, Instant)>,
-}
-
-fn mac(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 impl Bridges {

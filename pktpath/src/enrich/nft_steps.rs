@@ -22,6 +22,7 @@ use super::nftrace::{
 };
 use crate::event::{Detail, SiteKind, Step};
 use crate::journey::Journeys;
+use crate::packet::be16;
 
 /// How long a message waits for its packet's steps.
 const WAIT: Duration = Duration::from_millis(1500);
@@ -37,10 +38,6 @@ struct Ident {
     proto: u8,
     ports: Option<(u16, u16)>,
     tcp_seq: Option<u32>,
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
 /// The identity of the packet whose IP header starts `l3`.

@@ -133,48 +133,32 @@ pub fn subsystem(name: &str, module: Option<&str>) -> &'static str {
 
 /// Whether `t` is `struct sk_buff *` (through typedefs and qualifiers).
 fn is_skb_ptr(btf: &Btf, id: u32) -> bool {
-    points_to_skb(btf, id, 1)
+    points_to(btf, id, 1, "sk_buff")
 }
 
 /// Whether `t` is `struct nf_hook_state *`.
 fn is_nf_state_ptr(btf: &Btf, id: u32) -> bool {
-    let Ok(Type::Ptr(p)) = btf.resolve_type_by_id(id) else {
-        return false;
-    };
-    let mut t = p.get_type_id().and_then(|i| btf.resolve_type_by_id(i).ok());
-    for _ in 0..8 {
-        match t {
-            Some(Type::Struct(ref s)) => {
-                return btf.resolve_name(s).is_ok_and(|n| n == "nf_hook_state")
-            }
-            Some(Type::Const(ref c)) | Some(Type::Volatile(ref c)) => {
-                t = btf.resolve_chained_type(c).ok()
-            }
-            Some(Type::Typedef(ref td)) => t = btf.resolve_chained_type(td).ok(),
-            _ => return false,
-        }
-    }
-    false
+    points_to(btf, id, 1, "nf_hook_state")
 }
 
 /// Whether `t` is `struct sk_buff **`.
 fn is_skb_ptrptr(btf: &Btf, id: u32) -> bool {
-    points_to_skb(btf, id, 2)
+    points_to(btf, id, 2, "sk_buff")
 }
 
-/// Whether type `id` is `struct sk_buff` behind `depth` pointers (through
+/// Whether type `id` is `struct NAME` behind `depth` pointers (through
 /// typedefs and qualifiers).
-fn points_to_skb(btf: &Btf, id: u32, depth: u8) -> bool {
+fn points_to(btf: &Btf, id: u32, depth: u8, name: &str) -> bool {
     let mut t = btf.resolve_type_by_id(id).ok();
     for _ in 0..16 {
         match t {
             Some(Type::Ptr(ref p)) if depth > 0 => {
                 return p
                     .get_type_id()
-                    .is_some_and(|next| points_to_skb(btf, next, depth - 1))
+                    .is_some_and(|next| points_to(btf, next, depth - 1, name))
             }
             Some(Type::Struct(ref s)) => {
-                return depth == 0 && btf.resolve_name(s).is_ok_and(|n| n == "sk_buff")
+                return depth == 0 && btf.resolve_name(s).is_ok_and(|n| n == name)
             }
             Some(Type::Const(ref c)) | Some(Type::Volatile(ref c)) => {
                 t = btf.resolve_chained_type(c).ok()
