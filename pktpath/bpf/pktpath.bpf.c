@@ -235,14 +235,15 @@ struct pkt_view {
 };
 
 /* skb_dev: skb->dev, read once by the caller. */
+/* id: the skb's head, data and tail, already read by skb_ident(). */
 static __always_inline bool pkt_view(struct sk_buff *skb, struct net_device *skb_dev,
-				     struct pkt_view *v)
+				     const struct skb_ident *id, struct pkt_view *v)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *data = BPF_CORE_READ(skb, data);
+	unsigned char *head = (unsigned char *)id->head;
+	unsigned char *data = (unsigned char *)id->data;
 	__u16 mac = BPF_CORE_READ(skb, mac_header);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u32 tail = BPF_CORE_READ(skb, tail);
+	__u32 tail = id->tail;
 	__u32 len = BPF_CORE_READ(skb, len);
 	__u16 type = skb_dev ? BPF_CORE_READ(skb_dev, type) : ARPHRD_ETHER;
 	__u8 first = 0;
@@ -554,7 +555,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		return NULL;
 	now = bpf_ktime_get_ns();
 	skb_dev = BPF_CORE_READ(skb, dev);
-	have_view = pkt_view(skb, skb_dev, &v);
+	have_view = have_id && pkt_view(skb, skb_dev, &id, &v);
 	t = bpf_map_lookup_elem(&tracked, &h->key);
 	/*
 	 * Without function sites, frees that fire no tracepoint go unseen and
@@ -741,11 +742,12 @@ static __always_inline void func_return(void *ctx, struct sk_buff *parent,
 	if (parent && ret != parent) {
 		pt = bpf_map_lookup_elem(&tracked, &pkey);
 		if (pt && !bpf_map_lookup_elem(&tracked, &rkey)) {
+			struct skb_ident id = {};
 			struct pkt_view v = {};
 
 			child.journey = pt->journey;
 			child.last_ts = bpf_ktime_get_ns();
-			if (pkt_view(ret, BPF_CORE_READ(ret, dev), &v))
+			if (skb_ident(ret, &id) && pkt_view(ret, BPF_CORE_READ(ret, dev), &id, &v))
 				child.fp = fingerprint(&v);
 			bpf_map_update_elem(&tracked, &rkey, &child, BPF_ANY);
 		}
