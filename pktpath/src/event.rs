@@ -4,7 +4,9 @@
 //! Steps are what every sink renders and what journeys are made of; they are
 //! plain data (serde), so replaying or testing them needs no kernel.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,41 +34,59 @@ pub struct Step {
     /// Kernel monotonic time, ns.
     pub ts_ns: u64,
     /// Site name: the tracepoint or function.
-    pub site: String,
+    pub site: Arc<str>,
     #[serde(default)]
     pub kind: SiteKind,
-    pub subsystem: String,
+    pub subsystem: Arc<str>,
     /// The kernel source file where it fires, where known.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Arc<str>>,
     /// Network namespace inode and name.
     pub netns: u32,
-    pub netns_name: String,
+    pub netns_name: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dev: Option<String>,
+    pub dev: Option<Arc<str>>,
     pub ifindex: u32,
     /// skb->len at this step.
     pub len: u32,
     pub mark: u32,
     pub cpu: u16,
-    /// The skb address (the packet's identity while it lives).
-    pub skb: String,
+    /// The skb address (the packet's identity while it lives), written
+    /// "0xffff..." in JSON.
+    #[serde(with = "hex_addr")]
+    pub skb: u64,
     /// Tied to the packet by CPU and addresses (FIB, neighbour).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub correlated: bool,
     /// Headers at this step, when captured ("10.0.1.2 > 10.0.2.2 ICMP ...").
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub headers: Option<String>,
+    pub headers: Option<Arc<str>>,
     /// The packet's conntrack entry at this step, when it has one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub ct: Option<crate::conntrack::Conntrack>,
+    pub ct: Option<Box<crate::conntrack::Conntrack>>,
     /// VLAN id of a tag held outside the packet data (skb->vlan_tci).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub vlan: Option<u16>,
     pub detail: Detail,
     /// Raw captured bytes and whether they start at L3 (not serialized).
+    /// Shared between the steps that saw the same bytes.
     #[serde(skip)]
-    pub packet: Option<(bool, Vec<u8>)>,
+    pub packet: Option<(bool, Arc<[u8]>)>,
+}
+
+/// An address as "0x..." text, as people read kernel pointers.
+mod hex_addr {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{v:#x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let digits = text.trim_start_matches("0x");
+        u64::from_str_radix(digits, 16).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What a site says beyond "the packet was here".
@@ -411,7 +431,7 @@ pub(crate) fn test_step(ts_ns: u64, site: &str, netns: &str, detail: Detail) -> 
         len: 84,
         mark: 0,
         cpu: 0,
-        skb: "0x1".into(),
+        skb: 1,
         correlated: false,
         headers: None,
         ct: None,
@@ -430,6 +450,77 @@ pub struct Decoder {
     inv: Inventory,
     pub netns: NetnsNames,
     pub symbols: Symbols,
+    names: Names,
+}
+
+/// Shared strings, so that steps hold pointers, not copies: site names by
+/// slot and function id, device names, and the last bytes seen per skb
+/// with their header line (a packet shows the same bytes at most sites).
+#[derive(Default)]
+struct Names {
+    slots: Vec<Option<Arc<str>>>,
+    /// Function site name and source ("module NAME"), by site id.
+    functions: Vec<Option<FunctionNames>>,
+    subsystems: HashMap<&'static str, Arc<str>>,
+    devs: HashMap<[u8; 16], Arc<str>>,
+    packets: Vec<Option<SeenBytes>>,
+}
+
+type FunctionNames = (Arc<str>, Option<Arc<str>>);
+
+struct SeenBytes {
+    skb: u64,
+    l3: bool,
+    bytes: Arc<[u8]>,
+    headers: Option<Arc<str>>,
+}
+
+/// Slots of the per-skb bytes cache (direct-mapped by skb address).
+const PACKET_CACHE: usize = 1024;
+
+impl Names {
+    fn subsystem(&mut self, name: &'static str) -> Arc<str> {
+        self.subsystems
+            .entry(name)
+            .or_insert_with(|| name.into())
+            .clone()
+    }
+
+    fn dev(&mut self, raw: &[u8; 16]) -> Option<Arc<str>> {
+        if raw[0] == 0 {
+            return None;
+        }
+        if let Some(d) = self.devs.get(raw) {
+            return Some(d.clone());
+        }
+        let d: Arc<str> = cstr(raw).into();
+        self.devs.insert(*raw, d.clone());
+        Some(d)
+    }
+
+    /// The bytes (shared with the previous step of this skb when equal)
+    /// and their header line.
+    fn packet(&mut self, skb: u64, l3: bool, data: &[u8]) -> (Arc<[u8]>, Option<Arc<str>>) {
+        if self.packets.is_empty() {
+            self.packets.resize_with(PACKET_CACHE, || None);
+        }
+        // skbs come from slab caches: the low bits are alignment.
+        let slot = ((skb >> 8) ^ (skb >> 18)) as usize % PACKET_CACHE;
+        if let Some(seen) = &self.packets[slot] {
+            if seen.skb == skb && seen.l3 == l3 && *seen.bytes == *data {
+                return (seen.bytes.clone(), seen.headers.clone());
+            }
+        }
+        let bytes: Arc<[u8]> = data.into();
+        let headers = packet::decode(data, l3).map(|f| Arc::from(f.line()));
+        self.packets[slot] = Some(SeenBytes {
+            skb,
+            l3,
+            bytes: bytes.clone(),
+            headers: headers.clone(),
+        });
+        (bytes, headers)
+    }
 }
 
 fn table_name(id: u64) -> String {
@@ -513,6 +604,7 @@ impl Decoder {
             inv,
             netns: NetnsNames::new(),
             symbols: Symbols::default(),
+            names: Names::default(),
         }
     }
 
@@ -528,15 +620,24 @@ impl Decoder {
             _ => return None,
         };
         let site = match raw.kind {
-            abi::EVENT_SKB => self.slots[raw.site as usize].name.clone(),
-            _ => info.name.to_string(),
+            abi::EVENT_SKB => {
+                let i = raw.site as usize;
+                if self.names.slots.len() <= i {
+                    self.names.slots.resize(i + 1, None);
+                }
+                self.names.slots[i]
+                    .get_or_insert_with(|| self.slots[i].name.as_str().into())
+                    .clone()
+            }
+            _ => info.name.into(),
         };
         let subsystem = if info.subsystem.is_empty() {
             "other"
         } else {
             info.subsystem
         };
-        let source = (!info.source.is_empty()).then(|| info.source.to_string());
+        let subsystem = self.names.subsystem(subsystem);
+        let source = (!info.source.is_empty()).then(|| info.source.into());
         let mut step = self.step(raw, site, SiteKind::Tracepoint, subsystem, source);
         step.detail = match raw.kind {
             abi::EVENT_SKB => self.skb_detail(raw),
@@ -548,7 +649,7 @@ impl Decoder {
                 src: Ipv4Addr::from((raw.args[3] as u32).to_ne_bytes()).to_string(),
                 gateway: (raw.args[4] != 0)
                     .then(|| Ipv4Addr::from((raw.args[4] as u32).to_ne_bytes()).to_string()),
-                out_dev: step.dev.clone(),
+                out_dev: step.dev.as_deref().map(str::to_string),
                 kind: kind_of_errno(raw.args[1] as i32 as i64),
                 route: None,
                 prefix: None,
@@ -577,7 +678,7 @@ impl Decoder {
                     dst: addr(0).to_string(),
                     src: addr(1).to_string(),
                     gateway: (!gw.is_unspecified()).then(|| gw.to_string()),
-                    out_dev: step.dev.clone(),
+                    out_dev: step.dev.as_deref().map(str::to_string),
                     kind: rtn_name(raw.args[1]).map(str::to_string),
                     route: None,
                     prefix: None,
@@ -614,8 +715,17 @@ impl Decoder {
         } else {
             SiteKind::Function
         };
-        let (name, subsystem) = (f.name.clone(), f.subsystem);
-        let source = f.module.as_ref().map(|m| format!("module {m}"));
+        let i = raw.site as usize;
+        if self.names.functions.len() <= i {
+            self.names.functions.resize(i + 1, None);
+        }
+        let (name, source) = self.names.functions[i]
+            .get_or_insert_with(|| {
+                let source = f.module.as_ref().map(|m| format!("module {m}").into());
+                (f.name.as_str().into(), source)
+            })
+            .clone();
+        let subsystem = self.names.subsystem(f.subsystem);
         let mut step = self.step(raw, name, kind, subsystem, source);
         if ret {
             step.detail = Detail::Return {
@@ -637,47 +747,47 @@ impl Decoder {
     fn step(
         &mut self,
         raw: &RawEvent,
-        site: String,
+        site: Arc<str>,
         kind: SiteKind,
-        subsystem: &str,
-        source: Option<String>,
+        subsystem: Arc<str>,
+        source: Option<Arc<str>>,
     ) -> Step {
-        let dev = cstr(&raw.dev);
         let data_len = (raw.data_len as usize).min(raw.data.len());
         let has_packet = matches!(
             raw.kind,
             abi::EVENT_SKB | abi::EVENT_FUNC | abi::EVENT_FUNC_RET
         );
-        let mut step = Step {
+        let l3 = raw.flags & abi::EVENT_F_L3 != 0;
+        let (packet, headers) = if has_packet && data_len > 0 {
+            let (bytes, headers) = self.names.packet(raw.skb, l3, &raw.data[..data_len]);
+            (Some((l3, bytes)), headers)
+        } else {
+            (None, None)
+        };
+        Step {
             ts_ns: raw.ts,
             site,
             kind,
-            subsystem: subsystem.to_string(),
+            subsystem,
             source,
             netns: raw.netns,
             netns_name: self.netns.name(raw.netns),
-            dev: (!dev.is_empty()).then_some(dev),
+            dev: self.names.dev(&raw.dev),
             ifindex: raw.ifindex,
             len: raw.len,
             mark: raw.mark,
             cpu: raw.cpu,
-            skb: format!("{:#x}", raw.skb),
+            skb: raw.skb,
             correlated: raw.flags & abi::EVENT_F_CORRELATED != 0,
-            headers: None,
+            headers,
             ct: has_packet
                 .then(|| crate::conntrack::Conntrack::from_raw(raw))
-                .flatten(),
+                .flatten()
+                .map(Box::new),
             vlan: (has_packet && raw.vlan_proto != 0).then_some(raw.vlan_tci & 0xfff),
             detail: Detail::None,
-            packet: (has_packet && data_len > 0).then(|| {
-                (
-                    raw.flags & abi::EVENT_F_L3 != 0,
-                    raw.data[..data_len].to_vec(),
-                )
-            }),
-        };
-        step.headers = step.flow().map(|f| f.line());
-        step
+            packet,
+        }
     }
 
     fn skb_detail(&mut self, raw: &RawEvent) -> Detail {

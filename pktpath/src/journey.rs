@@ -120,7 +120,7 @@ impl Journey {
         steps.sort_by_key(|s| s.ts_ns);
         // A step with neither device nor socket has no netns of its own: the
         // packet is still where the previous step saw it.
-        let mut prev: Option<(u32, String)> = None;
+        let mut prev: Option<(u32, std::sync::Arc<str>)> = None;
         for s in steps.iter_mut() {
             match (&prev, s.netns) {
                 (Some((ino, name)), 0) => {
@@ -134,7 +134,7 @@ impl Journey {
         hook_verdicts(&mut steps);
         let first = steps.iter().find(|s| s.packet.is_some()).or(steps.first());
         let flow = first.and_then(|s| s.flow());
-        let packet = first.and_then(|s| s.headers.clone());
+        let packet = first.and_then(|s| s.headers.as_deref().map(str::to_string));
         let len = flow
             .as_ref()
             .and_then(|f| f.ip_len)
@@ -164,7 +164,7 @@ fn hook_verdicts(steps: &mut [Step]) {
         let Detail::Hook { verdict: None, .. } = &steps[i].detail else {
             continue;
         };
-        let skb = steps[i].skb.clone();
+        let skb = steps[i].skb;
         let next = steps[i + 1..].iter().find(|s| {
             !s.correlated
                 && s.skb == skb
@@ -218,7 +218,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
             // The original found no ping socket; its clone reached ping's
             // raw socket: that is the story.
             return End::Delivered {
-                netns: d.netns_name.clone(),
+                netns: d.netns_name.to_string(),
             };
         }
         let said = match found {
@@ -261,7 +261,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
             explanation,
             hint,
             location: location.clone(),
-            netns: last.netns_name.clone(),
+            netns: last.netns_name.to_string(),
             benign,
         };
     }
@@ -271,20 +271,20 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         .find(|s| matches!(s.detail, Detail::Deliver { .. }))
     {
         return End::Delivered {
-            netns: d.netns_name.clone(),
+            netns: d.netns_name.to_string(),
         };
     }
     if !closed {
         let own = steps.iter().rev().find(|s| !s.correlated).unwrap_or(last);
-        if own.site == "tcp_probe" {
+        if &*own.site == "tcp_probe" {
             // TCP frees the segments it processed without a tracepoint.
             return End::Consumed {
-                netns: own.netns_name.clone(),
+                netns: own.netns_name.to_string(),
                 after: "tcp_probe (TCP processed it)".into(),
             };
         }
         return End::Unknown {
-            last_site: own.site.clone(),
+            last_site: own.site.to_string(),
             tcp: flow.is_some_and(|f| f.proto == 6),
         };
     }
@@ -304,16 +304,18 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
                 .find(|s| !s.correlated && s.role() != ROLE_FREE && !is_release(&s.site))
         });
     match before {
-        Some(b) if b.site == "net_dev_xmit" || b.site == "net_dev_start_xmit" => End::Transmitted {
-            dev: b.dev.clone().unwrap_or_default(),
-            netns: b.netns_name.clone(),
-        },
+        Some(b) if &*b.site == "net_dev_xmit" || &*b.site == "net_dev_start_xmit" => {
+            End::Transmitted {
+                dev: b.dev.as_deref().unwrap_or_default().to_string(),
+                netns: b.netns_name.to_string(),
+            }
+        }
         Some(b) => End::Consumed {
-            netns: last.netns_name.clone(),
-            after: b.site.clone(),
+            netns: last.netns_name.to_string(),
+            after: b.site.to_string(),
         },
         None => End::Consumed {
-            netns: last.netns_name.clone(),
+            netns: last.netns_name.to_string(),
             after: "-".into(),
         },
     }
@@ -500,7 +502,7 @@ struct Open {
     /// The packet carries bytes a socket would queue (from its headers).
     socket_data: Option<bool>,
     /// skbs of this packet still alive (clones and copies join it).
-    live: std::collections::HashSet<String>,
+    live: Vec<u64>,
 }
 
 /// A finished journey kept a moment for steps that arrive by another way
@@ -571,9 +573,9 @@ impl Journeys {
         o.queued |= o.socket_data == Some(true) && crate::sites::queues_to_socket(&step.site);
         if !step.correlated {
             if role == ROLE_FREE {
-                o.live.remove(&step.skb);
-            } else {
-                o.live.insert(step.skb.clone());
+                o.live.retain(|&s| s != step.skb);
+            } else if !o.live.contains(&step.skb) {
+                o.live.push(step.skb);
             }
         }
         let ts = step.ts_ns;
@@ -731,7 +733,7 @@ mod tests {
                 step(60, "consume_skb", "server", Detail::Free { location: None }),
             )
             .unwrap();
-        let sites: Vec<_> = done.steps.iter().map(|s| s.site.as_str()).collect();
+        let sites: Vec<_> = done.steps.iter().map(|s| &*s.site).collect();
         assert_eq!(sites, ["net_dev_xmit", "netif_receive_skb", "consume_skb"]);
         assert!(matches!(done.end, End::Consumed { .. }));
         j.push(7, step(70, "netif_rx", "server", Detail::None));
@@ -821,7 +823,7 @@ mod tests {
             p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
             p.extend([0x9c, 0x40, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, flags]);
             let mut s = step(0, "netif_receive_skb", "server", Detail::None);
-            s.packet = Some((true, p));
+            s.packet = Some((true, p.into()));
             s
         };
         let mut j = Journeys::default();

@@ -84,7 +84,7 @@ pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
                 let mut journey: Journey =
                     serde_json::from_str(&j).map_err(|e| corrupt(at, format!("journey: {e}")))?;
                 if let Some(s) = journey.steps.first_mut() {
-                    s.packet = Some((false, frame.clone()));
+                    s.packet = Some((false, frame.as_slice().into()));
                 }
                 journey
             }

@@ -27,18 +27,22 @@ pub fn parse_step(line: &str, t0: u64) -> Step {
     };
     Step {
         ts_ns: t0.saturating_add(offset_ns.unwrap_or(0)),
-        site,
+        site: site.into(),
         kind: SiteKind::Function,
-        subsystem: if ours { field(4) } else { None }.unwrap_or_default(),
-        source: if ours { field(6) } else { None },
+        subsystem: if ours { field(4) } else { None }
+            .unwrap_or_default()
+            .into(),
+        source: if ours { field(6) } else { None }.map(Into::into),
         netns: 0,
-        netns_name: if ours { field(2) } else { None }.unwrap_or_default(),
-        dev: if ours { field(3) } else { None },
+        netns_name: if ours { field(2) } else { None }
+            .unwrap_or_default()
+            .into(),
+        dev: if ours { field(3) } else { None }.map(Into::into),
         ifindex: 0,
         len: 0,
         mark: 0,
         cpu: 0,
-        skb: String::new(),
+        skb: 0,
         correlated: false,
         headers: None,
         ct: None,
@@ -68,7 +72,7 @@ pub fn journey(id: u64, t0: u64, lines: &[String], frame: &[u8], orig_len: u32) 
         steps.push(parse_step(line, t0));
     }
     if let Some(s) = steps.first_mut() {
-        s.packet = Some((false, frame.to_vec()));
+        s.packet = Some((false, frame.into()));
     }
     let flow = crate::packet::decode(frame, false);
     steps.sort_by_key(|s| s.ts_ns);
@@ -104,8 +108,8 @@ mod tests {
         let mut s = test_step(3_000_000, "ip_forward", "router", Detail::None);
         s.source = Some("net/ipv4/ip_forward.c".into());
         let back = parse_step(&step_line(4, 1_000_000, &s), 0);
-        assert_eq!(back.site, "ip_forward");
-        assert_eq!(back.netns_name, "router");
+        assert_eq!(&*back.site, "ip_forward");
+        assert_eq!(&*back.netns_name, "router");
         assert_eq!(back.dev.as_deref(), Some("eth0"));
         assert_eq!(back.source.as_deref(), Some("net/ipv4/ip_forward.c"));
         assert_eq!(back.ts_ns, 2_000_000);
@@ -115,7 +119,7 @@ mod tests {
     #[test]
     fn freebsd_strings_are_shown_as_given() {
         let s = parse_step("ip_input netinet/ip_input.c:467", 5);
-        assert_eq!(s.site, "ip_input netinet/ip_input.c:467");
+        assert_eq!(&*s.site, "ip_input netinet/ip_input.c:467");
         assert_eq!(s.ts_ns, 5);
         let j = journey(9, 5, &["ether_input".into(), "ip_input".into()], &[], 60);
         assert_eq!(j.end.line(), "trace ends at ip_input");

@@ -113,7 +113,7 @@ impl Bridges {
             let Some(dev) = s.dev.as_deref() else {
                 continue;
             };
-            if s.correlated || s.subsystem == "xmit" || s.subsystem == "qdisc" {
+            if s.correlated || &*s.subsystem == "xmit" || &*s.subsystem == "qdisc" {
                 continue;
             }
             let Some(view) = self.view(s.netns) else {
@@ -134,10 +134,10 @@ impl Bridges {
                     continue;
                 }
                 let Some(d) = t.dev.as_deref() else { continue };
-                if t.subsystem == "receive" && d != dev && view.port_of.contains_key(d) {
+                if &*t.subsystem == "receive" && d != dev && view.port_of.contains_key(d) {
                     break;
                 }
-                if t.subsystem == "xmit"
+                if &*t.subsystem == "xmit"
                     && d != dev
                     && (view.port_of.get(d) == Some(&bridge) || d == bridge)
                     && !out.iter().any(|o| o == d)
@@ -182,12 +182,12 @@ impl Bridges {
                 source: None,
                 netns: s.netns,
                 netns_name: s.netns_name.clone(),
-                dev: Some(bridge.clone()),
+                dev: Some(bridge.as_str().into()),
                 ifindex: 0,
                 len: s.len,
                 mark: s.mark,
                 cpu: s.cpu,
-                skb: s.skb.clone(),
+                skb: s.skb,
                 correlated: true,
                 headers: None,
                 ct: None,

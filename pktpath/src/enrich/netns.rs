@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const NETNS_DIRS: &[&str] = &["/run/netns", "/var/run/netns"];
@@ -16,7 +17,8 @@ pub const NETNS_DIRS: &[&str] = &["/run/netns", "/var/run/netns"];
 /// Inode-to-name cache, rescanned when an unknown inode shows up.
 #[derive(Debug, Default)]
 pub struct NetnsNames {
-    names: HashMap<u32, String>,
+    names: HashMap<u32, Arc<str>>,
+    unnamed: HashMap<u32, Arc<str>>,
     scanned: Option<Instant>,
 }
 
@@ -99,15 +101,15 @@ impl NetnsNames {
         let mut seen = HashMap::new();
         for (ino, pid, comm) in proc_scan() {
             seen.entry(ino)
-                .or_insert(format!("netns:{ino} (pid {pid} {comm})"));
+                .or_insert_with(|| format!("netns:{ino} (pid {pid} {comm})").into());
         }
         if let Some(own) = own_inode() {
-            seen.insert(own, "host".to_string());
+            seen.insert(own, "host".into());
         }
         for d in NETNS_DIRS {
             for e in fs::read_dir(d).into_iter().flatten().flatten() {
                 if let (Ok(m), Some(name)) = (fs::metadata(e.path()), e.file_name().to_str()) {
-                    seen.insert(m.ino() as u32, name.to_string());
+                    seen.insert(m.ino() as u32, name.into());
                 }
             }
         }
@@ -115,7 +117,7 @@ impl NetnsNames {
     }
 
     /// The name of namespace `inode`; "netns:INODE" when none is known.
-    pub fn name(&mut self, inode: u32) -> String {
+    pub fn name(&mut self, inode: u32) -> Arc<str> {
         if inode == 0 {
             return "?".into();
         }
@@ -126,9 +128,13 @@ impl NetnsNames {
         {
             self.scan();
         }
-        self.names
-            .get(&inode)
-            .cloned()
-            .unwrap_or_else(|| format!("netns:{inode}"))
+        if let Some(n) = self.names.get(&inode) {
+            return n.clone();
+        }
+        // Shared by the steps until a scan finds a name.
+        self.unnamed
+            .entry(inode)
+            .or_insert_with(|| format!("netns:{inode}").into())
+            .clone()
     }
 }

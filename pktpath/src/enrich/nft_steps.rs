@@ -108,12 +108,12 @@ fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64, settle: boo
         .map(|s| s.ts_ns)
         .min();
     let sending = here()
-        .filter(|s| !s.correlated && Some(s.ifindex) == t.oif && s.subsystem != "receive")
+        .filter(|s| !s.correlated && Some(s.ifindex) == t.oif && &*s.subsystem != "receive")
         .map(|s| s.ts_ns)
         .min();
     let routed = received.and_then(|r| {
         here()
-            .filter(|s| s.correlated && s.subsystem == "routing" && s.ts_ns >= r)
+            .filter(|s| s.correlated && &*s.subsystem == "routing" && s.ts_ns >= r)
             .map(|s| s.ts_ns)
             .min()
     });
@@ -333,7 +333,7 @@ impl RuleTracer {
                 len: 0,
                 mark: t.mark,
                 cpu: 0,
-                skb: String::new(),
+                skb: 0,
                 correlated: true,
                 headers: None,
                 ct: None,
@@ -405,7 +405,7 @@ mod tests {
         frame.extend([0x08, 0x00]);
         frame.extend(udp(7, 4000));
         let mut s = crate::event::test_step(0, "netif_receive_skb", "r", Detail::None);
-        s.packet = Some((false, frame));
+        s.packet = Some((false, frame.into()));
         assert_eq!(step_ident(&s), Some(a));
         assert!(ident(&[0x45, 0, 0]).is_none());
     }

@@ -529,7 +529,11 @@ impl Routes {
             }
             self.seen.insert(
                 journey,
-                (step.netns, step.dev.clone().unwrap_or_default(), step.mark),
+                (
+                    step.netns,
+                    step.dev.as_deref().unwrap_or_default().to_string(),
+                    step.mark,
+                ),
             );
         }
         match &step.detail {
@@ -681,7 +685,7 @@ impl Routes {
             (None, _) => format!("net.ipv4.conf.{dev}.rp_filter"),
         };
         let route_back = match &back {
-            Some(r) if r.devs.contains(&dev) => format!(
+            Some(r) if r.devs.iter().any(|d| **d == *dev) => format!(
                 "the route back to {src} is `{}` (table main; the check found no usable \
                  route back by {dev})",
                 r.text

@@ -68,7 +68,7 @@ pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
     let (l3, data) = s.packet.as_ref()?;
     if !*l3 {
         let orig = (ip_len + 14).max(data.len() as u32);
-        return Some((data.clone(), orig));
+        return Some((data.to_vec(), orig));
     }
     let ethertype: u16 = match data.first().map(|b| b >> 4) {
         Some(6) => 0x86dd,
@@ -76,7 +76,7 @@ pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
     };
     let mut f = vec![0u8; 12];
     f.extend(ethertype.to_be_bytes());
-    f.extend(data);
+    f.extend_from_slice(data);
     let orig = (ip_len + 14).max(f.len() as u32);
     Some((f, orig))
 }
@@ -258,7 +258,7 @@ mod tests {
         let step = |ts, site: &str, detail| Step {
             len: 28,
             subsystem: "receive".into(),
-            packet: Some((true, pkt.clone())),
+            packet: Some((true, pkt.clone().into())),
             ..test_step(ts, site, "b", detail)
         };
         Journey::from_steps(

@@ -36,13 +36,13 @@ impl<W: Write> Terminal<W> {
     }
 
     fn step_line(&self, s: &Step, t0: u64) -> String {
-        let site_color = match s.subsystem.as_str() {
+        let site_color = match &*s.subsystem {
             "drop" => RED,
             "routing" | "neighbour" => CYAN,
             _ => YELLOW,
         };
         let offset = s.ts_ns.saturating_sub(t0) as f64 / 1e6;
-        let mut notes: Vec<String> = s.headers.iter().cloned().collect();
+        let mut notes: Vec<String> = s.headers.iter().map(|h| h.to_string()).collect();
         if let Some(ct) = &s.ct {
             notes.push(ct.line());
         }
