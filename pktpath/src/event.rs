@@ -458,7 +458,8 @@ pub struct Decoder {
 /// with their header line (a packet shows the same bytes at most sites).
 #[derive(Default)]
 struct Names {
-    slots: Vec<Option<Arc<str>>>,
+    /// Site, subsystem and source: FIB4, FIB6, neighbour, then by slot.
+    slots: Vec<Option<SiteNames>>,
     /// Function site name and source ("module NAME"), by site id.
     functions: Vec<Option<FunctionNames>>,
     subsystems: HashMap<&'static str, Arc<str>>,
@@ -467,6 +468,7 @@ struct Names {
 }
 
 type FunctionNames = (Arc<str>, Option<Arc<str>>);
+type SiteNames = (Arc<str>, Arc<str>, Option<Arc<str>>);
 
 struct SeenBytes {
     skb: u64,
@@ -612,32 +614,38 @@ impl Decoder {
         if raw.kind == abi::EVENT_FUNC || raw.kind == abi::EVENT_FUNC_RET {
             return self.decode_function(raw);
         }
-        let info = match raw.kind {
-            abi::EVENT_SKB => sites::info(&self.slots.get(raw.site as usize)?.name),
-            abi::EVENT_FIB4 => sites::FIB4,
-            abi::EVENT_FIB6 => sites::FIB6,
-            abi::EVENT_NEIGH => sites::NEIGH,
+        // Site names by slot (EVENT_SKB) or by kind (FIB, neighbour).
+        let key = match raw.kind {
+            abi::EVENT_SKB if (raw.site as usize) < self.slots.len() => raw.site as usize + 3,
+            abi::EVENT_FIB4 => 0,
+            abi::EVENT_FIB6 => 1,
+            abi::EVENT_NEIGH => 2,
             _ => return None,
         };
-        let site = match raw.kind {
-            abi::EVENT_SKB => {
-                let i = raw.site as usize;
-                if self.names.slots.len() <= i {
-                    self.names.slots.resize(i + 1, None);
-                }
-                self.names.slots[i]
-                    .get_or_insert_with(|| self.slots[i].name.as_str().into())
-                    .clone()
-            }
-            _ => info.name.into(),
-        };
-        let subsystem = if info.subsystem.is_empty() {
-            "other"
-        } else {
-            info.subsystem
-        };
-        let subsystem = self.names.subsystem(subsystem);
-        let source = (!info.source.is_empty()).then(|| info.source.into());
+        if self.names.slots.len() <= key {
+            self.names.slots.resize(key + 1, None);
+        }
+        if self.names.slots[key].is_none() {
+            let info = match key {
+                0 => sites::FIB4,
+                1 => sites::FIB6,
+                2 => sites::NEIGH,
+                _ => sites::info(&self.slots[key - 3].name),
+            };
+            let subsystem = match info.subsystem {
+                "" => "other",
+                s => s,
+            };
+            self.names.slots[key] = Some((
+                match key {
+                    0..=2 => info.name.into(),
+                    _ => self.slots[key - 3].name.as_str().into(),
+                },
+                self.names.subsystem(subsystem),
+                (!info.source.is_empty()).then(|| info.source.into()),
+            ));
+        }
+        let (site, subsystem, source) = self.names.slots[key].clone()?;
         let mut step = self.step(raw, site, SiteKind::Tracepoint, subsystem, source);
         step.detail = match raw.kind {
             abi::EVENT_SKB => self.skb_detail(raw),

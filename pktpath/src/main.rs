@@ -183,8 +183,9 @@ fn sink(out: &OutputArgs) -> Result<Box<dyn Sink>> {
         return Err(UsageError("--per-step writes pcapng, not mbuf-trace".into()).into());
     }
     if let Some(path) = &out.write {
+        // Buffered: the sinks write out after each batch of events.
         let w: Box<dyn std::io::Write> = if path.as_os_str() == "-" {
-            Box::new(stdout)
+            Box::new(std::io::BufWriter::new(stdout.lock()))
         } else {
             Box::new(std::io::BufWriter::new(
                 std::fs::File::create(path)
@@ -203,7 +204,10 @@ fn sink(out: &OutputArgs) -> Result<Box<dyn Sink>> {
         });
     }
     if out.json {
-        return Ok(Box::new(Json::new(stdout, out.steps)));
+        return Ok(Box::new(Json::new(
+            std::io::BufWriter::new(stdout.lock()),
+            out.steps,
+        )));
     }
     let color = match out.color {
         Color::Always => true,
@@ -480,6 +484,10 @@ fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
             r => r.context("writing output")?,
         }
         shown_count += 1;
+    }
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.context("writing output")?,
     }
     Ok(ExitCode::SUCCESS)
 }

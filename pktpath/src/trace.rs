@@ -241,6 +241,11 @@ pub fn run(
                 going &= emit(j, &mut summary, sink)?;
             }
         }
+        // One write per batch, not per journey.
+        match sink.flush() {
+            Err(e) if is_broken_pipe(&e) => going = false,
+            r => r.context("writing output")?,
+        }
         going &= !stopping;
     }
     let counters = tracer.counters().unwrap_or_default();

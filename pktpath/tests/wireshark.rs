@@ -248,9 +248,9 @@ fn demo_pcapng_in_tshark_with_and_without_plugin() {
 
     // The display filters of the README select it.
     for filter in [
-        r#"&*pktpath.site == "kfree_skb""#,
+        r#"pktpath.site == "kfree_skb""#,
         r#"pktpath.netns contains "ppdemo-router""#,
-        r#"&*pktpath.site == "kfree_skb" && pktpath.drop_reason == "NETFILTER_DROP" && pktpath.netns == "ppdemo-router""#,
+        r#"pktpath.site == "kfree_skb" && pktpath.drop_reason == "NETFILTER_DROP" && pktpath.netns == "ppdemo-router""#,
         r#"pktpath.verdict contains "NETFILTER_DROP""#,
         "pktpath.offset_ms >= 0",
     ] {
@@ -337,7 +337,7 @@ fn demo_mbuf_trace_in_tshark_with_plugin() {
         &dir,
         true,
         &file,
-        r#"&*pktpath.site == "kfree_skb" && pktpath.drop_reason == "NETFILTER_DROP" && pktpath.netns == "ppdemo-router""#,
+        r#"pktpath.site == "kfree_skb" && pktpath.drop_reason == "NETFILTER_DROP" && pktpath.netns == "ppdemo-router""#,
         &["frame.number"],
     );
     assert_eq!(got, vec![vec![r[0].clone()]]);

@@ -22,8 +22,7 @@ impl<W: Write> Json<W> {
 impl<W: Write> Sink for Json<W> {
     fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, j)?;
-        self.out.write_all(b"\n")?;
-        self.out.flush()
+        self.out.write_all(b"\n")
     }
 
     fn step(&mut self, journey: u64, s: &Step) -> std::io::Result<()> {
@@ -32,7 +31,10 @@ impl<W: Write> Sink for Json<W> {
         }
         let v = serde_json::json!({ "journey": journey, "step": s });
         serde_json::to_writer(&mut self.out, &v)?;
-        self.out.write_all(b"\n")?;
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
 }

@@ -54,7 +54,10 @@ impl<W: Write> Sink for MbufTrace<W> {
             .write_all(&((ts % 1_000_000_000) as u32).to_le_bytes())?;
         self.out.write_all(&(rec.len() as u32).to_le_bytes())?;
         self.out.write_all(&(orig + strings_len).to_le_bytes())?;
-        self.out.write_all(&rec)?;
+        self.out.write_all(&rec)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

@@ -15,4 +15,9 @@ pub trait Sink {
     fn step(&mut self, _journey: u64, _s: &Step) -> std::io::Result<()> {
         Ok(())
     }
+    /// Writes out what is buffered: called after each batch of events
+    /// (not per journey: one write per batch when the output is busy).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

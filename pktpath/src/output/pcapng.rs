@@ -91,23 +91,35 @@ pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
 /// index, +offset ms, netns, device, subsystem, site, source, detail.
 /// Empty fields are "-".
 pub fn step_line(i: usize, t0: u64, s: &Step) -> String {
-    let field = |v: &str| {
+    let mut line = String::new();
+    write_step_line(&mut line, i, t0, s);
+    line
+}
+
+/// `step_line`, appended to `out` (the pcapng sink writes every line of a
+/// journey into one buffer).
+fn write_step_line(out: &mut String, i: usize, t0: u64, s: &Step) {
+    use std::fmt::Write as _;
+    let field = |out: &mut String, v: &str| {
+        out.push('\t');
         if v.is_empty() {
-            "-".to_string()
+            out.push('-');
+        } else if v.contains(['\t', '\n']) {
+            out.push_str(&v.replace(['\t', '\n'], " "));
         } else {
-            v.replace(['\t', '\n'], " ")
+            out.push_str(v);
         }
     };
-    format!(
-        "{i}\t+{:.3}ms\t{}\t{}\t{}\t{}\t{}\t{}",
-        s.ts_ns.saturating_sub(t0) as f64 / 1e6,
-        field(&s.netns_name),
-        field(s.dev.as_deref().unwrap_or("")),
-        field(&s.subsystem),
-        field(&s.site),
-        field(s.source.as_deref().unwrap_or("")),
-        field(&s.describe()),
-    )
+    // Milliseconds with 3 decimals, rounded, in integers (float
+    // formatting is a large share of a line's cost).
+    let us = (s.ts_ns.saturating_sub(t0) + 500) / 1000;
+    let _ = write!(out, "{i}\t+{}.{:03}ms", us / 1000, us % 1000);
+    field(out, &s.netns_name);
+    field(out, s.dev.as_deref().unwrap_or(""));
+    field(out, &s.subsystem);
+    field(out, &s.site);
+    field(out, s.source.as_deref().unwrap_or(""));
+    field(out, &s.describe());
 }
 
 /// The journey's first comment line.
@@ -170,12 +182,12 @@ impl<W: Write> Pcapng<W> {
         Ok(Pcapng { out, opts })
     }
 
-    fn record(
+    fn record<'a>(
         &mut self,
         ts_mono: u64,
         (mut frame, orig): (Vec<u8>, u32),
         id: u64,
-        comments: &[String],
+        comments: impl IntoIterator<Item = &'a str>,
         json: Option<&str>,
     ) -> io::Result<()> {
         frame.truncate(self.opts.snaplen as usize);
@@ -223,9 +235,18 @@ impl<W: Write> Sink for Pcapng<W> {
         };
         let json = serde_json::to_string(j)?;
         if !self.opts.per_step {
-            let ts = j.steps.first().map_or(0, |s| s.ts_ns);
-            self.record(ts, first, j.id, &comments(j), Some(&json))?;
-            return self.out.flush();
+            // All lines in one buffer: one allocation per journey.
+            let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
+            let mut text = header_line(j);
+            let mut ends = vec![text.len()];
+            for (i, s) in j.steps.iter().enumerate() {
+                write_step_line(&mut text, i, t0, s);
+                ends.push(text.len());
+            }
+            let lines = ends.iter().scan(0, |start, &end| {
+                Some(&text[std::mem::replace(start, end)..end])
+            });
+            return self.record(t0, first, j.id, lines, Some(&json));
         }
         // One record per step, each with the bytes seen there (the last
         // captured ones where a step captured none).
@@ -236,10 +257,14 @@ impl<W: Write> Sink for Pcapng<W> {
             if let Some(f) = step_frame(s, j.len) {
                 last = f;
             }
-            let lines = [header.clone(), step_line(i, t0, s)];
+            let line = step_line(i, t0, s);
             let json = (i == 0).then_some(json.as_str());
-            self.record(s.ts_ns, last.clone(), j.id, &lines, json)?;
+            self.record(s.ts_ns, last.clone(), j.id, [&*header, &*line], json)?;
         }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }
