@@ -284,8 +284,17 @@ fn pass(inv: &Inventory, slots: &[Tracepoint], events: u64, stage: Stage) -> (f6
                 s.journey(&j).expect("sink");
             }
         }
+        // As trace::run: memory bound per record, quiet journeys per poll.
+        let mut due = if journeys.over_limit() {
+            journeys.evict()
+        } else {
+            Vec::new()
+        };
         if done % 4096 == 0 {
-            for j in journeys.expire(raw.ts) {
+            due.extend(journeys.expire(raw.ts));
+        }
+        {
+            for j in due {
                 finished += 1;
                 if let Some(s) = sink.as_mut() {
                     s.journey(&j).expect("sink");

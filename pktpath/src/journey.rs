@@ -532,6 +532,13 @@ pub struct Journeys {
     pub queued_idle_ns: u64,
     /// Steps that arrived after their journey was closed.
     pub late: u64,
+    /// Steps kept (open and held journeys), and the most to keep: over
+    /// it, `evict` hands out the held journeys, then the quietest open
+    /// ones, until a quarter is free.
+    steps: usize,
+    pub max_steps: usize,
+    /// Journeys handed out early by `evict`.
+    pub evicted: u64,
 }
 
 impl Default for Journeys {
@@ -545,6 +552,11 @@ impl Default for Journeys {
             deliver_grace_ns: 100_000_000,
             queued_idle_ns: 10_000_000_000,
             late: 0,
+            steps: 0,
+            // ~300 bytes a step: tens of MB at most, however fast the
+            // events come or however many journeys lose their end.
+            max_steps: 65_536,
+            evicted: 0,
         }
     }
 }
@@ -580,6 +592,7 @@ impl Journeys {
         }
         let ts = step.ts_ns;
         o.steps.push(step);
+        self.steps += 1;
         // Ends when its last skb is freed.
         if role == ROLE_FREE && o.live.is_empty() {
             return self.close(id, true, ts);
@@ -596,6 +609,7 @@ impl Journeys {
             self.closed.pop_first();
         }
         if self.hold_ns == 0 {
+            self.steps -= o.steps.len();
             return Some(Journey::from_steps(id, o.steps, freed));
         }
         self.held.push(Held {
@@ -624,6 +638,7 @@ impl Journeys {
             .max_by_key(|(j, _)| *j)?;
         let step = make(steps)?;
         steps.push(step);
+        self.steps += 1;
         Some(jid)
     }
 
@@ -653,10 +668,50 @@ impl Journeys {
         let (due, keep): (Vec<Held>, Vec<Held>) =
             self.held.drain(..).partition(|h| h.until <= now_ns);
         self.held = keep;
-        out.extend(
-            due.into_iter()
-                .map(|h| Journey::from_steps(h.id, h.steps, h.freed)),
-        );
+        out.extend(due.into_iter().map(|h| self.release(h)));
+        out.sort_by_key(|j| j.id);
+        out
+    }
+
+    fn release(&mut self, h: Held) -> Journey {
+        self.steps -= h.steps.len();
+        Journey::from_steps(h.id, h.steps, h.freed)
+    }
+
+    /// More steps kept than `max_steps`.
+    pub fn over_limit(&self) -> bool {
+        self.steps > self.max_steps
+    }
+
+    /// Hands out journeys until a quarter of `max_steps` is free: held
+    /// ones first (finished; only late nftables steps are given up), then
+    /// open ones, quietest first (they end as they stand: "no end seen",
+    /// or delivered).
+    pub fn evict(&mut self) -> Vec<Journey> {
+        let target = self.max_steps - self.max_steps / 4;
+        let mut out = Vec::new();
+        let held = std::mem::take(&mut self.held);
+        let mut held = held.into_iter();
+        while self.steps > target {
+            let Some(h) = held.next() else { break };
+            out.push(self.release(h));
+        }
+        self.held = held.collect();
+        if self.steps > target {
+            let mut quiet: Vec<(u64, u64)> =
+                self.open.iter().map(|(id, o)| (o.last_ts, *id)).collect();
+            quiet.sort_unstable();
+            for (_, id) in quiet {
+                if self.steps <= target {
+                    break;
+                }
+                let o = self.open.remove(&id).expect("open journey");
+                self.closed.insert(id);
+                self.steps -= o.steps.len();
+                out.push(Journey::from_steps(id, o.steps, false));
+            }
+        }
+        self.evicted += out.len() as u64;
         out.sort_by_key(|j| j.id);
         out
     }
@@ -670,11 +725,8 @@ impl Journeys {
             .into_iter()
             .filter_map(|id| self.close(id, false, 0))
             .collect();
-        out.extend(
-            self.held
-                .drain(..)
-                .map(|h| Journey::from_steps(h.id, h.steps, h.freed)),
-        );
+        let held = std::mem::take(&mut self.held);
+        out.extend(held.into_iter().map(|h| self.release(h)));
         out.sort_by_key(|j| j.id);
         out
     }
@@ -757,6 +809,49 @@ mod tests {
                 netns: "host".into()
             }
         );
+    }
+
+    #[test]
+    fn memory_bound_hands_out_held_then_quietest_journeys() {
+        let mut js = Journeys {
+            max_steps: 40,
+            hold_ns: 1_000_000_000,
+            ..Journeys::default()
+        };
+        let free = |ts| step(ts, "consume_skb", "a", Detail::Free { location: None });
+        // Journey 1 finished (held), 2..=11 open with 4 steps each; the
+        // later a journey's id, the later its last step.
+        js.push(1, step(1, "netif_receive_skb", "a", Detail::None));
+        assert!(js.push(1, free(2)).is_none(), "held for late steps");
+        for id in 2..=11u64 {
+            for k in 0..4 {
+                js.push(
+                    id,
+                    step(id * 100 + k, "netif_receive_skb", "a", Detail::None),
+                );
+            }
+        }
+        assert!(js.over_limit(), "42 steps kept, limit 40");
+        let out = js.evict();
+        let ids: Vec<u64> = out.iter().map(|j| j.id).collect();
+        // 42 -> at most 30: the held one (2 steps), then the three quietest.
+        assert_eq!(ids, [1, 2, 3, 4]);
+        assert!(
+            matches!(out[0].end, End::Consumed { .. }),
+            "{:?}",
+            out[0].end
+        );
+        assert!(
+            matches!(out[1].end, End::Unknown { .. }),
+            "{:?}",
+            out[1].end
+        );
+        assert!(!js.over_limit());
+        assert_eq!(js.open_count(), 7);
+        assert_eq!(js.evicted, 4);
+        // Late steps of an evicted journey are counted, not reopened.
+        js.push(2, free(900));
+        assert_eq!((js.late, js.open_count()), (1, 7));
     }
 
     #[test]

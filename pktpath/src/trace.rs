@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use libbpf_rs::RingBufferBuilder;
 
 use crate::enrich::bridges::Bridges;
@@ -52,6 +52,8 @@ pub struct Summary {
     pub lost: u64,
     /// Events that arrived after their journey was closed.
     pub late: u64,
+    /// Journeys handed out before their end to bound memory.
+    pub evicted: u64,
     /// Packets the filter was run on, and how many it selected.
     pub filtered: u64,
     pub selected: u64,
@@ -69,9 +71,13 @@ impl Summary {
             }
             None => String::new(),
         };
+        let evicted = match self.evicted {
+            0 => String::new(),
+            n => format!(", {n} handed out before their end (too many open: memory bound)"),
+        };
         format!(
-            "{} journeys, {} events, {} lost in the ring buffer, {} late ({} backend, {} sites; \
-             filter run {} times){nft}",
+            "{} journeys, {} events, {} lost in the ring buffer, {} late{evicted} ({} backend, \
+             {} sites; filter run {} times){nft}",
             self.journeys,
             self.events,
             self.lost,
@@ -139,7 +145,7 @@ pub fn run(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let mut summary = Summary {
+    let summary = Summary {
         backend: match &tracer.functions {
             Some(f) => format!("{} + {}", f.backend.name(), tracer.flavour.name()),
             None => tracer.flavour.name().to_string(),
@@ -154,7 +160,7 @@ pub fn run(
         .map(|f| f.sites.clone())
         .unwrap_or_default();
     // Routes and rules of the namespaces the FIB lookups happen in.
-    let mut routes = Routes::new();
+    let routes = Routes::new();
     let mut journeys = Journeys::default();
     journeys.idle_ns = opts.idle.as_nanos() as u64;
     // Rule-level verdicts come over netlink: set up before "ready", and
@@ -175,37 +181,38 @@ pub fn run(
         },
         None => None,
     };
-    let pending: RefCell<Vec<RawEvent>> = RefCell::new(Vec::new());
+    // Records are decoded and grouped inside the ring buffer callback: no
+    // copy of a whole poll's records is kept.
+    let consumer = RefCell::new(Consumer {
+        opts,
+        sink,
+        decoder,
+        routes,
+        journeys,
+        bridges: Bridges::default(),
+        summary,
+        going: true,
+        error: None,
+    });
     let map = tracer.events_map()?;
     let mut builder = RingBufferBuilder::new();
     builder.add(&map, |data: &[u8]| {
-        if let Some(e) = RawEvent::from_bytes(data) {
-            pending.borrow_mut().push(e);
+        let mut c = consumer.borrow_mut();
+        if let Some(raw) = RawEvent::from_bytes(data) {
+            c.record(&raw);
         }
-        0
+        // Non-zero stops this poll: the output is gone or the count reached.
+        if c.going {
+            0
+        } else {
+            -1
+        }
     })?;
     let rb = builder.build()?;
     on_ready(&tracer)?;
 
     let started = Instant::now();
-    let bridges = RefCell::new(Bridges::default());
-    let emit = |mut j: Journey, summary: &mut Summary, sink: &mut dyn Sink| -> Result<bool> {
-        if opts.drops_only && !j.end.is_real_drop() {
-            return Ok(true);
-        }
-        bridges.borrow_mut().annotate(&mut j);
-        if opts.count.is_some_and(|c| summary.journeys >= c) {
-            return Ok(false);
-        }
-        summary.journeys += 1;
-        match sink.journey(&j) {
-            Err(e) if is_broken_pipe(&e) => return Ok(false),
-            r => r.context("writing output")?,
-        }
-        Ok(opts.count.is_none_or(|c| summary.journeys < c))
-    };
-    let mut going = true;
-    while going {
+    loop {
         let stopping =
             stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d);
         if stopping {
@@ -213,46 +220,116 @@ pub fn run(
         } else {
             rb.poll(Duration::from_millis(100)).ok();
         }
-        let batch = std::mem::take(&mut *pending.borrow_mut());
-        for raw in batch {
-            let Some(mut step) = decoder.decode(&raw) else {
-                continue;
-            };
-            routes.annotate(raw.journey, &mut step);
-            summary.events += 1;
-            match sink.step(raw.journey, &step) {
-                Err(e) if is_broken_pipe(&e) => going = false,
-                r => r.context("writing output")?,
-            }
-            if let Some(j) = journeys.push(raw.journey, step) {
-                going &= emit(j, &mut summary, sink)?;
-            }
-        }
+        let mut c = consumer.borrow_mut();
         if let Some(r) = rules.as_mut() {
-            r.poll(&mut journeys);
+            r.poll(&mut c.journeys);
         }
-        let finished = if stopping {
-            journeys.flush()
-        } else {
-            journeys.expire(ktime_ns())
-        };
-        for j in finished {
-            if going {
-                going &= emit(j, &mut summary, sink)?;
-            }
+        c.tick(stopping);
+        if let Some(e) = c.error.take() {
+            return Err(e);
         }
-        // One write per batch, not per journey.
-        match sink.flush() {
-            Err(e) if is_broken_pipe(&e) => going = false,
-            r => r.context("writing output")?,
+        if stopping || !c.going {
+            break;
         }
-        going &= !stopping;
     }
+    // The callback borrows the consumer.
+    drop(rb);
+    let Consumer {
+        mut summary,
+        journeys,
+        ..
+    } = consumer.into_inner();
     let counters = tracer.counters().unwrap_or_default();
     summary.lost = counters[CNT_LOST as usize];
     summary.filtered = counters[CNT_FILTERED as usize];
     summary.selected = counters[CNT_SELECTED as usize];
     summary.late = journeys.late;
+    summary.evicted = journeys.evicted;
     summary.nft = rules.map(|r| (r.namespaces(), r.lost(), r.unmatched));
     Ok(summary)
+}
+
+/// Decodes records, groups them into journeys and hands finished ones to
+/// the sink.
+struct Consumer<'a> {
+    opts: &'a TraceOptions,
+    sink: &'a mut dyn Sink,
+    decoder: Decoder,
+    routes: Routes,
+    journeys: Journeys,
+    bridges: Bridges,
+    summary: Summary,
+    /// False once the output is gone or the count is reached.
+    going: bool,
+    /// The first error writing the output.
+    error: Option<anyhow::Error>,
+}
+
+impl Consumer<'_> {
+    fn record(&mut self, raw: &RawEvent) {
+        if !self.going {
+            return;
+        }
+        let Some(mut step) = self.decoder.decode(raw) else {
+            return;
+        };
+        self.routes.annotate(raw.journey, &mut step);
+        self.summary.events += 1;
+        let r = self.sink.step(raw.journey, &step);
+        self.written(r);
+        if let Some(j) = self.journeys.push(raw.journey, step) {
+            self.emit(j);
+        }
+        // Memory stays bounded however fast the events come.
+        if self.journeys.over_limit() {
+            for j in self.journeys.evict() {
+                self.emit(j);
+            }
+        }
+    }
+
+    /// After each poll: journeys that went quiet (all of them when
+    /// stopping), then one write of what the sink buffered.
+    fn tick(&mut self, stopping: bool) {
+        let finished = if stopping {
+            self.journeys.flush()
+        } else {
+            self.journeys.expire(ktime_ns())
+        };
+        for j in finished {
+            self.emit(j);
+        }
+        let r = self.sink.flush();
+        self.written(r);
+    }
+
+    fn emit(&mut self, mut j: Journey) {
+        if !self.going || self.opts.drops_only && !j.end.is_real_drop() {
+            return;
+        }
+        self.bridges.annotate(&mut j);
+        if self.opts.count.is_some_and(|c| self.summary.journeys >= c) {
+            self.going = false;
+            return;
+        }
+        self.summary.journeys += 1;
+        let r = self.sink.journey(&j);
+        self.written(r);
+        if self.opts.count.is_some_and(|c| self.summary.journeys >= c) {
+            self.going = false;
+        }
+    }
+
+    /// A broken pipe ends the run quietly; other errors end it with the error.
+    fn written(&mut self, r: std::io::Result<()>) {
+        match r {
+            Ok(()) => {}
+            Err(e) if is_broken_pipe(&e) => self.going = false,
+            Err(e) => {
+                self.going = false;
+                self.error
+                    .get_or_insert(anyhow::Error::new(e).context("writing output"));
+            }
+        }
+    }
 }
