@@ -126,42 +126,7 @@ pub enum Detail {
         bytes: i64,
     },
     /// A FIB lookup.
-    Route {
-        family: u8,
-        table: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-        dst: String,
-        src: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        gateway: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        out_dev: Option<String>,
-        /// Route type: unicast, local, broadcast, anycast, multicast,
-        /// blackhole, unreachable, prohibit, throw (none: no route matched,
-        /// or not known).
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        kind: Option<String>,
-        /// The chosen route as `ip route` prints it.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        route: Option<String>,
-        /// The chosen route's prefix ("10.0.0.0/24", "default").
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        prefix: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        metric: Option<u64>,
-        /// Who installed the route (kernel, static, boot, dhcp...).
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        protocol: Option<String>,
-        /// The `ip rule` that sent the lookup to this table, as `ip rule`
-        /// prints it, when that is not just the default rules.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        rule: Option<String>,
-        /// The lookup found nothing here and no later rule can: the
-        /// packet has no route (network unreachable).
-        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
-        unroutable: bool,
-    },
+    Route(Box<RouteLookup>),
     /// Next hop resolution on output.
     Neigh {
         addr: String,
@@ -175,28 +140,7 @@ pub enum Detail {
     },
     /// An nftables chain evaluated the packet (from nftables tracing): the
     /// rule that matched, or the chain's policy, and the verdict.
-    Rule {
-        family: String,
-        table: String,
-        chain: String,
-        /// The base chain's hook (prerouting, input, forward...), if known.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        hook: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        priority: Option<String>,
-        /// rule, policy or return.
-        what: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        handle: Option<u64>,
-        /// The rule as `nft -a list ruleset` prints it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        rule: Option<String>,
-        /// For a table iptables-nft manages: the rule as `iptables -S`
-        /// prints it, and its number in the chain.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        iptables: Option<(u32, String)>,
-        verdict: String,
-    },
+    Rule(Box<RuleMatch>),
     /// The packet crossed a bridge: in by one port, out by others, and
     /// what the forwarding database said of its destination MAC.
     Bridge {
@@ -225,6 +169,70 @@ pub enum Detail {
         #[serde(skip_serializing_if = "Option::is_none")]
         from: Option<String>,
     },
+}
+
+/// A FIB lookup (Detail::Route; boxed: most steps have a smaller detail).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RouteLookup {
+    pub family: u8,
+    pub table: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub dst: String,
+    pub src: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_dev: Option<String>,
+    /// Route type: unicast, local, broadcast, anycast, multicast,
+    /// blackhole, unreachable, prohibit, throw (none: no route matched,
+    /// or not known).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+    /// The chosen route as `ip route` prints it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub route: Option<String>,
+    /// The chosen route's prefix ("10.0.0.0/24", "default").
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub metric: Option<u64>,
+    /// Who installed the route (kernel, static, boot, dhcp...).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub protocol: Option<String>,
+    /// The `ip rule` that sent the lookup to this table, as `ip rule`
+    /// prints it, when that is not just the default rules.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rule: Option<String>,
+    /// The lookup found nothing here and no later rule can: the
+    /// packet has no route (network unreachable).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub unroutable: bool,
+}
+
+/// What an nftables chain did with the packet (Detail::Rule).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RuleMatch {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    /// The base chain's hook (prerouting, input, forward...), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// rule, policy or return.
+    pub what: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
+    /// The rule as `nft -a list ruleset` prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// For a table iptables-nft manages: the rule as `iptables -S`
+    /// prints it, and its number in the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iptables: Option<(u32, String)>,
+    pub verdict: String,
 }
 
 impl Step {
@@ -269,18 +277,19 @@ impl Step {
                 Some(v) => format!("netfilter {family} {hook}: {v}"),
                 None => format!("netfilter {family} {hook}"),
             },
-            Detail::Rule {
-                family,
-                table,
-                chain,
-                hook,
-                what,
-                handle,
-                rule,
-                iptables,
-                verdict,
-                ..
-            } => {
+            Detail::Rule(r) => {
+                let RuleMatch {
+                    family,
+                    table,
+                    chain,
+                    hook,
+                    what,
+                    handle,
+                    rule,
+                    iptables,
+                    verdict,
+                    ..
+                } = &**r;
                 if let Some((n, text)) = iptables {
                     return format!(
                         "iptables {family} {table} {chain} rule {n} `{text}`: {verdict}"
@@ -317,17 +326,18 @@ impl Step {
                 format!("{} qdisc {kind} {handle}", sites::info(&self.site).what)
             }
             Detail::Deliver { bytes } => format!("{bytes} bytes copied to user space"),
-            Detail::Route {
-                table,
-                error,
-                dst,
-                gateway,
-                out_dev,
-                kind,
-                route,
-                rule,
-                ..
-            } => {
+            Detail::Route(r) => {
+                let RouteLookup {
+                    table,
+                    error,
+                    dst,
+                    gateway,
+                    out_dev,
+                    kind,
+                    route,
+                    rule,
+                    ..
+                } = &**r;
                 let mut text = format!("route to {dst}: table {table}");
                 if let Some(r) = rule {
                     text += &format!(" (rule `{r}`)");
@@ -649,7 +659,7 @@ impl Decoder {
         let mut step = self.step(raw, site, SiteKind::Tracepoint, subsystem, source);
         step.detail = match raw.kind {
             abi::EVENT_SKB => self.skb_detail(raw),
-            abi::EVENT_FIB4 => Detail::Route {
+            abi::EVENT_FIB4 => Detail::Route(Box::new(RouteLookup {
                 family: 4,
                 table: table_name(raw.args[0]),
                 error: (raw.args[1] as i64 != 0).then(|| errno_name(raw.args[1] as i64)),
@@ -665,7 +675,7 @@ impl Decoder {
                 protocol: None,
                 rule: None,
                 unroutable: false,
-            },
+            })),
             abi::EVENT_FIB6 => {
                 let addr = |i: usize| {
                     let b: [u8; 16] = raw.data[i * 16..i * 16 + 16].try_into().unwrap_or([0; 16]);
@@ -679,7 +689,7 @@ impl Decoder {
                     8 => Some("prohibit route".to_string()),
                     _ => None,
                 };
-                Detail::Route {
+                Detail::Route(Box::new(RouteLookup {
                     family: 6,
                     table: table_name(raw.args[0]),
                     error,
@@ -694,7 +704,7 @@ impl Decoder {
                     protocol: None,
                     rule: None,
                     unroutable: false,
-                }
+                }))
             }
             _ => Detail::Neigh {
                 addr: Ipv4Addr::from(<[u8; 4]>::try_from(&raw.data[..4]).unwrap_or([0; 4]))

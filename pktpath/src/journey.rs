@@ -371,15 +371,7 @@ fn route_verdict(
         .rev()
         .filter(|s| s.netns == drop.netns && s.ts_ns <= drop.ts_ns)
         .find_map(|s| match &s.detail {
-            Detail::Route {
-                table,
-                dst,
-                src,
-                kind,
-                prefix,
-                unroutable,
-                ..
-            } => Some((table, dst, src, kind, prefix, *unroutable)),
+            Detail::Route(r) => Some((&r.table, &r.dst, &r.src, &r.kind, &r.prefix, r.unroutable)),
             _ => None,
         })?;
     let ns = &drop.netns_name;
@@ -429,19 +421,15 @@ fn route_verdict(
 fn rule_verdict(steps: &[Step], drop: &Step) -> Option<(String, Option<String>)> {
     let (family, table, chain, what, handle, rule, iptables) =
         steps.iter().rev().find_map(|s| match &s.detail {
-            Detail::Rule {
-                family,
-                table,
-                chain,
-                what,
-                handle,
-                rule,
-                iptables,
-                verdict,
-                ..
-            } if verdict == "drop" && s.netns == drop.netns => {
-                Some((family, table, chain, what, handle, rule, iptables))
-            }
+            Detail::Rule(r) if r.verdict == "drop" && s.netns == drop.netns => Some((
+                &r.family,
+                &r.table,
+                &r.chain,
+                &r.what,
+                &r.handle,
+                &r.rule,
+                &r.iptables,
+            )),
             _ => None,
         })?;
     let at = format!("{family} {table} {chain}");
@@ -940,7 +928,7 @@ mod tests {
     }
 
     fn route(table: &str, dst: &str, kind: Option<&str>, prefix: Option<&str>) -> Detail {
-        Detail::Route {
+        Detail::Route(Box::new(crate::event::RouteLookup {
             family: 4,
             table: table.into(),
             error: Some("x".into()),
@@ -955,7 +943,7 @@ mod tests {
             protocol: None,
             rule: None,
             unroutable: kind.is_none(),
-        }
+        }))
     }
 
     fn dropped(steps: Vec<Step>) -> (String, String) {

@@ -296,7 +296,7 @@ impl RuleTracer {
             TraceKind::Policy => "policy",
             TraceKind::Other(_) => "other",
         };
-        let detail = Detail::Rule {
+        let detail = Detail::Rule(Box::new(crate::event::RuleMatch {
             family: info.family,
             table: info.table,
             chain: info.chain,
@@ -307,7 +307,7 @@ impl RuleTracer {
             iptables: self.iptables_rule(t, info.rule_handle),
             rule: info.rule_text,
             verdict: t.verdict.clone(),
-        };
+        }));
         let make = |steps: &[Step]| {
             let ts = place(steps, t, hook.as_deref(), seq, settle)?;
             // The device the hook ran for: out on output and postrouting.

@@ -537,7 +537,7 @@ impl Routes {
             );
         }
         match &step.detail {
-            Detail::Route { .. } => self.route_step(journey, step),
+            Detail::Route(_) => self.route_step(journey, step),
             Detail::Drop { reason, .. } if reason == "IP_RPFILTER" => self.rp_filter_step(step),
             _ => {}
         }
@@ -553,7 +553,10 @@ impl Routes {
         let Some(ns) = self.netns_ref(netns) else {
             return;
         };
-        let Detail::Route {
+        let Detail::Route(r) = &mut step.detail else {
+            return;
+        };
+        let crate::event::RouteLookup {
             family,
             table,
             error,
@@ -568,10 +571,7 @@ impl Routes {
             protocol,
             rule,
             unroutable,
-        } = &mut step.detail
-        else {
-            return;
-        };
+        } = &mut **r;
         let (Ok(d), Some(t)) = (dst.parse::<IpAddr>(), table_id(table)) else {
             return;
         };
