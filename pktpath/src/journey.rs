@@ -6,7 +6,7 @@
 //! the ring buffer out of order) and closed when the packet is freed, shortly
 //! after it was copied to a socket, or after it went quiet.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -506,7 +506,7 @@ struct Held {
 /// Groups steps into journeys and decides when each is finished.
 pub struct Journeys {
     open: HashMap<u64, Open>,
-    held: Vec<Held>,
+    held: BTreeMap<u64, Held>,
     /// Keep finished journeys this long for late steps (0: hand them out
     /// at once), ns.
     pub hold_ns: u64,
@@ -533,7 +533,7 @@ impl Default for Journeys {
     fn default() -> Self {
         Journeys {
             open: HashMap::new(),
-            held: Vec::new(),
+            held: BTreeMap::new(),
             hold_ns: 0,
             closed: BTreeSet::new(),
             idle_ns: 1_000_000_000,
@@ -541,9 +541,10 @@ impl Default for Journeys {
             queued_idle_ns: 10_000_000_000,
             late: 0,
             steps: 0,
-            // ~300 bytes a step: tens of MB at most, however fast the
-            // events come or however many journeys lose their end.
-            max_steps: 65_536,
+            // ~500 bytes a step with its share of strings and bytes:
+            // ~16 MB at most, however fast the events come or however
+            // many journeys lose their end.
+            max_steps: 32_768,
             evicted: 0,
         }
     }
@@ -600,34 +601,35 @@ impl Journeys {
             self.steps -= o.steps.len();
             return Some(Journey::from_steps(id, o.steps, freed));
         }
-        self.held.push(Held {
+        self.held.insert(
             id,
-            steps: o.steps,
-            freed,
-            until: now.saturating_add(self.hold_ns),
-        });
+            Held {
+                id,
+                steps: o.steps,
+                freed,
+                until: now.saturating_add(self.hold_ns),
+            },
+        );
         None
     }
 
-    /// Adds a step that came by another way to the journey (open or held)
-    /// whose steps satisfy `pred`, or to journey `id` when given; `make`
-    /// builds the step from that journey's steps. Returns the journey id.
-    pub fn attach(
-        &mut self,
-        id: Option<u64>,
-        pred: impl Fn(&[Step]) -> bool,
-        make: impl FnOnce(&[Step]) -> Option<Step>,
-    ) -> Option<u64> {
-        let open = self.open.iter_mut().map(|(id, o)| (*id, &mut o.steps));
-        let held = self.held.iter_mut().map(|h| (h.id, &mut h.steps));
-        let (jid, steps) = open
-            .chain(held)
-            .filter(|(j, steps)| id.map_or_else(|| pred(steps), |want| *j == want))
-            .max_by_key(|(j, _)| *j)?;
-        let step = make(steps)?;
+    /// Adds a step that came by another way to journey `id` (open or
+    /// held); `make` builds it from the journey's steps. False when the
+    /// journey is gone or `make` says not yet.
+    pub fn attach(&mut self, id: u64, make: impl FnOnce(&[Step]) -> Option<Step>) -> bool {
+        let steps = match self.open.get_mut(&id) {
+            Some(o) => &mut o.steps,
+            None => match self.held.get_mut(&id) {
+                Some(h) => &mut h.steps,
+                None => return false,
+            },
+        };
+        let Some(step) = make(steps) else {
+            return false;
+        };
         steps.push(step);
         self.steps += 1;
-        Some(jid)
+        true
     }
 
     /// Journeys that went quiet by kernel time `now_ns`, and held ones
@@ -653,10 +655,16 @@ impl Journeys {
             .into_iter()
             .filter_map(|id| self.close(id, false, now_ns))
             .collect();
-        let (due, keep): (Vec<Held>, Vec<Held>) =
-            self.held.drain(..).partition(|h| h.until <= now_ns);
-        self.held = keep;
-        out.extend(due.into_iter().map(|h| self.release(h)));
+        let due: Vec<u64> = self
+            .held
+            .values()
+            .filter(|h| h.until <= now_ns)
+            .map(|h| h.id)
+            .collect();
+        for id in due {
+            let h = self.held.remove(&id).expect("held journey");
+            out.push(self.release(h));
+        }
         out.sort_by_key(|j| j.id);
         out
     }
@@ -678,13 +686,12 @@ impl Journeys {
     pub fn evict(&mut self) -> Vec<Journey> {
         let target = self.max_steps - self.max_steps / 4;
         let mut out = Vec::new();
-        let held = std::mem::take(&mut self.held);
-        let mut held = held.into_iter();
         while self.steps > target {
-            let Some(h) = held.next() else { break };
+            let Some((_, h)) = self.held.pop_first() else {
+                break;
+            };
             out.push(self.release(h));
         }
-        self.held = held.collect();
         if self.steps > target {
             let mut quiet: Vec<(u64, u64)> =
                 self.open.iter().map(|(id, o)| (o.last_ts, *id)).collect();
@@ -714,7 +721,7 @@ impl Journeys {
             .filter_map(|id| self.close(id, false, 0))
             .collect();
         let held = std::mem::take(&mut self.held);
-        out.extend(held.into_iter().map(|h| self.release(h)));
+        out.extend(held.into_values().map(|h| self.release(h)));
         out.sort_by_key(|j| j.id);
         out
     }

@@ -165,7 +165,7 @@ pub fn run(
     journeys.idle_ns = opts.idle.as_nanos() as u64;
     // Rule-level verdicts come over netlink: set up before "ready", and
     // hold finished journeys a moment for their trace messages.
-    let mut rules = match &opts.nft_trace {
+    let rules = match &opts.nft_trace {
         Some((namespaces, expr)) => match RuleTracer::start(namespaces.clone(), expr) {
             Ok((r, warning)) => {
                 if let Some(w) = warning {
@@ -189,6 +189,7 @@ pub fn run(
         decoder,
         routes,
         journeys,
+        rules,
         bridges: Bridges::default(),
         summary,
         going: true,
@@ -221,8 +222,11 @@ pub fn run(
             rb.poll(Duration::from_millis(100)).ok();
         }
         let mut c = consumer.borrow_mut();
+        let Consumer {
+            rules, journeys, ..
+        } = &mut *c;
         if let Some(r) = rules.as_mut() {
-            r.poll(&mut c.journeys);
+            r.poll(journeys);
         }
         c.tick(stopping);
         if let Some(e) = c.error.take() {
@@ -237,6 +241,7 @@ pub fn run(
     let Consumer {
         mut summary,
         journeys,
+        rules,
         ..
     } = consumer.into_inner();
     let counters = tracer.counters().unwrap_or_default();
@@ -257,6 +262,8 @@ struct Consumer<'a> {
     decoder: Decoder,
     routes: Routes,
     journeys: Journeys,
+    /// nftables tracing: trace messages become steps of the journeys.
+    rules: Option<RuleTracer>,
     bridges: Bridges,
     summary: Summary,
     /// False once the output is gone or the count is reached.
@@ -277,6 +284,9 @@ impl Consumer<'_> {
         self.summary.events += 1;
         let r = self.sink.step(raw.journey, &step);
         self.written(r);
+        if let Some(rules) = self.rules.as_mut() {
+            rules.observe(raw.journey, &step);
+        }
         if let Some(j) = self.journeys.push(raw.journey, step) {
             self.emit(j);
         }

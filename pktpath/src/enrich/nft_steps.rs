@@ -30,7 +30,7 @@ const WAIT: Duration = Duration::from_millis(1500);
 const SETTLE: Duration = Duration::from_millis(250);
 
 /// What identifies one packet along its path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Ident {
     /// IPv4 id (0 for IPv6) and IP total length.
     ip_id: u16,
@@ -83,18 +83,55 @@ fn step_ident(s: &Step) -> Option<Ident> {
     }
 }
 
-/// Whether a step is of the packet a trace message describes.
-fn same_packet(s: &Step, t: &NftTrace, id: &Ident) -> bool {
-    s.netns == t.netns_ino
-        && !s.correlated
-        && (Some(s.ifindex) == t.iif || Some(s.ifindex) == t.oif)
-        && step_ident(s).is_some_and(|i| {
-            i.ip_id == id.ip_id
-                && i.len == id.len
-                && i.proto == id.proto
-                && (i.ports.is_none() || id.ports.is_none() || i.ports == id.ports)
-                && (i.tcp_seq.is_none() || id.tcp_seq.is_none() || i.tcp_seq == id.tcp_seq)
+impl Ident {
+    /// Without ports and TCP sequence: for headers captured too short
+    /// on one side to have them.
+    fn loose(self) -> Ident {
+        Ident {
+            ports: None,
+            tcp_seq: None,
+            ..self
+        }
+    }
+}
+
+/// Where a packet was seen: namespace, interface, identity.
+type SeenAt = (u32, u32, Ident);
+
+/// Entries of one generation of the index of seen packets.
+const INDEX_MAX: usize = 32_768;
+
+/// Journeys by where their packets were seen, so that a trace message
+/// finds its journey with a lookup, not a search of every open journey.
+/// Two generations: when the newer fills, the older is dropped.
+#[derive(Default)]
+struct SeenIndex {
+    new: HashMap<SeenAt, u64>,
+    old: HashMap<SeenAt, u64>,
+}
+
+impl SeenIndex {
+    fn insert(&mut self, at: SeenAt, journey: u64) {
+        if self.new.len() >= INDEX_MAX {
+            self.old = std::mem::take(&mut self.new);
+        }
+        self.new.insert(at, journey);
+    }
+
+    fn get(&self, at: &SeenAt) -> Option<u64> {
+        self.new.get(at).or_else(|| self.old.get(at)).copied()
+    }
+
+    /// The journey of the packet a trace message describes: seen in the
+    /// message's namespace on its input or output interface.
+    fn find(&self, t: &NftTrace, id: Ident) -> Option<u64> {
+        [id, id.loose()].into_iter().find_map(|id| {
+            [t.iif, t.oif]
+                .into_iter()
+                .flatten()
+                .find_map(|dev| self.get(&(t.netns_ino, dev, id)))
         })
+    }
 }
 
 /// Kernel time for a step of `hook` in the journey `steps`; `seq` keeps
@@ -153,6 +190,7 @@ pub struct RuleTracer {
     namespaces: HashMap<u32, NetnsRef>,
     waiting: Vec<(NftTrace, Instant)>,
     groups: HashMap<(u32, u32), Group>,
+    seen: SeenIndex,
     /// Messages never tied to a journey.
     pub unmatched: u64,
     /// iptables-nft rules by where they are.
@@ -195,6 +233,7 @@ impl RuleTracer {
                 namespaces: namespaces.into_iter().map(|n| (n.inode, n)).collect(),
                 waiting: Vec::new(),
                 groups: HashMap::new(),
+                seen: SeenIndex::default(),
                 unmatched: 0,
                 iptables: HashMap::new(),
             },
@@ -210,6 +249,19 @@ impl RuleTracer {
     /// Messages lost by the netlink socket or the reader's queue.
     pub fn lost(&self) -> u64 {
         self.session.lost()
+    }
+
+    /// Notes where journey `journey`'s packet was seen (every step of the
+    /// ring buffer goes by here), for the messages that will name it.
+    pub fn observe(&mut self, journey: u64, s: &Step) {
+        if s.correlated || !self.namespaces.contains_key(&s.netns) {
+            return;
+        }
+        let Some(id) = step_ident(s) else {
+            return;
+        };
+        self.seen.insert((s.netns, s.ifindex, id), journey);
+        self.seen.insert((s.netns, s.ifindex, id.loose()), journey);
     }
 
     /// Ties what arrived to journeys (open or held in `journeys`).
@@ -233,8 +285,8 @@ impl RuleTracer {
                 }
             }
         }
-        self.groups
-            .retain(|_, g| g.seen.elapsed() < Duration::from_secs(10));
+        // The messages of one evaluation come together.
+        self.groups.retain(|_, g| g.seen.elapsed() < WAIT);
     }
 
     /// For a rule of a table iptables-nft manages: its number in the chain
@@ -342,18 +394,12 @@ impl RuleTracer {
                 packet: None,
             })
         };
-        let tied = match (known, id) {
-            (Some(j), _) => journeys.attach(Some(j), |_| true, make),
-            (None, Some(id)) => journeys.attach(
-                None,
-                |steps| steps.iter().any(|s| same_packet(s, t, &id)),
-                make,
-            ),
-            (None, None) => None,
-        };
-        let Some(journey) = tied else {
+        let Some(journey) = known.or_else(|| self.seen.find(t, id?)) else {
             return false;
         };
+        if !journeys.attach(journey, make) {
+            return false;
+        }
         let g = self.groups.entry(key).or_insert(Group {
             journey,
             hook: None,

@@ -7,25 +7,42 @@ use std::fs;
 
 #[derive(Debug, Default)]
 pub struct Symbols {
-    /// Sorted by address.
-    syms: Option<Vec<(u64, String)>>,
+    syms: Option<Table>,
+}
+
+/// Text symbols sorted by address; names in one buffer (a stock kernel
+/// has ~150,000: one allocation each would be several MB more).
+#[derive(Debug, Default)]
+struct Table {
+    /// Address, and the name's end in `names` (it starts where the
+    /// previous one ends).
+    addrs: Vec<(u64, u32)>,
+    names: String,
 }
 
 impl Symbols {
-    fn load() -> Vec<(u64, String)> {
+    fn load() -> Table {
         let text = fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-        let mut v: Vec<(u64, String)> = text
+        let mut v: Vec<(u64, &str)> = text
             .lines()
             .filter_map(|l| {
                 let mut it = l.split_whitespace();
                 let addr = u64::from_str_radix(it.next()?, 16).ok()?;
                 let kind = it.next()?;
                 let name = it.next()?;
-                (addr != 0 && matches!(kind, "t" | "T")).then(|| (addr, name.to_string()))
+                (addr != 0 && matches!(kind, "t" | "T")).then_some((addr, name))
             })
             .collect();
         v.sort_unstable();
-        v
+        let mut t = Table {
+            addrs: Vec::with_capacity(v.len()),
+            names: String::with_capacity(v.iter().map(|(_, n)| n.len()).sum()),
+        };
+        for (addr, name) in v {
+            t.names.push_str(name);
+            t.addrs.push((addr, t.names.len() as u32));
+        }
+        t
     }
 
     /// "function+0xoff" for a kernel text address.
@@ -33,9 +50,35 @@ impl Symbols {
         if addr == 0 {
             return None;
         }
-        let syms = self.syms.get_or_insert_with(Self::load);
-        let i = syms.partition_point(|(a, _)| *a <= addr);
-        let (base, name) = syms.get(i.checked_sub(1)?)?;
+        let t = self.syms.get_or_insert_with(Self::load);
+        let i = t
+            .addrs
+            .partition_point(|(a, _)| *a <= addr)
+            .checked_sub(1)?;
+        let (base, end) = t.addrs[i];
+        let start = i.checked_sub(1).map_or(0, |p| t.addrs[p].1);
+        let name = t.names.get(start as usize..end as usize)?;
         Some(format!("{name}+{:#x}", addr - base))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_a_function_of_the_running_kernel() {
+        let text = fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        let Some(addr) = text.lines().find_map(|l| {
+            let mut it = l.split_whitespace();
+            let a = u64::from_str_radix(it.next()?, 16).ok()?;
+            (it.next()? == "T" && it.next()? == "ip_rcv" && a != 0).then_some(a)
+        }) else {
+            eprintln!("SKIPPED: /proc/kallsyms shows no address of ip_rcv (not root?)");
+            return;
+        };
+        let mut s = Symbols::default();
+        assert_eq!(s.resolve(addr + 0x10).as_deref(), Some("ip_rcv+0x10"));
+        assert_eq!(s.resolve(addr).as_deref(), Some("ip_rcv+0x0"));
     }
 }
