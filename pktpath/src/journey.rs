@@ -503,6 +503,17 @@ struct Held {
     until: u64,
 }
 
+/// What `Journeys::attach` did with a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    Yes,
+    /// Not placed yet: the journey (or the step it comes after) is not
+    /// there yet.
+    NotYet,
+    /// The journey was handed out already.
+    Gone,
+}
+
 /// Groups steps into journeys and decides when each is finished.
 pub struct Journeys {
     open: HashMap<u64, Open>,
@@ -614,22 +625,23 @@ impl Journeys {
     }
 
     /// Adds a step that came by another way to journey `id` (open or
-    /// held); `make` builds it from the journey's steps. False when the
-    /// journey is gone or `make` says not yet.
-    pub fn attach(&mut self, id: u64, make: impl FnOnce(&[Step]) -> Option<Step>) -> bool {
+    /// held); `make` builds it from the journey's steps, or says not yet
+    /// (None).
+    pub fn attach(&mut self, id: u64, make: impl FnOnce(&[Step]) -> Option<Step>) -> Attached {
         let steps = match self.open.get_mut(&id) {
             Some(o) => &mut o.steps,
             None => match self.held.get_mut(&id) {
                 Some(h) => &mut h.steps,
-                None => return false,
+                None if self.closed.contains(&id) => return Attached::Gone,
+                None => return Attached::NotYet,
             },
         };
         let Some(step) = make(steps) else {
-            return false;
+            return Attached::NotYet;
         };
         steps.push(step);
         self.steps += 1;
-        true
+        Attached::Yes
     }
 
     /// Journeys that went quiet by kernel time `now_ns`, and held ones

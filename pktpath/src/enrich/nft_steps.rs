@@ -21,11 +21,14 @@ use super::nftrace::{
     run_in, translate_filter, NetnsRef, NftTrace, NftraceSession, RulesetCache, TraceKind,
 };
 use crate::event::{Detail, SiteKind, Step};
-use crate::journey::Journeys;
+use crate::journey::{Attached, Journeys};
 use crate::packet::be16;
 
 /// How long a message waits for its packet's steps.
 const WAIT: Duration = Duration::from_millis(1500);
+/// Messages waiting at most (a bound on memory when journeys cannot be
+/// found, e.g. when the filter could not be translated to nftables).
+const WAIT_MAX: usize = 16_384;
 /// After this long, a message is placed with the steps that are there.
 const SETTLE: Duration = Duration::from_millis(250);
 
@@ -277,12 +280,14 @@ impl RuleTracer {
             // Wait a moment for the packet's steps before placing it
             // with what is there.
             let settle = since.elapsed() > SETTLE;
-            if !self.tie(journeys, &t, settle) {
-                if since.elapsed() < WAIT {
-                    self.waiting.push((t, since));
-                } else {
-                    self.unmatched += 1;
+            match self.tie(journeys, &t, settle) {
+                Attached::Yes => {}
+                Attached::NotYet if since.elapsed() < WAIT && self.waiting.len() < WAIT_MAX => {
+                    self.waiting.push((t, since))
                 }
+                // Its journey was handed out (ended, or evicted under
+                // load), or it waited long enough.
+                _ => self.unmatched += 1,
             }
         }
         // The messages of one evaluation come together.
@@ -326,9 +331,9 @@ impl RuleTracer {
         found
     }
 
-    fn tie(&mut self, journeys: &mut Journeys, t: &NftTrace, settle: bool) -> bool {
+    fn tie(&mut self, journeys: &mut Journeys, t: &NftTrace, settle: bool) -> Attached {
         let Some(ns) = self.namespaces.get(&t.netns_ino) else {
-            return false;
+            return Attached::Gone;
         };
         let info = self.rules.describe(ns, t);
         let key = (t.netns_ino, t.id);
@@ -336,7 +341,7 @@ impl RuleTracer {
         let known = self.groups.get(&key).map(|g| g.journey);
         let id = t.l3_bytes().and_then(|b| ident(&b));
         if known.is_none() && id.is_none() {
-            return false;
+            return Attached::NotYet;
         }
         let hook = base_hook
             .clone()
@@ -395,10 +400,11 @@ impl RuleTracer {
             })
         };
         let Some(journey) = known.or_else(|| self.seen.find(t, id?)) else {
-            return false;
+            return Attached::NotYet;
         };
-        if !journeys.attach(journey, make) {
-            return false;
+        let tied = journeys.attach(journey, make);
+        if tied != Attached::Yes {
+            return tied;
         }
         let g = self.groups.entry(key).or_insert(Group {
             journey,
@@ -411,7 +417,7 @@ impl RuleTracer {
         if g.hook.is_none() {
             g.hook = base_hook;
         }
-        true
+        Attached::Yes
     }
 }
 

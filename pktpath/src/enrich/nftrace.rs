@@ -925,7 +925,9 @@ impl NftraceSession {
                 Err(e) => skipped.push((ns.name.clone(), format!("{e:#}"))),
             }
         }
-        let (tx, rx) = sync_channel(1 << 16);
+        // Bounded: a reader that outruns the consumer loses messages
+        // (counted), it does not grow the heap.
+        let (tx, rx) = sync_channel(1 << 14);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         let reader = {
