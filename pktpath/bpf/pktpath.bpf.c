@@ -136,6 +136,27 @@ struct {
 	__type(value, struct reject);
 } rejected SEC(".maps");
 
+/*
+ * The same, by packet rather than by skb: a clone (TCP transmits one of
+ * every segment), or the skb after a header was pushed or pulled, is the
+ * same packet: same data buffer (head) and the same network and transport
+ * header bytes (TTL, hop limit and IPv4 checksum aside: forwarding changes
+ * them). Another packet in a reused buffer differs in those bytes (IPv4
+ * id, TCP sequence, UDP checksum, lengths), a rewritten one (NAT) too, and
+ * is looked at again.
+ */
+#define PKT_KEY_LEN 48
+struct pkt_key {
+	__u8 hdr[PKT_KEY_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct pkt_key);
+} rejected_pkt SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -366,7 +387,11 @@ static __always_inline int select_packet(struct sk_buff *skb, struct net_device 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return SEL_ELSEWHERE;
+	/* Only what the filter reads (34 bytes for "ip host X"), and at
+	 * least what well_formed() looks at. */
 	caplen = v->caplen;
+	if (caplen > cfg.filter_bytes && cfg.filter_bytes >= 20)
+		caplen = cfg.filter_bytes;
 	if (caplen > FILTER_PKT_MAX)
 		caplen = FILTER_PKT_MAX;
 	if (bpf_probe_read_kernel(s->pkt, caplen, v->start))
@@ -394,6 +419,50 @@ static __always_inline bool known_rejected(__u64 key, struct skb_ident *id, __u8
 	/* Freed (the address will be another packet's), or changed. */
 	bpf_map_delete_elem(&rejected, &key);
 	return role == ROLE_FREE;
+}
+
+/* The packet's key for rejected_pkt: false without an IP network header. */
+static __always_inline bool pkt_key(struct sk_buff *skb, struct skb_ident *id,
+				    struct pkt_key *k)
+{
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+
+	/* 0: never set (or no headroom); ~0: unset on kernels that mark it. */
+	if (!nh || nh == (__u16)~0U)
+		return false;
+	if (bpf_probe_read_kernel(k->hdr, sizeof(k->hdr), (void *)id->head + nh))
+		return false;
+	switch (k->hdr[0] >> 4) {
+	case 4:
+		k->hdr[8] = 0;	/* TTL */
+		k->hdr[10] = 0; /* checksum */
+		k->hdr[11] = 0;
+		return true;
+	case 6:
+		k->hdr[7] = 0; /* hop limit */
+		return true;
+	}
+	return false;
+}
+
+/* Whether this packet (in any skb of it) is one the filter turned down. */
+static __always_inline bool known_rejected_pkt(__u64 head, struct pkt_key *k, __u8 role)
+{
+	struct pkt_key *r = bpf_map_lookup_elem(&rejected_pkt, &head);
+	__u64 *a, *b;
+	int i;
+
+	if (!r)
+		return false;
+	a = (__u64 *)r->hdr;
+	b = (__u64 *)k->hdr;
+	for (i = 0; i < PKT_KEY_LEN / 8; i++)
+		if (a[i] != b[i])
+			return false;
+	/* A free of one of its skbs: the buffer may come back as another. */
+	if (role == ROLE_FREE)
+		bpf_map_delete_elem(&rejected_pkt, &head);
+	return true;
 }
 
 static __always_inline void remember_rejected(__u64 key, struct skb_ident *id)
@@ -536,9 +605,10 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	struct net_device *skb_dev;
 	struct skb_ident id = {};
 	struct pkt_view v = {};
+	struct pkt_key key = {};
 	struct track nt = {};
 	__u64 now, n;
-	bool have_view, have_id;
+	bool have_view, have_id, have_key;
 	struct event *e;
 	struct track *t;
 	__u8 flags = 0;
@@ -551,8 +621,13 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		return NULL;
 	/* Unselected packets end here: one read, one lookup (see rejected). */
 	have_id = skb_ident(skb, &id);
-	if (have_id && known_rejected(h->key, &id, role))
+	have_key = have_id && pkt_key(skb, &id, &key);
+	if (have_key) {
+		if (known_rejected_pkt(id.head, &key, role))
+			return NULL;
+	} else if (have_id && known_rejected(h->key, &id, role)) {
 		return NULL;
+	}
 	now = bpf_ktime_get_ns();
 	skb_dev = BPF_CORE_READ(skb, dev);
 	have_view = have_id && pkt_view(skb, skb_dev, &id, &v);
@@ -584,7 +659,9 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		if (!may_start)
 			return NULL;
 		sel = select_packet(skb, skb_dev, &v);
-		if (sel == SEL_REJECTED && role != ROLE_FREE && have_id)
+		if (sel == SEL_REJECTED && role != ROLE_FREE && have_key)
+			bpf_map_update_elem(&rejected_pkt, &id.head, &key, BPF_ANY);
+		else if (sel == SEL_REJECTED && role != ROLE_FREE && have_id)
 			remember_rejected(h->key, &id);
 		if (sel != SEL_SELECTED)
 			return NULL;

@@ -224,9 +224,13 @@ fn rejected_packets_are_not_filtered_at_every_site() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no filter count in: {err}"));
     // 300 requests out and 300 replies in, seen at 7 or so sites in the
-    // client's namespace: about one filter run per packet and layer.
+    // client's namespace. Rejections are remembered by packet (buffer and
+    // header bytes), so pushed or pulled headers and clones do not run the
+    // filter again: ~1.5 runs per packet here (912 measured), where by skb
+    // alone it was one per packet and layer (~1,200), and with nothing
+    // remembered one per site (2,424).
     assert!(runs >= 600, "every packet filtered at least once: {runs}");
-    assert!(runs <= 4 * 300, "filtered at every site again: {runs}");
+    assert!(runs <= 1000, "filtered again after a header moved: {runs}");
 }
 
 #[test]

@@ -86,7 +86,8 @@ struct config {
 	unsigned int mark_mask;	      /* 0: no mark selection */
 	unsigned char fib_correlate;  /* tie FIB lookups to packets */
 	unsigned char funcs_active;   /* function sites attached: see end() */
-	unsigned char pad[6];
+	unsigned short filter_bytes;  /* bytes of the packet the filter reads */
+	unsigned char pad[4];
 	struct slot_cfg slots[MAX_SLOTS];
 };
 

@@ -49,13 +49,26 @@ pub struct Filter {
     pub expr: String,
     pub l2: Vec<ebpf::Insn>,
     pub l3: Vec<ebpf::Insn>,
+    /// Bytes of a packet the filter can read (at most FILTER_PKT_MAX):
+    /// what the probes copy for it.
+    pub bytes: u16,
 }
 
 impl Filter {
     /// Compiles `expr` (pcap-filter syntax) for both layers.
     pub fn new(expr: &str) -> Result<Filter, FilterError> {
-        let l2 = ebpf::translate(&cbpf::compile(expr, Layer::L2)?)?;
-        let l3 = ebpf::translate(&cbpf::compile(expr, Layer::L3)?)?;
+        let (c2, c3) = (
+            cbpf::compile(expr, Layer::L2)?,
+            cbpf::compile(expr, Layer::L3)?,
+        );
+        let max = crate::kernel::abi::FILTER_PKT_MAX as u64;
+        let bytes = match (cbpf::bytes_read(&c2), cbpf::bytes_read(&c3)) {
+            // At least what the probes look at to call a packet well formed.
+            (Some(a), Some(b)) => a.max(b).clamp(20, max),
+            _ => max,
+        };
+        let l2 = ebpf::translate(&c2)?;
+        let l3 = ebpf::translate(&c3)?;
         for prog in [&l2, &l3] {
             if prog.len() > crate::kernel::abi::FILTER_MAX_INSNS {
                 return Err(FilterError::TooLarge(
@@ -68,6 +81,7 @@ impl Filter {
             expr: expr.to_string(),
             l2,
             l3,
+            bytes: bytes as u16,
         })
     }
 }

@@ -81,7 +81,9 @@ pub struct Config {
     pub mark_mask: u32,
     pub fib_correlate: u8,
     pub funcs_active: u8,
-    pub pad: [u8; 6],
+    /// Bytes of the packet the filter reads (see Filter::bytes).
+    pub filter_bytes: u16,
+    pub pad: [u8; 4],
     pub slots: [SlotCfg; MAX_SLOTS],
 }
 
@@ -95,7 +97,8 @@ impl Default for Config {
             mark_mask: 0,
             fib_correlate: 1,
             funcs_active: 0,
-            pad: [0; 6],
+            filter_bytes: FILTER_PKT_MAX as u16,
+            pad: [0; 4],
             slots: [SlotCfg::default(); MAX_SLOTS],
         }
     }

@@ -234,6 +234,7 @@ impl Tracer {
             mark: sel.mark & sel.mark_mask,
             mark_mask: sel.mark_mask,
             funcs_active: functions.is_some() as u8,
+            filter_bytes: filter.bytes,
             ..Config::default()
         };
         for (i, tp) in plan.slots.iter().enumerate() {
