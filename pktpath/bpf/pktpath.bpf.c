@@ -33,6 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define MAC_UNSET 0xffff
 #define ARPHRD_ETHER 1
 #define ETH_P_IP 0x0800
+#define AF_NETLINK 16
 #define ETH_P_IPV6 0x86DD
 #define CORRELATE_NS 2000000ULL /* FIB lookup to packet, same CPU */
 #define LOOPBACK_IFINDEX 1
@@ -347,12 +348,28 @@ static __always_inline __u64 fingerprint(struct pkt_view *v)
 	return fp ^ ((__u64)seq << 8);
 }
 
+/*
+ * A netlink message (no device, no protocol, a netlink socket): never a
+ * network packet. nftables tracing sends one per traced packet and chain,
+ * to every listener: without this each ran the filter.
+ */
+static __always_inline bool is_netlink(struct sk_buff *skb, struct net_device *dev)
+{
+	struct sock *sk;
+
+	if (dev || BPF_CORE_READ(skb, protocol))
+		return false;
+	sk = BPF_CORE_READ(skb, sk);
+	return sk && BPF_CORE_READ(sk, __sk_common.skc_family) == AF_NETLINK;
+}
+
 /* Is this untracked packet one the user asked for? */
 /* select_packet() results */
 enum {
 	SEL_ELSEWHERE = 0, /* not where -i/--netns/--mark look, or unreadable */
 	SEL_REJECTED = 1,  /* the filter said no to well-formed headers */
 	SEL_SELECTED = 2,
+	SEL_MALFORMED = 3, /* no to what is not (yet) a network packet */
 };
 
 /* Whether the view starts with headers the filter can judge for good. */
@@ -404,7 +421,7 @@ static __always_inline int select_packet(struct sk_buff *skb, struct net_device 
 		yes = filter_l2(s, caplen) != 0;
 	if (yes)
 		return SEL_SELECTED;
-	return well_formed(s, v->l3, caplen) ? SEL_REJECTED : SEL_ELSEWHERE;
+	return well_formed(s, v->l3, caplen) ? SEL_REJECTED : SEL_MALFORMED;
 }
 
 /* Whether this skb is a packet the filter already turned down. */
@@ -656,12 +673,18 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	} else {
 		int sel;
 
-		if (!may_start)
+		if (!may_start || is_netlink(skb, skb_dev))
 			return NULL;
 		sel = select_packet(skb, skb_dev, &v);
+		/*
+		 * Not yet a network packet (headers unwritten, or a netlink
+		 * message: nftables tracing sends one per traced packet): turned
+		 * down until its layout changes, so by skb.
+		 */
 		if (sel == SEL_REJECTED && role != ROLE_FREE && have_key)
 			bpf_map_update_elem(&rejected_pkt, &id.head, &key, BPF_ANY);
-		else if (sel == SEL_REJECTED && role != ROLE_FREE && have_id)
+		else if ((sel == SEL_REJECTED || sel == SEL_MALFORMED) && role != ROLE_FREE &&
+			 have_id)
 			remember_rejected(h->key, &id);
 		if (sel != SEL_SELECTED)
 			return NULL;

@@ -167,6 +167,8 @@ pub fn run(
     // hold finished journeys a moment for their trace messages.
     let rules = match &opts.nft_trace {
         Some((namespaces, expr)) => match RuleTracer::start(namespaces.clone(), expr) {
+            // No namespace with a ruleset: nothing to wait for.
+            Ok((r, _)) if r.namespaces() == 0 => None,
             Ok((r, warning)) => {
                 if let Some(w) = warning {
                     eprintln!("pktpath: warning: {w}");

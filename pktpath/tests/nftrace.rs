@@ -215,6 +215,35 @@ fn table_of_a_dead_pid_is_swept_at_start() {
     assert!(our_tables(&lab, &srv).is_empty());
 }
 
+#[test]
+fn namespaces_without_a_ruleset_are_not_traced() {
+    require_root!();
+    let (lab, cli, srv) = pair(215);
+    lab.nft(
+        &srv,
+        "table inet user {\n chain input { type filter hook input priority 0; }\n}\n",
+    )
+    .unwrap();
+    let namespaces = [
+        NetnsRef::named(&cli).unwrap(),
+        NetnsRef::named(&srv).unwrap(),
+    ];
+    let session = NftraceSession::start(&namespaces, None).unwrap();
+    // No rule to report in cli, and tracing would cost every packet
+    // there netlink messages: left alone.
+    assert_eq!(session.without_rules(), std::slice::from_ref(&cli));
+    let traced: Vec<&str> = session
+        .namespaces()
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(traced, [srv.as_str()]);
+    assert!(our_tables(&lab, &cli).is_empty());
+    assert_eq!(our_tables(&lab, &srv).len(), 2);
+    drop(session);
+    assert!(our_tables(&lab, &srv).is_empty());
+}
+
 const CHILD_ENV: &str = "PKTPATH_NFTRACE_CHILD_NETNS";
 
 /// Not a test on its own: the process that `sigkill_leaves_a_table_that_the_next_start_sweeps`
@@ -233,6 +262,12 @@ fn child_holds_a_session() {
 fn sigkill_leaves_a_table_that_the_next_start_sweeps() {
     require_root!();
     let (lab, _cli, srv) = pair(214);
+    // A ruleset of the user's: namespaces without one are not traced.
+    lab.nft(
+        &srv,
+        "table inet user {\n chain input { type filter hook input priority 0; }\n}\n",
+    )
+    .unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_holds_a_session", "--nocapture"])
         .env(CHILD_ENV, &srv)

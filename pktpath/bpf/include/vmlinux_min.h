@@ -65,6 +65,7 @@ struct net_device {
 
 struct sock_common {
 	possible_net_t skc_net;
+	unsigned short skc_family;
 };
 
 struct sock {

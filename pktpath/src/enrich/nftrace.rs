@@ -741,38 +741,50 @@ fn pid_alive(pid: u32) -> bool {
 /// (left by a pktpath killed with SIGKILL); returns the tables deleted as
 /// "FAMILY NAME".
 pub fn sweep_leftovers(ns: &NetnsRef) -> Result<Vec<String>> {
-    let (gone, script) = leftovers(ns)?;
+    let (gone, script, _) = leftovers(ns)?;
     if !gone.is_empty() {
         nft_in(ns, &["-f", "-"], Some(&script))?;
     }
     Ok(gone)
 }
 
-/// A namespace ready to trace: the leftover tables swept, the listener.
-type Prepared = (Vec<String>, Socket);
+/// A namespace set up: the leftover tables swept, and the listener (none
+/// where there is no ruleset to trace).
+type Prepared = (Vec<String>, Option<Socket>);
 
 /// Sets up one namespace: sweeps leftovers, opens the listener, adds
-/// `script` (our table). Returns the tables swept and the socket.
+/// `script` (our table). Returns the tables swept and the socket; no
+/// socket where the namespace has no nftables table of its own: no rule
+/// there to report, and tracing costs every packet netlink messages.
 fn setup_one(ns: &NetnsRef, script: &str) -> Result<Prepared> {
-    let (gone, mut all) = leftovers(ns)?;
+    let (gone, mut all, ruleset) = leftovers(ns)?;
+    if !ruleset {
+        if !gone.is_empty() {
+            nft_in(ns, &["-f", "-"], Some(&all))?;
+        }
+        return Ok((gone, None));
+    }
     let socket = open_listener(ns)?;
     all.push_str(script);
     nft_in(ns, &["-f", "-"], Some(&all))
         .with_context(|| format!("cannot add the tracing table in netns {}", ns.name))?;
-    Ok((gone, socket))
+    Ok((gone, Some(socket)))
 }
 
-/// Tables of dead pktpath runs in `ns`, and the nft script deleting them.
-fn leftovers(ns: &NetnsRef) -> Result<(Vec<String>, String)> {
+/// Tables of dead pktpath runs in `ns`, the nft script deleting them, and
+/// whether `ns` has tables other than pktpath's (a ruleset to trace).
+fn leftovers(ns: &NetnsRef) -> Result<(Vec<String>, String, bool)> {
     let listing = nft_in(ns, &["list", "tables"], None)?;
     let mut gone = Vec::new();
     let mut script = String::new();
+    let mut ruleset = false;
     for line in listing.lines() {
         let mut w = line.split_whitespace();
         let (Some("table"), Some(family), Some(name)) = (w.next(), w.next(), w.next()) else {
             continue;
         };
         let Some(pid) = parse_table_pid(name) else {
+            ruleset = true;
             continue;
         };
         if pid_alive(pid) {
@@ -785,7 +797,7 @@ fn leftovers(ns: &NetnsRef) -> Result<(Vec<String>, String)> {
         ));
         gone.push(format!("{family} {name}"));
     }
-    Ok((gone, script))
+    Ok((gone, script, ruleset))
 }
 
 /// The nft script adding our tracing table; `matches` as from
@@ -838,6 +850,8 @@ pub struct NftraceSession {
     swept: Vec<(String, String)>,
     /// Namespaces left out because setting up there failed: (name, why).
     skipped: Vec<(String, String)>,
+    /// Namespaces not traced: no nftables table there.
+    without_rules: Vec<String>,
 }
 
 #[derive(Default)]
@@ -915,12 +929,18 @@ impl NftraceSession {
         let mut skipped = Vec::new();
         let mut sockets = Vec::new();
         let mut traced = Vec::new();
+        let mut without_rules = Vec::new();
         for (ns, r) in results {
             match r {
                 Ok((tables, socket)) => {
                     swept.extend(tables.into_iter().map(|t| (ns.name.clone(), t)));
-                    sockets.push((ns.inode, socket));
-                    traced.push(ns);
+                    match socket {
+                        Some(socket) => {
+                            sockets.push((ns.inode, socket));
+                            traced.push(ns);
+                        }
+                        None => without_rules.push(ns.name),
+                    }
                 }
                 Err(e) => skipped.push((ns.name.clone(), format!("{e:#}"))),
             }
@@ -946,8 +966,9 @@ impl NftraceSession {
             reader: Some(reader),
             swept,
             skipped,
+            without_rules,
         };
-        if session.namespaces.is_empty() {
+        if session.namespaces.is_empty() && !session.skipped.is_empty() {
             let why = session
                 .skipped
                 .first()
@@ -972,6 +993,11 @@ impl NftraceSession {
     /// Namespaces left out because setting up there failed: (name, why).
     pub fn skipped(&self) -> &[(String, String)] {
         &self.skipped
+    }
+
+    /// Namespaces not traced because they have no nftables table.
+    pub fn without_rules(&self) -> &[String] {
+        &self.without_rules
     }
 
     /// Tables of dead processes removed at start: (netns name, "FAMILY NAME").
