@@ -71,6 +71,23 @@ struct {
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
+/*
+ * Wake the reader only once a batch waits: a wake-up per event cost the
+ * reader a system call per event (most of its time at high rates). The
+ * reader also polls every 100 ms, so a lone event waits at most that.
+ */
+#define WAKEUP_BYTES (128 << 10)
+/* enum in uapi linux/bpf.h, not in vmlinux_min.h */
+#define BPF_RB_NO_WAKEUP 1
+#define BPF_RB_FORCE_WAKEUP 2
+#define BPF_RB_AVAIL_DATA 0
+static __always_inline __u64 rb_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -526,7 +543,7 @@ static __always_inline void flush_one(struct event *p, struct event *first)
 {
 	p->journey = first->journey;
 	p->skb = first->skb;
-	if (bpf_ringbuf_output(&events, p, sizeof(*p), 0))
+	if (bpf_ringbuf_output(&events, p, sizeof(*p), rb_flags()))
 		count(CNT_LOST);
 	p->ts = 0;
 }
@@ -745,7 +762,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 static __always_inline void end(struct event *e, struct hctx *h)
 {
 	if (e) {
-		bpf_ringbuf_submit(e, 0);
+		bpf_ringbuf_submit(e, rb_flags());
 		count(CNT_EVENTS);
 	}
 	if (h->role == ROLE_FREE) {
@@ -1089,7 +1106,7 @@ int fib4(__u64 *ctx)
 	e->skb = c->skb;
 	e->netns = c->netns;
 	c->gw4 = e->args[4];
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), rb_flags()))
 		count(CNT_LOST);
 	return 0;
 }
@@ -1147,7 +1164,7 @@ int fib6(__u64 *ctx)
 		fill_nh_dev(e, BPF_CORE_READ(nh, nh_common.nhc_dev));
 	}
 	e->data_len = 48;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, rb_flags());
 	return 0;
 }
 
@@ -1180,7 +1197,7 @@ int neigh_done(__u64 *ctx)
 	if (c && e->netns == c->netns && (key == c->daddr4 || (c->gw4 && key == c->gw4))) {
 		e->journey = c->journey;
 		e->skb = c->skb;
-		if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+		if (bpf_ringbuf_output(&events, e, sizeof(*e), rb_flags()))
 			count(CNT_LOST);
 	} else {
 		/* Maybe for a packet about to be transmitted for the first time. */
