@@ -474,7 +474,11 @@ fn demo_runs_and_cleans_up() {
         .map(|j| j["end"]["reason"].as_str().unwrap())
         .collect();
     real.sort();
-    assert_eq!(real, ["NETFILTER_DROP", "NO_SOCKET"], "{all:#?}");
+    let ends: Vec<String> = all
+        .iter()
+        .map(|j| format!("{} | {}", j["packet"], j["end"]))
+        .collect();
+    assert_eq!(real, ["NETFILTER_DROP", "NO_SOCKET"], "{ends:#?}");
     assert!(
         dropped["end"]["explanation"]
             .as_str()
