@@ -72,6 +72,20 @@ pub struct Step {
     /// Shared between the steps that saw the same bytes.
     #[serde(skip)]
     pub packet: Option<(bool, Arc<[u8]>)>,
+    /// The site's role, when the decoder knew it (else `role()` looks
+    /// the site up by name).
+    #[serde(skip)]
+    pub role_hint: RoleHint,
+}
+
+/// A cached `Step::role()`: not part of what a step is (equality ignores it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoleHint(pub Option<u8>);
+
+impl PartialEq for RoleHint {
+    fn eq(&self, _: &RoleHint) -> bool {
+        true
+    }
 }
 
 /// An address as "0x..." text, as people read kernel pointers.
@@ -238,6 +252,9 @@ pub struct RuleMatch {
 impl Step {
     /// What this step means for the packet's life (kernel::abi::ROLE_*).
     pub fn role(&self) -> u8 {
+        if let Some(r) = self.role_hint.0 {
+            return r;
+        }
         match self.kind {
             SiteKind::Tracepoint => sites::info(&self.site).role,
             SiteKind::Function => sites::function_role(&self.site),
@@ -448,6 +465,7 @@ pub(crate) fn test_step(ts_ns: u64, site: &str, netns: &str, detail: Detail) -> 
         vlan: None,
         detail,
         packet: None,
+        role_hint: RoleHint::default(),
     }
 }
 
@@ -477,8 +495,8 @@ struct Names {
     packets: Vec<Option<SeenBytes>>,
 }
 
-type FunctionNames = (Arc<str>, Option<Arc<str>>);
-type SiteNames = (Arc<str>, Arc<str>, Option<Arc<str>>);
+type FunctionNames = (Arc<str>, Option<Arc<str>>, u8);
+type SiteNames = (Arc<str>, Arc<str>, Option<Arc<str>>, u8);
 
 struct SeenBytes {
     skb: u64,
@@ -653,10 +671,12 @@ impl Decoder {
                 },
                 self.names.subsystem(subsystem),
                 (!info.source.is_empty()).then(|| info.source.into()),
+                info.role,
             ));
         }
-        let (site, subsystem, source) = self.names.slots[key].clone()?;
+        let (site, subsystem, source, role) = self.names.slots[key].clone()?;
         let mut step = self.step(raw, site, SiteKind::Tracepoint, subsystem, source);
+        step.role_hint = RoleHint(Some(role));
         step.detail = match raw.kind {
             abi::EVENT_SKB => self.skb_detail(raw),
             abi::EVENT_FIB4 => Detail::Route(Box::new(RouteLookup {
@@ -737,14 +757,23 @@ impl Decoder {
         if self.names.functions.len() <= i {
             self.names.functions.resize(i + 1, None);
         }
-        let (name, source) = self.names.functions[i]
+        let (name, source, role) = self.names.functions[i]
             .get_or_insert_with(|| {
                 let source = f.module.as_ref().map(|m| format!("module {m}").into());
-                (f.name.as_str().into(), source)
+                (
+                    f.name.as_str().into(),
+                    source,
+                    sites::function_role(&f.name),
+                )
             })
             .clone();
         let subsystem = self.names.subsystem(f.subsystem);
         let mut step = self.step(raw, name, kind, subsystem, source);
+        step.role_hint = RoleHint(Some(if ret {
+            crate::kernel::abi::ROLE_PASS
+        } else {
+            role
+        }));
         if ret {
             step.detail = Detail::Return {
                 from: (raw.args[1] != 0 && raw.args[1] != raw.skb)
@@ -805,6 +834,7 @@ impl Decoder {
             vlan: (has_packet && raw.vlan_proto != 0).then_some(raw.vlan_tci & 0xfff),
             detail: Detail::None,
             packet,
+            role_hint: RoleHint::default(),
         }
     }
 

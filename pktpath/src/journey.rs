@@ -569,8 +569,9 @@ impl Journeys {
             return None;
         }
         let role = step.role();
-        let o = self.open.entry(id).or_insert(Open {
-            steps: Vec::new(),
+        let o = self.open.entry(id).or_insert_with(|| Open {
+            // A journey has ~10 steps on the tracepoints: no regrowth.
+            steps: Vec::with_capacity(12),
             last_ts: 0,
             delivered: false,
             queued: false,

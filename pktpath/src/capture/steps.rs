@@ -52,6 +52,7 @@ pub fn parse_step(line: &str, t0: u64) -> Step {
             None => Detail::None,
         },
         packet: None,
+        role_hint: Default::default(),
     }
 }
 

@@ -199,6 +199,7 @@ impl Bridges {
                     fdb,
                 },
                 packet: None,
+                role_hint: Default::default(),
             });
         }
         if !added.is_empty() {

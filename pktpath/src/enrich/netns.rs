@@ -19,6 +19,8 @@ pub const NETNS_DIRS: &[&str] = &["/run/netns", "/var/run/netns"];
 pub struct NetnsNames {
     names: HashMap<u32, Arc<str>>,
     unnamed: HashMap<u32, Arc<str>>,
+    /// The last name found (events come in runs from one namespace).
+    last: Option<(u32, Arc<str>)>,
     scanned: Option<Instant>,
 }
 
@@ -114,12 +116,18 @@ impl NetnsNames {
             }
         }
         self.names = seen;
+        self.last = None;
     }
 
     /// The name of namespace `inode`; "netns:INODE" when none is known.
     pub fn name(&mut self, inode: u32) -> Arc<str> {
         if inode == 0 {
             return "?".into();
+        }
+        if let Some((i, n)) = &self.last {
+            if *i == inode {
+                return n.clone();
+            }
         }
         if !self.names.contains_key(&inode)
             && self
@@ -129,6 +137,7 @@ impl NetnsNames {
             self.scan();
         }
         if let Some(n) = self.names.get(&inode) {
+            self.last = Some((inode, n.clone()));
             return n.clone();
         }
         // Shared by the steps until a scan finds a name.

@@ -397,6 +397,7 @@ impl RuleTracer {
                 vlan: None,
                 detail,
                 packet: None,
+                role_hint: Default::default(),
             })
         };
         let Some(journey) = known.or_else(|| self.seen.find(t, id?)) else {
