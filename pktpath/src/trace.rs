@@ -225,10 +225,17 @@ pub fn run(
         }
         let mut c = consumer.borrow_mut();
         let Consumer {
-            rules, journeys, ..
+            rules,
+            journeys,
+            sink,
+            ..
         } = &mut *c;
         if let Some(r) = rules.as_mut() {
-            r.poll(journeys);
+            let stream = sink.wants_steps();
+            for (journey, step) in r.poll(journeys, stream) {
+                let r = c.sink.step(journey, &step);
+                c.written(r);
+            }
         }
         c.tick(stopping);
         if let Some(e) = c.error.take() {

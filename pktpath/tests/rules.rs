@@ -444,3 +444,31 @@ fn vlan_tags_held_outside_the_data_are_shown() {
         req[0]
     );
 }
+
+/// With --steps, rule verdicts are streamed too, as they join the journey.
+#[test]
+fn streamed_steps_include_rule_verdicts() {
+    require_root!();
+    let _serial = serial();
+    let net = Net::new(238);
+    net.lab
+        .nft(
+            &net.router,
+            "table inet filter {\n chain forward {\n type filter hook forward priority 0; \
+             policy accept;\n udp dport 9999 counter drop\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&["--steps", &net.only("udp port 9999")]);
+    net.udp(9999);
+    let lines = p.stop();
+    let journey = lines
+        .iter()
+        .find(|l| l["end"]["reason"] == "NETFILTER_DROP")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let streamed: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["journey"] == journey["id"] && l["step"]["site"] == "nft_trace")
+        .collect();
+    assert_eq!(streamed.len(), 1, "{lines:#?}");
+    assert_eq!(streamed[0]["step"]["detail"]["verdict"], "drop");
+}

@@ -267,8 +267,10 @@ impl RuleTracer {
         self.seen.insert((s.netns, s.ifindex, id.loose()), journey);
     }
 
-    /// Ties what arrived to journeys (open or held in `journeys`).
-    pub fn poll(&mut self, journeys: &mut Journeys) {
+    /// Ties what arrived to journeys (open or held in `journeys`); with
+    /// `stream`, returns the steps added (for sinks that show steps live).
+    pub fn poll(&mut self, journeys: &mut Journeys, stream: bool) -> Vec<(u64, Step)> {
+        let mut added = Vec::new();
         let mut pending = std::mem::take(&mut self.waiting);
         pending.extend(
             self.session
@@ -280,7 +282,7 @@ impl RuleTracer {
             // Wait a moment for the packet's steps before placing it
             // with what is there.
             let settle = since.elapsed() > SETTLE;
-            match self.tie(journeys, &t, settle) {
+            match self.tie(journeys, &t, settle, stream.then_some(&mut added)) {
                 Attached::Yes => {}
                 Attached::NotYet if since.elapsed() < WAIT && self.waiting.len() < WAIT_MAX => {
                     self.waiting.push((t, since))
@@ -292,6 +294,7 @@ impl RuleTracer {
         }
         // The messages of one evaluation come together.
         self.groups.retain(|_, g| g.seen.elapsed() < WAIT);
+        added
     }
 
     /// For a rule of a table iptables-nft manages: its number in the chain
@@ -331,7 +334,13 @@ impl RuleTracer {
         found
     }
 
-    fn tie(&mut self, journeys: &mut Journeys, t: &NftTrace, settle: bool) -> Attached {
+    fn tie(
+        &mut self,
+        journeys: &mut Journeys,
+        t: &NftTrace,
+        settle: bool,
+        added: Option<&mut Vec<(u64, Step)>>,
+    ) -> Attached {
         let Some(ns) = self.namespaces.get(&t.netns_ino) else {
             return Attached::Gone;
         };
@@ -403,9 +412,19 @@ impl RuleTracer {
         let Some(journey) = known.or_else(|| self.seen.find(t, id?)) else {
             return Attached::NotYet;
         };
-        let tied = journeys.attach(journey, make);
+        let mut made = None;
+        let tied = journeys.attach(journey, |steps| {
+            let s = make(steps)?;
+            if added.is_some() {
+                made = Some(s.clone());
+            }
+            Some(s)
+        });
         if tied != Attached::Yes {
             return tied;
+        }
+        if let (Some(added), Some(s)) = (added, made) {
+            added.push((journey, s));
         }
         let g = self.groups.entry(key).or_insert(Group {
             journey,

@@ -37,4 +37,8 @@ impl<W: Write> Sink for Json<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
+
+    fn wants_steps(&self) -> bool {
+        self.steps
+    }
 }

@@ -15,6 +15,11 @@ pub trait Sink {
     fn step(&mut self, _journey: u64, _s: &Step) -> std::io::Result<()> {
         Ok(())
     }
+    /// Whether `step` shows anything (then steps that join a journey
+    /// later, like nftables verdicts, are passed to it too).
+    fn wants_steps(&self) -> bool {
+        false
+    }
     /// Writes out what is buffered: called after each batch of events
     /// (not per journey: one write per batch when the output is busy).
     fn flush(&mut self) -> std::io::Result<()> {

@@ -140,4 +140,8 @@ impl<W: Write> Sink for Terminal<W> {
         )?;
         self.out.flush()
     }
+
+    fn wants_steps(&self) -> bool {
+        self.steps
+    }
 }
