@@ -72,20 +72,28 @@ struct {
 } events SEC(".maps");
 
 /*
- * Wake the reader only once a batch waits: a wake-up per event cost the
+ * Wake the reader only when a batch waits: a wake-up per event cost the
  * reader a system call per event (most of its time at high rates). The
- * reader also polls every 100 ms, so a lone event waits at most that.
+ * wake-up goes with the event that crosses 128 KiB (or 4 MiB, should that
+ * one have been missed), not with every event past it: those would each
+ * queue a wake-up while the reader is already on its way. The reader also
+ * polls every 100 ms, so a lone event waits at most that.
  */
 #define WAKEUP_BYTES (128 << 10)
+#define WAKEUP_LATE (4 << 20)
 /* enum in uapi linux/bpf.h, not in vmlinux_min.h */
 #define BPF_RB_NO_WAKEUP 1
 #define BPF_RB_FORCE_WAKEUP 2
 #define BPF_RB_AVAIL_DATA 0
 static __always_inline __u64 rb_flags(void)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ?
-		       BPF_RB_FORCE_WAKEUP :
-		       BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	const __u64 step = 2 * sizeof(struct event);
+
+	if ((avail >= WAKEUP_BYTES && avail < WAKEUP_BYTES + step) ||
+	    (avail >= WAKEUP_LATE && avail < WAKEUP_LATE + step))
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
 }
 
 struct {
