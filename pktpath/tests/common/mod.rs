@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod scenarios;
+
 use pktpath::netlab::Lab;
 use serde_json::Value;
 
