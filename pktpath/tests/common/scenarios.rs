@@ -80,13 +80,15 @@ pub fn dropped(j: &Value) -> (&str, &str, &str) {
     )
 }
 
-/// The nftables steps of a journey, as printed.
+/// The nftables steps of a journey, as printed, but for the end of a base
+/// chain before its policy (`return`, `continue`), which 6.1 reports too.
 pub fn rule_steps(j: &Value) -> Vec<String> {
     j["steps"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["site"] == "nft_trace")
+        .filter(|s| !(s["detail"]["what"] == "return" && s["detail"]["verdict"] == "continue"))
         .map(|s| {
             let d = &s["detail"];
             format!(
