@@ -163,6 +163,9 @@ pub enum Detail {
         out_ports: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         fdb: Option<String>,
+        /// The VLAN it is in on the bridge and whether the port lets it in.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        vlan: Option<String>,
     },
     /// A netfilter hook ran its chains (nf_hook_slow): which hook, and
     /// whether the packet went on (accept) or died there (drop).
@@ -274,6 +277,7 @@ impl Step {
                 in_port,
                 out_ports,
                 fdb,
+                vlan,
             } => {
                 let out = if out_ports.is_empty() {
                     "not forwarded to another port".to_string()
@@ -284,7 +288,8 @@ impl Step {
                     .as_ref()
                     .map(|f| format!("; fdb: {f}"))
                     .unwrap_or_default();
-                format!("bridge {bridge}: in {in_port}, {out}{fdb}")
+                let vlan = vlan.as_ref().map(|v| format!("; {v}")).unwrap_or_default();
+                format!("bridge {bridge}: in {in_port}, {out}{fdb}{vlan}")
             }
             Detail::Hook {
                 family,

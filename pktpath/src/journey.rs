@@ -158,13 +158,34 @@ impl Journey {
 
 /// Each netfilter hook step's verdict, from what the packet did next: died
 /// of NETFILTER_DROP before anything else happened to it (drop), or went
-/// on (accept).
+/// on (accept). Steps of the functions a hook runs (nft_do_chain_inet...)
+/// carry the hook too and come between nf_hook_slow and the drop: the hook
+/// dropped it if no other nf_hook_slow came before the drop, the function
+/// did if no other hook step did.
 fn hook_verdicts(steps: &mut [Step]) {
+    let nf_drop =
+        |s: &Step| matches!(&s.detail, Detail::Drop { reason, .. } if reason == "NETFILTER_DROP");
     for i in 0..steps.len() {
         let Detail::Hook { verdict: None, .. } = &steps[i].detail else {
             continue;
         };
         let skb = steps[i].skb;
+        let outer = &*steps[i].site == "nf_hook_slow";
+        let dropped_here = steps[i + 1..]
+            .iter()
+            .filter(|s| !s.correlated && s.skb == skb)
+            .find(|s| {
+                nf_drop(s)
+                    || matches!(s.detail, Detail::Hook { .. })
+                        && (!outer || &*s.site == "nf_hook_slow")
+            })
+            .is_some_and(nf_drop);
+        if dropped_here {
+            if let Detail::Hook { verdict: v, .. } = &mut steps[i].detail {
+                *v = Some("drop".into());
+            }
+            continue;
+        }
         let next = steps[i + 1..].iter().find(|s| {
             !s.correlated
                 && s.skb == skb

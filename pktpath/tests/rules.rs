@@ -6,31 +6,8 @@ mod common;
 
 use std::process::Command;
 
+use common::scenarios::{self, Scenario};
 use common::{Net, Pktpath};
-use serde_json::Value;
-
-/// The nftables steps of a journey, as printed.
-fn rule_steps(j: &Value) -> Vec<String> {
-    j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["site"] == "nft_trace")
-        .map(|s| {
-            let d = &s["detail"];
-            format!(
-                "{} {} {} {} {} {} {}",
-                s["netns_name"].as_str().unwrap(),
-                d["family"].as_str().unwrap(),
-                d["table"].as_str().unwrap(),
-                d["chain"].as_str().unwrap(),
-                d["what"].as_str().unwrap(),
-                d["rule"].as_str().unwrap_or("-"),
-                d["verdict"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
 
 /// The tracing tables of pktpath run `pid` in the sandbox's namespaces
 /// (other tests' runs add theirs there too).
@@ -67,63 +44,24 @@ fn tables_named_pktpath(net: &Net) -> Vec<String> {
         .collect()
 }
 
+/// Sets up `scenario` in its own sandbox, traces `filter` there and checks
+/// the journeys; returns the pid of the pktpath run.
+fn run_alone(n: u8, scenario: &dyn Scenario, filter: &str) -> (Net, i32) {
+    let net = Net::new(n);
+    scenario.setup(&net);
+    let p = Pktpath::start(&[&net.only(filter)]);
+    let pid = p.pid();
+    scenario.send(&net);
+    let all = p.stop();
+    scenario.check(&net, &all);
+    (net, pid)
+}
+
 #[test]
 fn nft_drop_names_the_rule_table_chain_and_handle() {
     require_root!();
     let _serial = serial();
-    let net = Net::new(231);
-    net.lab
-        .nft(
-            &net.router,
-            "table inet filter {\n chain forward {\n type filter hook forward priority 0; \
-             policy accept;\n ip saddr 10.231.1.2 udp dport 9999 counter drop\n }\n}\n",
-        )
-        .unwrap();
-    let p = Pktpath::start(&[&net.only("udp port 9999")]);
-    let pid = p.pid();
-    net.udp(9999);
-    let all = p.stop();
-    assert_eq!(all.len(), 1, "{all:#?}");
-    let j = &all[0];
-    assert_eq!(j["end"]["reason"], "NETFILTER_DROP");
-    let why = j["end"]["explanation"].as_str().unwrap();
-    assert!(
-        why.starts_with(
-            "dropped by nftables rule `ip saddr 10.231.1.2 udp dport 9999 counter drop` \
-             (inet filter forward, handle "
-        ),
-        "{why}"
-    );
-    assert!(j["end"]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("nft delete rule inet filter forward handle"));
-    let rules = rule_steps(j);
-    assert_eq!(
-        rules,
-        [format!(
-            "{} inet filter forward rule ip saddr 10.231.1.2 udp dport 9999 counter drop drop",
-            net.router
-        )],
-        "{j:#}"
-    );
-    let step = j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["site"] == "nft_trace")
-        .unwrap();
-    assert_eq!(step["detail"]["hook"], "forward");
-    assert_eq!(step["detail"]["priority"], "filter");
-    // Placed between the router's route lookup and the drop.
-    common::assert_in_order(
-        j,
-        &[
-            ("fib_table_lookup", &net.router, ""),
-            ("nft_trace", &net.router, "in0"),
-            ("kfree_skb", &net.router, ""),
-        ],
-    );
+    let (net, pid) = run_alone(231, &scenarios::NftDrop, "udp port 9999");
     assert!(tables_of(&net, pid).is_empty());
 }
 
@@ -131,54 +69,7 @@ fn nft_drop_names_the_rule_table_chain_and_handle() {
 fn nft_reject_and_chain_policy_are_explained() {
     require_root!();
     let _serial = serial();
-    let net = Net::new(232);
-    net.lab
-        .nft(
-            &net.server,
-            "table ip guard {\n chain input {\n type filter hook input priority 0; \
-             policy drop;\n udp dport 5001 reject\n icmp type echo-request accept\n }\n}\n",
-        )
-        .unwrap();
-    let p = Pktpath::start(&[&net.only("udp or icmp")]);
-    net.udp(5001);
-    net.udp(5002);
-    let all = p.stop();
-    let to = |port: &str| {
-        all.iter()
-            .find(|j| {
-                j["packet"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains(&format!("> {port}"))
-            })
-            .unwrap_or_else(|| panic!("no journey to port {port}: {all:#?}"))
-    };
-    let rejected = to("5001");
-    assert!(
-        rejected["end"]["explanation"]
-            .as_str()
-            .unwrap()
-            .starts_with(
-                "rejected by nftables rule `udp dport 5001 reject` (ip guard input, handle"
-            ),
-        "{rejected:#}"
-    );
-    assert_eq!(rejected["end"]["netns"], net.server.as_str());
-    let policy = to("5002");
-    assert_eq!(
-        policy["end"]["explanation"],
-        "dropped by the policy of nftables chain ip guard input (no rule accepted it)"
-    );
-    assert_eq!(
-        rule_steps(policy),
-        [format!("{} ip guard input policy - drop", net.server)]
-    );
-    // The reject sent an ICMP error back: it is a journey of its own.
-    assert!(
-        all.iter()
-            .any(|j| j["packet"].as_str().unwrap_or("").contains("ICMP")),
-        "{all:#?}"
-    );
+    run_alone(232, &scenarios::NftReject, "udp or icmp");
 }
 
 /// The tracing tables go away on SIGINT and SIGTERM; after SIGKILL they
@@ -232,67 +123,13 @@ fn tracing_tables_are_removed_on_every_exit() {
     }
 }
 
-/// A port forward on the router: the client sends to the router's address,
-/// DNAT sends it on to the server; the journey continues past the rewrite,
+/// A port forward on the router: the journey continues past the rewrite,
 /// and shows the NAT rule and the conntrack mapping.
 #[test]
 fn dnat_port_forward_is_followed_and_shown() {
     require_root!();
     let _serial = serial();
-    let net = Net::new(234);
-    net.lab
-        .nft(
-            &net.router,
-            "table ip fwd_nat {\n chain pre {\n type nat hook prerouting priority dstnat;\n \
-             iifname \"in0\" udp dport 8080 dnat to 10.234.2.2:5353\n }\n}\n",
-        )
-        .unwrap();
-    let p = Pktpath::start(&[&net.only("udp")]);
-    pktpath::netlab::in_netns(&net.client, || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.send_to(b"forward me", "10.234.1.1:8080").unwrap();
-    })
-    .unwrap()
-    .join()
-    .unwrap();
-    let all = p.stop();
-    let j = all
-        .iter()
-        .find(|j| j["packet"].as_str().unwrap_or("").contains("> 8080"))
-        .unwrap_or_else(|| panic!("{all:#?}"));
-    // Past the rewrite: it reached the server (no one listens there).
-    assert_eq!(j["end"]["netns"], net.server.as_str(), "{j:#}");
-    assert_eq!(j["end"]["reason"], "NO_SOCKET");
-    let rules = rule_steps(j);
-    assert!(
-        rules.contains(&format!(
-            "{} ip fwd_nat pre rule iifname \"in0\" udp dport 8080 dnat to 10.234.2.2:5353 accept",
-            net.router
-        )),
-        "{rules:#?}"
-    );
-    let nat = j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|s| s["ct"]["nat"].as_str())
-        .unwrap_or_else(|| panic!("no conntrack NAT in {j:#}"));
-    assert!(
-        nat.starts_with("dnat 10.234.1.1:8080 -> 10.234.2.2:5353"),
-        "{nat}"
-    );
-    let headers: Vec<&str> = j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["headers"].as_str())
-        .collect();
-    assert!(
-        headers
-            .iter()
-            .any(|h| h.contains("> 10.234.2.2 UDP") && h.contains("> 5353")),
-        "{headers:?}"
-    );
+    run_alone(234, &scenarios::DnatForward, "udp");
 }
 
 /// iptables (nft-backed) DROP in FORWARD: named by its number and its
@@ -301,34 +138,11 @@ fn dnat_port_forward_is_followed_and_shown() {
 fn iptables_drop_in_forward_is_named() {
     require_root!();
     let _serial = serial();
-    let have = Command::new("iptables-nft").arg("--version").output();
-    if !have.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED iptables: iptables-nft is not installed (scripts/setup.sh installs it)");
+    if let Some(why) = scenarios::IptablesDrop::missing() {
+        eprintln!("SKIPPED iptables: {why}");
         return;
     }
-    let net = Net::new(235);
-    for rule in [
-        "-A FORWARD -p udp --dport 7000 -j ACCEPT",
-        "-A FORWARD -p udp --dport 9999 -j DROP",
-    ] {
-        let mut args = vec!["netns", "exec", &net.router, "iptables-nft"];
-        args.extend(rule.split(' '));
-        assert!(Command::new("ip").args(&args).status().unwrap().success());
-    }
-    let p = Pktpath::start(&[&net.only("udp port 9999")]);
-    net.udp(9999);
-    let all = p.stop();
-    assert_eq!(all.len(), 1, "{all:#?}");
-    let why = all[0]["end"]["explanation"].as_str().unwrap();
-    assert_eq!(
-        why,
-        "dropped by iptables rule 2 of chain FORWARD (table filter): \
-         `-A FORWARD -p udp -m udp --dport 9999 -j DROP`"
-    );
-    assert!(all[0]["end"]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("iptables -t filter -D FORWARD 2"));
+    run_alone(235, &scenarios::IptablesDrop, "udp port 9998");
 }
 
 /// The bridge step: in by one port, out by another, and what the FDB said:

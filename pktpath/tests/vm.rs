@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::scenarios::{self, Scenario};
 use common::{assert_in_order, journeys_with, Net, Pktpath};
 use pktpath::netlab::Lab;
 use serde_json::Value;
@@ -33,12 +34,23 @@ br_forward|br_pass_frame_up|br_dev_xmit|ip_rcv|ip_rcv_finish|ip_forward|ip_forwa
 ip_local_deliver|ip_local_deliver_finish|icmp_rcv|raw_local_deliver|skb_clone|raw_rcv|ping_rcv|\
 consume_skb|kfree_skbmem|__kfree_skb|napi_skb_cache_put|kfree_skb_reason|sk_skb_reason_drop|\
 udp_rcv|__udp4_lib_rcv|udp_queue_rcv_skb|vxlan_xmit|vxlan_rcv|udp_tunnel_xmit_skb|iptunnel_xmit|\
-gro_cells_receive)$";
+gro_cells_receive|ip_error|ip_route_input_noref|ip_rcv_finish_core|br_allowed_ingress|nf_send_unreach|\
+nf_nat_ipv4_pre_routing|nft_do_chain_ipv4|nft_do_chain_inet|__icmp_send)$";
 
 /// Idle timeout for journeys: software emulation is slow.
 const IDLE: &str = "3";
 
 fn start(backend: &str, filter: &str, extra: &[&str]) -> Pktpath {
+    // Rule-level nftables tracing is tested on the host (tests/rules.rs)
+    // and with the scenarios below; elsewhere here its nft runs would only
+    // slow the emulated machine down.
+    let mut args = vec!["--no-nft-trace"];
+    args.extend_from_slice(extra);
+    start_traced(backend, filter, &args)
+}
+
+/// Like `start`, with nftables tracing.
+fn start_traced(backend: &str, filter: &str, extra: &[&str]) -> Pktpath {
     let mut args = vec![
         "--backend",
         backend,
@@ -46,9 +58,6 @@ fn start(backend: &str, filter: &str, extra: &[&str]) -> Pktpath {
         FUNCTIONS,
         "--idle-timeout",
         IDLE,
-        // Rule-level nftables tracing is tested on the host (tests/rules.rs);
-        // here its nft runs would only slow the emulated machine down.
-        "--no-nft-trace",
     ];
     args.extend_from_slice(extra);
     args.push(filter);
@@ -352,5 +361,404 @@ fn vxlan_journey_spans_outer_and_inner_processing() {
             "{backend}: {}",
             req[0]["end"]
         );
+    }
+}
+
+/// "site family hook verdict" of each netfilter hook step in `ns`
+/// (nf_hook_slow, and the hook functions it runs: nft_do_chain_inet...).
+fn hooks(j: &Value, ns: &str) -> Vec<String> {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["detail"]["type"] == "hook" && s["netns_name"] == ns)
+        .map(|s| {
+            let d = &s["detail"];
+            format!(
+                "{} {} {} {}",
+                s["site"].as_str().unwrap(),
+                d["family"].as_str().unwrap_or("?"),
+                d["hook"].as_str().unwrap_or("?"),
+                d["verdict"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// Asserts that the journey ended dropped in `ns`, in function `func`.
+fn dropped_in(j: &Value, ns: &str, func: &str) {
+    assert_eq!(j["end"]["netns"], ns, "{j:#}");
+    let at = j["end"]["location"].as_str().unwrap_or("");
+    assert!(at.starts_with(func), "dropped in {func}, not {at}: {j:#}");
+}
+
+fn has(j: &Value, site: &str, ns: &str) -> bool {
+    common::path(j).iter().any(|(s, n, _)| s == site && n == ns)
+}
+
+/// The function-level steps each scenario must show, beyond what its
+/// shared check (the rule, route or reason) asserts.
+fn function_steps(name: &str, net: &Net, js: &[&Value]) {
+    let (r, j) = (net.router.as_str(), js[0]);
+    let hooks_in = |ns: &str| hooks(j, ns);
+    match name {
+        "nft drop" | "iptables drop" => {
+            assert_in_order(
+                j,
+                &[
+                    ("ip_rcv", r, "in0"),
+                    ("ip_forward", r, ""),
+                    ("nf_hook_slow", r, ""),
+                    ("kfree_skb", r, ""),
+                ],
+            );
+            let h = hooks_in(r);
+            assert!(
+                h.contains(&"nf_hook_slow ipv4 PREROUTING accept".into()),
+                "{h:?}"
+            );
+            assert!(
+                h.contains(&"nf_hook_slow ipv4 FORWARD drop".into()),
+                "{h:?}"
+            );
+            // The chain that dropped it: inet filter for nft, ip filter
+            // (iptables-nft) for iptables; the last hook step.
+            let chain = if name == "nft drop" { "inet" } else { "ipv4" };
+            assert_eq!(
+                h.last().unwrap(),
+                &format!("nft_do_chain_{chain} ipv4 FORWARD drop"),
+                "{h:?}"
+            );
+            dropped_in(j, r, "nft_do_chain");
+        }
+        "dnat" => {
+            assert_in_order(
+                j,
+                &[
+                    ("ip_rcv", r, "in0"),
+                    ("nf_nat_ipv4_pre_routing", r, "in0"),
+                    ("ip_forward", r, ""),
+                    ("ip_output", r, ""),
+                    ("br_forward", &net.switch, "p-router"),
+                    ("ip_rcv", &net.server, "eth0"),
+                    ("__udp4_lib_rcv", &net.server, "eth0"),
+                ],
+            );
+            // The rewrite shows first at or after the NAT hook function.
+            let steps = j["steps"].as_array().unwrap();
+            let nat = steps
+                .iter()
+                .position(|s| s["site"] == "nf_nat_ipv4_pre_routing")
+                .unwrap();
+            let to_server = format!("> {} UDP", net.server_ip());
+            let first = steps
+                .iter()
+                .position(|s| {
+                    s["headers"]
+                        .as_str()
+                        .is_some_and(|h| h.contains(&to_server))
+                })
+                .unwrap_or_else(|| panic!("no rewritten headers: {j:#}"));
+            assert!(
+                first >= nat,
+                "rewritten at step {first}, NAT at {nat}: {j:#}"
+            );
+            let h = hooks_in(r);
+            assert!(
+                h.contains(&"nf_nat_ipv4_pre_routing ipv4 PREROUTING accept".into()),
+                "{h:?}"
+            );
+            assert!(!h.iter().any(|h| h.ends_with("drop")), "{h:?}");
+            dropped_in(j, &net.server, "__udp4_lib_rcv");
+        }
+        "policy routing" => {
+            assert_in_order(
+                j,
+                &[
+                    ("ip_rcv", r, "in0"),
+                    ("ip_route_input_noref", r, "in0"),
+                    ("fib_table_lookup", r, ""),
+                    ("ip_forward", r, ""),
+                    ("ip_output", r, ""),
+                    ("ip_rcv", &net.server, "eth0"),
+                ],
+            );
+            // The table 100 lookup is the input route lookup's.
+            let steps = j["steps"].as_array().unwrap();
+            let at = |f: &dyn Fn(&Value) -> bool| steps.iter().position(f).unwrap();
+            let input = at(&|s| s["site"] == "ip_route_input_noref" && s["netns_name"] == r);
+            let t100 = at(&|s| s["detail"]["table"] == "100");
+            let fwd = at(&|s| s["site"] == "ip_forward");
+            assert!(input < t100 && t100 < fwd, "{j:#}");
+        }
+        "no route" | "blackhole" | "prohibit" => {
+            assert_in_order(
+                j,
+                &[
+                    ("ip_rcv", r, "in0"),
+                    ("ip_route_input_noref", r, "in0"),
+                    ("fib_table_lookup", r, ""),
+                    // The route's input function for every route that
+                    // cannot forward: it drops, and may send ICMP.
+                    ("ip_error", r, "in0"),
+                    ("kfree_skb", r, ""),
+                ],
+            );
+            assert!(!has(j, "ip_forward", r), "{j:#}");
+            dropped_in(j, r, "ip_error");
+            if name != "blackhole" {
+                assert_in_order(j, &[("ip_error", r, ""), ("__icmp_send", r, "in0")]);
+            }
+        }
+        "rp_filter" => {
+            assert_in_order(
+                j,
+                &[
+                    ("ip_rcv", r, "in0"),
+                    ("ip_route_input_noref", r, "in0"),
+                    ("kfree_skb", r, ""),
+                ],
+            );
+            assert!(!has(j, "ip_forward", r) && !has(j, "ip_error", r), "{j:#}");
+            dropped_in(j, r, "ip_rcv_finish_core");
+        }
+        "nft reject" => {
+            let s = net.server.as_str();
+            let (rejected, policy) = (js[0], js[1]);
+            assert_in_order(
+                rejected,
+                &[
+                    ("ip_local_deliver", s, "eth0"),
+                    ("nf_hook_slow", s, ""),
+                    ("nf_send_unreach", s, "eth0"),
+                    ("__icmp_send", s, "eth0"),
+                    ("kfree_skb", s, ""),
+                ],
+            );
+            for j in [rejected, policy] {
+                let h = hooks(j, s);
+                assert!(h.contains(&"nf_hook_slow ipv4 INPUT drop".into()), "{h:?}");
+                assert_eq!(
+                    h.last().unwrap(),
+                    "nft_do_chain_ipv4 ipv4 INPUT drop",
+                    "{h:?}"
+                );
+                dropped_in(j, s, "nft_do_chain");
+            }
+            assert!(!has(policy, "nf_send_unreach", s), "{policy:#}");
+        }
+        _ => panic!("no function-level checks for {name}"),
+    }
+}
+
+/// The "why it went there" scenarios of the host tests (rules.rs,
+/// routing.rs), with a function backend and nftables tracing, and a bridge
+/// with VLAN filtering (VM only: the host has no 802.1Q): three sandboxes,
+/// one pktpath run (a start costs most of a minute under emulation). Each scenario's own checks (the rule, route
+/// or reason it configured) must hold here too, and the function-level
+/// steps must show where it happened.
+#[test]
+fn why_it_went_there_with_function_steps() {
+    let Some(backends) = backends() else { return };
+    // Forwarded through the router: rules, NAT, policy routing.
+    let fwd = Net::new(187);
+    // Dropped by routes, rp_filter, or the server's input chain.
+    let drops = Net::new(188);
+    let mut all_of: Vec<(&str, &Net, Box<dyn Scenario>)> = vec![
+        ("nft drop", &fwd, Box::new(scenarios::NftDrop)),
+        ("dnat", &fwd, Box::new(scenarios::DnatForward)),
+        ("policy routing", &fwd, Box::new(scenarios::PolicyRouting)),
+        ("no route", &drops, Box::new(scenarios::NoRoute)),
+        ("blackhole", &drops, Box::new(scenarios::Blackhole)),
+        ("prohibit", &drops, Box::new(scenarios::Prohibit)),
+        ("rp_filter", &drops, Box::new(scenarios::RpFilter)),
+        ("nft reject", &drops, Box::new(scenarios::NftReject)),
+    ];
+    match scenarios::IptablesDrop::missing() {
+        Some(why) => eprintln!("SKIPPED iptables scenario: {why}"),
+        None => all_of.push(("iptables drop", &fwd, Box::new(scenarios::IptablesDrop))),
+    }
+    for (_, net, s) in &all_of {
+        s.setup(net);
+    }
+    let vlans = VlanBridge::new();
+    let p = start_traced(
+        &backends[0],
+        "(udp or icmp) and (net 10.187.0.0/16 or net 10.188.0.0/16 or net 10.189.0.0/16)",
+        &[],
+    );
+    for (_, net, s) in &all_of {
+        s.send(net);
+    }
+    vlans.send();
+    // Its summary (events lost, nft messages unmatched) helps read a failure.
+    let (status, all, err) = p.stop_with(libc::SIGINT);
+    eprintln!("{err}");
+    assert!(status.success(), "{err}");
+    for (name, net, s) in &all_of {
+        let js = s.check(net, &all);
+        function_steps(name, net, &js);
+    }
+    vlans.check(&all);
+}
+
+/// A bridge with VLAN filtering: ports pa and pb untagged in VLAN 10
+/// (their PVID). A ping from a to b is forwarded in VLAN 10; one tagged
+/// with VLAN 30, which pa does not allow, is dropped on the way in.
+struct VlanBridge {
+    lab: Lab,
+    a: String,
+    b: String,
+    sw: String,
+    b_mac: String,
+}
+
+impl VlanBridge {
+    fn new() -> VlanBridge {
+        let mut lab = Lab::new("pv189-").unwrap();
+        let a = lab.netns("a").unwrap();
+        let b = lab.netns("b").unwrap();
+        let sw = lab.netns("sw").unwrap();
+        lab.veth(&a, "eth0", &sw, "pa").unwrap();
+        lab.veth(&b, "eth0", &sw, "pb").unwrap();
+        lab.ip(&sw, "link add br0 type bridge vlan_filtering 1")
+            .unwrap();
+        for port in ["pa", "pb"] {
+            lab.ip(&sw, &format!("link set {port} master br0")).unwrap();
+            for args in [
+                format!("vlan del dev {port} vid 1"),
+                format!("vlan add dev {port} vid 10 pvid untagged"),
+            ] {
+                let mut argv = vec!["bridge"];
+                argv.extend(args.split(' '));
+                lab.exec(&sw, &argv).unwrap();
+            }
+        }
+        lab.ip(&sw, "link set br0 up").unwrap();
+        lab.ip(&a, "addr add 10.189.10.1/24 dev eth0").unwrap();
+        lab.ip(&b, "addr add 10.189.10.2/24 dev eth0").unwrap();
+        // A VLAN 30 device on a: its frames leave eth0 tagged 30.
+        lab.ip(&a, "link add link eth0 name eth0.30 type vlan id 30")
+            .unwrap();
+        lab.ip(&a, "addr add 10.189.30.1/24 dev eth0.30").unwrap();
+        lab.ip(&a, "link set eth0.30 up").unwrap();
+        // No ARP crosses in VLAN 30: tell a where 10.189.30.2 would be.
+        let b_link = lab.ip(&b, "-br link show eth0").unwrap();
+        let b_mac = b_link.split_whitespace().nth(2).unwrap().to_string();
+        lab.ip(
+            &a,
+            &format!("neigh replace 10.189.30.2 lladdr {b_mac} dev eth0.30"),
+        )
+        .unwrap();
+        lab.exec(&a, &["ping", "-c1", "-W5", "10.189.10.2"])
+            .unwrap();
+        VlanBridge {
+            lab,
+            a,
+            b,
+            sw,
+            b_mac,
+        }
+    }
+
+    fn send(&self) {
+        let a = &self.a;
+        self.lab
+            .exec(a, &["ping", "-c1", "-W5", "10.189.10.2"])
+            .unwrap();
+        let tagged = self.lab.exec(a, &["ping", "-c1", "-W1", "10.189.30.2"]);
+        assert!(tagged.is_err(), "VLAN 30 must not cross: {tagged:?}");
+    }
+
+    fn check(&self, all: &[Value]) {
+        let (a, b, sw, b_mac) = (&self.a, &self.b, &self.sw, &self.b_mac);
+        let bridge_step = |j: &Value| -> Value {
+            j["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["site"] == "bridge")
+                .cloned()
+                .unwrap_or_else(|| panic!("no bridge step: {j:#}"))
+        };
+
+        // Forwarded in VLAN 10: in untagged by pa (its PVID), out by pb.
+        let fwd = journeys_with(all, &["ICMP echo request", "10.189.10.1"]);
+        assert_eq!(fwd.len(), 1, "{all:#?}");
+        let step = bridge_step(fwd[0]);
+        let d = &step["detail"];
+        assert_eq!(d["vlan"], "vlan 10 (untagged, pvid of pa)", "{step:#}");
+        assert_eq!(d["in_port"], "pa");
+        assert_eq!(d["out_ports"], serde_json::json!(["pb"]));
+        let fdb = d["fdb"].as_str().unwrap();
+        assert!(
+            fdb.ends_with(&format!("{b_mac} on pb (learned, vlan 10)")),
+            "{fdb}"
+        );
+        assert_eq!(step["vlan"], 10);
+        assert_in_order(
+            fwd[0],
+            &[
+                ("veth_xmit", a, "eth0"),
+                ("br_handle_frame", sw, "pa"),
+                ("br_allowed_ingress", sw, "pa"),
+                ("br_forward", sw, "pa"),
+                ("veth_xmit", sw, "pb"),
+                ("icmp_rcv", b, "eth0"),
+            ],
+        );
+        // Inside the bridge the frame carries VLAN 10 (the PVID it was given).
+        let tagged_in_bridge = fwd[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["site"] == "br_forward" && s["vlan"] == 10);
+        assert!(tagged_in_bridge, "{:#}", fwd[0]);
+        assert_eq!(fwd[0]["end"]["kind"], "consumed", "{:#}", fwd[0]);
+
+        // Tagged 30: pa does not allow it, the bridge drops it on the way in.
+        let drop = journeys_with(all, &["ICMP echo request", "10.189.30.1"]);
+        assert_eq!(drop.len(), 1, "{all:#?}");
+        let j = drop[0];
+        let step = bridge_step(j);
+        let d = &step["detail"];
+        assert_eq!(
+            d["vlan"], "vlan 30 (tagged): not allowed on pa, which allows 10",
+            "{step:#}"
+        );
+        assert_eq!(d["out_ports"], serde_json::json!([]));
+        assert!(d.get("fdb").is_none(), "no FDB lookup for it: {step:#}");
+        let (_, why, hint) = scenarios::dropped(j);
+        assert_eq!(
+            why,
+            format!(
+            "dropped by the VLAN filter of bridge br0 in namespace {sw}: vlan 30 (tagged): not \
+             allowed on pa, which allows 10"
+        )
+        );
+        assert_eq!(
+            hint,
+            format!(
+                "if this traffic should pass: ip netns exec {sw} bridge vlan add dev pa vid 30"
+            )
+        );
+        dropped_in(j, sw, "br_allowed_ingress");
+        assert_in_order(
+            j,
+            &[
+                ("veth_xmit", a, "eth0"),
+                ("br_handle_frame", sw, "pa"),
+                ("br_allowed_ingress", sw, "pa"),
+                ("kfree_skb", sw, ""),
+            ],
+        );
+        assert!(!has(j, "br_forward", sw), "{j:#}");
+        // The tag travels outside the data from a's VLAN device on.
+        let on_wire = j["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["site"] == "veth_xmit" && s["vlan"] == 30);
+        assert!(on_wire, "{j:#}");
     }
 }

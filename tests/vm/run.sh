@@ -41,7 +41,7 @@ while read -r k; do
 	set +e
 	vng -r "$CACHE/vmlinux-$k" --user root --disable-kvm --force-9p \
 		-a "module_blacklist=$BLACKLIST" --rwdir="$out" -- \
-		"PKTPATH_VM_BACKENDS='$b' PKTPATH_TEST_SETTLE_MS=4000 RUST_BACKTRACE=1 '$bin' --test-threads=1" \
+		"PKTPATH_VM_BACKENDS='$b' PKTPATH_TEST_SETTLE_MS=4000 PKTPATH_TEST_READY_S=240 RUST_BACKTRACE=1 '$bin' --test-threads=1" \
 		</dev/null 2>&1 | cat
 	rc=${PIPESTATUS[0]}
 	set -e

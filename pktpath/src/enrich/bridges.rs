@@ -1,18 +1,20 @@
 //! Bridges a journey crossed: the port a packet came in on, the ports it
 //! left by, and why those: a forwarding database (FDB) entry for its
 //! destination MAC (hit), or none, so the bridge flooded it (miss, or a
-//! broadcast/multicast). Read from the namespace's own `ip -j -d link` and
-//! `bridge -j fdb` (cached a moment), and added to the journey as a step
-//! after the packet entered the bridge.
+//! broadcast/multicast), and its VLAN (bridge_vlan.rs). Read from the
+//! namespace's own `ip -j -d link`, `bridge -j fdb` and `bridge -j vlan`
+//! (cached a moment), and added to the journey as a step after the packet
+//! entered the bridge.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::bridge_vlan::{self, Entry};
 use super::nftrace::{run_in, NetnsRef};
 use crate::event::{Detail, SiteKind, Step};
-use crate::journey::Journey;
+use crate::journey::{End, Journey};
 use crate::packet::mac;
 
 /// How long a namespace's bridge view is reused.
@@ -33,6 +35,8 @@ struct LinkInfo {
     info_kind: Option<String>,
     #[serde(default)]
     info_slave_kind: Option<String>,
+    #[serde(default)]
+    info_data: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +59,10 @@ struct View {
     /// Port name -> bridge name.
     port_of: HashMap<String, String>,
     bridges: Vec<String>,
+    /// Bridges with vlan_filtering on.
+    filtering: Vec<String>,
+    /// Port name -> its VLANs (bridges that filter).
+    vlans: HashMap<String, Vec<Entry>>,
     fdb: Vec<Fdb>,
 }
 
@@ -69,6 +77,10 @@ impl View {
             let info = l.linkinfo.as_ref();
             if info.and_then(|i| i.info_kind.as_deref()) == Some("bridge") {
                 v.bridges.push(l.ifname.clone());
+                let data = info.and_then(|i| i.info_data.as_ref());
+                if data.is_some_and(|d| d["vlan_filtering"] == 1) {
+                    v.filtering.push(l.ifname.clone());
+                }
             }
             if let (Some(m), Some("bridge")) =
                 (&l.master, info.and_then(|i| i.info_slave_kind.as_deref()))
@@ -80,6 +92,11 @@ impl View {
             v.fdb = run_in(ns, "bridge", &["-j", "fdb", "show"], None)
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+        }
+        if !v.filtering.is_empty() {
+            v.vlans = run_in(ns, "bridge", &["-j", "vlan", "show"], None)
+                .map(|t| bridge_vlan::parse(&t))
                 .unwrap_or_default();
         }
         v
@@ -108,6 +125,7 @@ impl Bridges {
     /// Adds a bridge step where the journey entered a bridge port.
     pub fn annotate(&mut self, j: &mut Journey) {
         let mut added = Vec::new();
+        let mut vlan_drop = None;
         let mut done: Vec<(u32, String)> = Vec::new();
         for (i, s) in j.steps.iter().enumerate() {
             let Some(dev) = s.dev.as_deref() else {
@@ -145,11 +163,24 @@ impl Bridges {
                     out.push(d.to_string());
                 }
             }
+            let vlan = bridge_vlan::ingress(
+                dev,
+                s.vlan,
+                view.filtering.contains(&bridge),
+                view.vlans.get(dev).map_or(&[], Vec::as_slice),
+            );
+            if let Some(v) = vlan.as_ref().filter(|v| !v.allowed) {
+                let words = bridge_vlan::drop_words(&bridge, dev, &s.netns_name, v);
+                vlan_drop = Some((s.netns_name.clone(), words));
+            }
+            // The FDB is looked up in the frame's VLAN, if it got in at all.
+            let vid = vlan.as_ref().and_then(|v| v.vid).or(s.vlan);
+            let allowed = vlan.as_ref().is_none_or(|v| v.allowed);
             let dst = j.steps[..=i].iter().rev().find_map(|t| match &t.packet {
                 Some((false, data)) if data.len() >= 6 => Some(mac(&data[..6])),
                 _ => None,
             });
-            let fdb = dst.as_ref().map(|m| {
+            let fdb = dst.as_ref().filter(|_| allowed).map(|m| {
                 let first = u8::from_str_radix(&m[..2], 16).unwrap_or(0);
                 if first & 1 == 1 {
                     return "broadcast/multicast: flooded".to_string();
@@ -157,7 +188,7 @@ impl Bridges {
                 let hit = view.fdb.iter().find(|e| {
                     e.mac == *m
                         && (e.master.as_deref() == Some(&bridge) || e.ifname == bridge)
-                        && s.vlan.is_none_or(|v| e.vlan.is_none_or(|ev| ev == v))
+                        && vid.is_none_or(|v| e.vlan.is_none_or(|ev| ev == v))
                 });
                 match hit {
                     Some(e) if e.ifname == bridge => format!("{m} is the bridge's own: local"),
@@ -191,16 +222,35 @@ impl Bridges {
                 correlated: true,
                 headers: None,
                 ct: None,
-                vlan: s.vlan,
+                vlan: vid,
                 detail: Detail::Bridge {
                     bridge,
                     in_port: dev.to_string(),
                     out_ports: out,
                     fdb,
+                    vlan: vlan.map(|v| v.text),
                 },
                 packet: None,
                 role_hint: Default::default(),
             });
+        }
+        // The kernel gives such drops no reason of their own: say it here.
+        if let (
+            Some((ns, (why, fix))),
+            End::Dropped {
+                explanation,
+                hint,
+                location,
+                netns,
+                ..
+            },
+        ) = (vlan_drop, &mut j.end)
+        {
+            let in_bridge = |l: &str| l.starts_with("br_") || l.contains("allowed_ingress");
+            if netns.as_str() == &*ns && location.as_deref().is_none_or(in_bridge) {
+                *explanation = why;
+                *hint = Some(fix);
+            }
         }
         if !added.is_empty() {
             j.steps.extend(added);

@@ -3,6 +3,7 @@
 //! and what only another kernel interface tells: nftables rules and
 //! verdicts, the routes and `ip rule`s behind route lookups.
 
+pub mod bridge_vlan;
 pub mod bridges;
 pub mod drop;
 pub mod netns;

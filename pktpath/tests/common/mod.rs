@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod scenarios;
+
 use pktpath::netlab::Lab;
 use serde_json::Value;
 
@@ -170,14 +172,24 @@ impl Pktpath {
             err,
             dir,
         };
+        // Scaled up under software emulation (tests/vm/run.sh).
+        let limit = std::env::var("PKTPATH_TEST_READY_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
         let t = Instant::now();
         while !ready.exists() {
             if let Some(st) = p.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("pktpath exited ({st}) before ready: {}", p.stderr());
             }
-            assert!(t.elapsed() < Duration::from_secs(60), "pktpath never ready");
+            assert!(
+                t.elapsed() < Duration::from_secs(limit),
+                "pktpath never ready in {limit} s: {}",
+                p.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
+        eprintln!("pktpath ready in {:.1} s", t.elapsed().as_secs_f64());
         p
     }
 
