@@ -172,15 +172,14 @@ struct {
  * is looked at again.
  */
 #define PKT_KEY_LEN 48
-struct pkt_key {
-	__u8 hdr[PKT_KEY_LEN];
-};
 
+/* head -> digest of the packet's header bytes (one compare, no loop: the
+ * verifier's work per program grows with every branch). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, struct pkt_key);
+	__type(value, __u64);
 } rejected_pkt SEC(".maps");
 
 struct {
@@ -463,44 +462,41 @@ static __always_inline bool known_rejected(__u64 key, struct skb_ident *id, __u8
 	return role == ROLE_FREE;
 }
 
-/* The packet's key for rejected_pkt: false without an IP network header. */
-static __always_inline bool pkt_key(struct sk_buff *skb, struct skb_ident *id,
-				    struct pkt_key *k)
+/*
+ * The packet's key for rejected_pkt: a digest of PKT_KEY_LEN bytes from its
+ * network header, TTL/hop limit and IPv4 checksum left out; 0 without an IP
+ * network header.
+ */
+static __always_inline __u64 pkt_key(struct sk_buff *skb, struct skb_ident *id)
 {
 	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u64 w[PKT_KEY_LEN / 8] = {}, h = 0x9e3779b97f4a7c15ULL;
+	__u8 *b = (__u8 *)w;
+	int i;
 
 	/* 0: never set (or no headroom); ~0: unset on kernels that mark it. */
 	if (!nh || nh == (__u16)~0U)
-		return false;
-	if (bpf_probe_read_kernel(k->hdr, sizeof(k->hdr), (void *)id->head + nh))
-		return false;
-	switch (k->hdr[0] >> 4) {
-	case 4:
-		k->hdr[8] = 0;	/* TTL */
-		k->hdr[10] = 0; /* checksum */
-		k->hdr[11] = 0;
-		return true;
-	case 6:
-		k->hdr[7] = 0; /* hop limit */
-		return true;
-	}
-	return false;
+		return 0;
+	if (bpf_probe_read_kernel(w, sizeof(w), (void *)id->head + nh))
+		return 0;
+	if ((b[0] >> 4) == 4)
+		w[1] &= ~0xffff00ffULL; /* bytes 8 (TTL), 10 and 11 (checksum) */
+	else if ((b[0] >> 4) == 6)
+		w[0] &= ~(0xffULL << 56); /* byte 7 (hop limit) */
+	else
+		return 0;
+	for (i = 0; i < PKT_KEY_LEN / 8; i++)
+		h = (h ^ w[i]) * 0x100000001b3ULL;
+	return (h ^ (h >> 29)) | 1;
 }
 
 /* Whether this packet (in any skb of it) is one the filter turned down. */
-static __always_inline bool known_rejected_pkt(__u64 head, struct pkt_key *k, __u8 role)
+static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
 {
-	struct pkt_key *r = bpf_map_lookup_elem(&rejected_pkt, &head);
-	__u64 *a, *b;
-	int i;
+	__u64 *r = bpf_map_lookup_elem(&rejected_pkt, &head);
 
-	if (!r)
+	if (!r || *r != key)
 		return false;
-	a = (__u64 *)r->hdr;
-	b = (__u64 *)k->hdr;
-	for (i = 0; i < PKT_KEY_LEN / 8; i++)
-		if (a[i] != b[i])
-			return false;
 	/* A free of one of its skbs: the buffer may come back as another. */
 	if (role == ROLE_FREE)
 		bpf_map_delete_elem(&rejected_pkt, &head);
@@ -647,10 +643,10 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	struct net_device *skb_dev;
 	struct skb_ident id = {};
 	struct pkt_view v = {};
-	struct pkt_key key = {};
+	__u64 key;
 	struct track nt = {};
 	__u64 now, n;
-	bool have_view, have_id, have_key;
+	bool have_view, have_id;
 	struct event *e;
 	struct track *t;
 	__u8 flags = 0;
@@ -663,9 +659,9 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		return NULL;
 	/* Unselected packets end here: one read, one lookup (see rejected). */
 	have_id = skb_ident(skb, &id);
-	have_key = have_id && pkt_key(skb, &id, &key);
-	if (have_key) {
-		if (known_rejected_pkt(id.head, &key, role))
+	key = have_id ? pkt_key(skb, &id) : 0;
+	if (key) {
+		if (known_rejected_pkt(id.head, key, role))
 			return NULL;
 	} else if (have_id && known_rejected(h->key, &id, role)) {
 		return NULL;
@@ -706,7 +702,7 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		 * message: nftables tracing sends one per traced packet): turned
 		 * down until its layout changes, so by skb.
 		 */
-		if (sel == SEL_REJECTED && role != ROLE_FREE && have_key)
+		if (sel == SEL_REJECTED && role != ROLE_FREE && key)
 			bpf_map_update_elem(&rejected_pkt, &id.head, &key, BPF_ANY);
 		else if ((sel == SEL_REJECTED || sel == SEL_MALFORMED) && role != ROLE_FREE &&
 			 have_id)

@@ -647,18 +647,22 @@ impl Journeys {
     }
 
     /// Adds a step that came by another way to journey `id` (open or
-    /// held); `make` builds it from the journey's steps, or says not yet
-    /// (None).
-    pub fn attach(&mut self, id: u64, make: impl FnOnce(&[Step]) -> Option<Step>) -> Attached {
-        let steps = match self.open.get_mut(&id) {
-            Some(o) => &mut o.steps,
+    /// held); `make` builds it from the journey's steps and whether the
+    /// journey has ended (all its steps are there), or says not yet (None).
+    pub fn attach(
+        &mut self,
+        id: u64,
+        make: impl FnOnce(&[Step], bool) -> Option<Step>,
+    ) -> Attached {
+        let (steps, ended) = match self.open.get_mut(&id) {
+            Some(o) => (&mut o.steps, false),
             None => match self.held.get_mut(&id) {
-                Some(h) => &mut h.steps,
+                Some(h) => (&mut h.steps, true),
                 None if self.closed.contains(&id) => return Attached::Gone,
                 None => return Attached::NotYet,
             },
         };
-        let Some(step) = make(steps) else {
+        let Some(step) = make(steps, ended) else {
             return Attached::NotYet;
         };
         steps.push(step);

@@ -66,9 +66,10 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         let nft = match self.nft {
-            Some((ns, lost, _)) => {
-                format!("; nftables traced in {ns} namespaces, {lost} trace messages lost")
-            }
+            Some((ns, lost, unmatched)) => format!(
+                "; nftables traced in {ns} namespaces, {lost} trace messages lost, \
+                 {unmatched} matched no journey"
+            ),
             None => String::new(),
         };
         let evicted = match self.evicted {
@@ -218,11 +219,12 @@ pub fn run(
     loop {
         let stopping =
             stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| started.elapsed() >= d);
-        if stopping {
-            rb.consume().ok();
-        } else {
+        if !stopping {
+            // Woken when a batch waits (see rb_flags in the BPF program),
+            // else after 100 ms: the poll reads nothing then, so consume.
             rb.poll(Duration::from_millis(100)).ok();
         }
+        rb.consume().ok();
         let mut c = consumer.borrow_mut();
         let Consumer {
             rules,

@@ -484,7 +484,7 @@ fn demo_runs_and_cleans_up() {
             .as_str()
             .unwrap()
             .contains("`udp dport 9999 counter drop` (inet ppdemo forward"),
-        "{dropped:#}"
+        "{err}\n{dropped:#}"
     );
     assert!(
         !pktpath::netlab::list_netns()

@@ -293,7 +293,7 @@ impl RuleTracer {
             }
         }
         // The messages of one evaluation come together.
-        self.groups.retain(|_, g| g.seen.elapsed() < WAIT);
+        self.groups.retain(|_, g| g.seen.elapsed() < SETTLE);
         added
     }
 
@@ -374,8 +374,9 @@ impl RuleTracer {
             rule: info.rule_text,
             verdict: t.verdict.clone(),
         }));
-        let make = |steps: &[Step]| {
-            let ts = place(steps, t, hook.as_deref(), seq, settle)?;
+        // An ended journey has all its steps: nothing more to wait for.
+        let make = |steps: &[Step], ended: bool| {
+            let ts = place(steps, t, hook.as_deref(), seq, settle || ended)?;
             // The device the hook ran for: out on output and postrouting.
             let out = matches!(hook.as_deref(), Some("output" | "postrouting"));
             let dev = if out {
@@ -409,12 +410,15 @@ impl RuleTracer {
                 role_hint: Default::default(),
             })
         };
-        let Some(journey) = known.or_else(|| self.seen.find(t, id?)) else {
+        // The packet's own identity first: a trace id is a hash of the skb
+        // address, flow hash and input interface, so a later packet of the
+        // flow in recycled memory has the id of an earlier one.
+        let Some(journey) = id.and_then(|id| self.seen.find(t, id)).or(known) else {
             return Attached::NotYet;
         };
         let mut made = None;
-        let tied = journeys.attach(journey, |steps| {
-            let s = make(steps)?;
+        let tied = journeys.attach(journey, |steps, ended| {
+            let s = make(steps, ended)?;
             if added.is_some() {
                 made = Some(s.clone());
             }
