@@ -189,7 +189,8 @@ pub enum Detail {
 }
 
 /// A FIB lookup (Detail::Route; boxed: most steps have a smaller detail).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// The fields after `kind` come from the namespace's routes (enrich::routes).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RouteLookup {
     pub family: u8,
     pub table: String,
@@ -694,12 +695,7 @@ impl Decoder {
                     .then(|| Ipv4Addr::from((raw.args[4] as u32).to_ne_bytes()).to_string()),
                 out_dev: step.dev.as_deref().map(str::to_string),
                 kind: kind_of_errno(raw.args[1] as i32 as i64),
-                route: None,
-                prefix: None,
-                metric: None,
-                protocol: None,
-                rule: None,
-                unroutable: false,
+                ..RouteLookup::default()
             })),
             abi::EVENT_FIB6 => {
                 let addr = |i: usize| {
@@ -723,12 +719,7 @@ impl Decoder {
                     gateway: (!gw.is_unspecified()).then(|| gw.to_string()),
                     out_dev: step.dev.as_deref().map(str::to_string),
                     kind: rtn_name(raw.args[1]).map(str::to_string),
-                    route: None,
-                    prefix: None,
-                    metric: None,
-                    protocol: None,
-                    rule: None,
-                    unroutable: false,
+                    ..RouteLookup::default()
                 }))
             }
             _ => Detail::Neigh {
