@@ -387,15 +387,6 @@ static __always_inline bool is_netlink(struct sk_buff *skb, struct net_device *d
 	return sk && BPF_CORE_READ(sk, __sk_common.skc_family) == AF_NETLINK;
 }
 
-/* Is this untracked packet one the user asked for? */
-/* select_packet() results */
-enum {
-	SEL_ELSEWHERE = 0, /* not where -i/--netns/--mark look, or unreadable */
-	SEL_REJECTED = 1,  /* the filter said no to well-formed headers */
-	SEL_SELECTED = 2,
-	SEL_MALFORMED = 3, /* no to what is not (yet) a network packet */
-};
-
 /* Whether the view starts with headers the filter can judge for good. */
 static __always_inline bool well_formed(struct filter_scratch *s, bool l3, __u64 caplen)
 {
@@ -410,24 +401,28 @@ static __always_inline bool well_formed(struct filter_scratch *s, bool l3, __u64
 	       ethertype == 0x8100 || ethertype == 0x88a8;
 }
 
-static __always_inline int select_packet(struct sk_buff *skb, struct net_device *dev,
-					 struct pkt_view *v)
+/*
+ * First half of the selection of an untracked packet: is it where -i,
+ * --netns and --mark look; if so, copy what the filter reads into the
+ * per-CPU scratch. Returns the bytes copied, 0 for not here.
+ */
+static __always_inline __u64 prepare_filter(struct sk_buff *skb, struct net_device *dev,
+					    struct pkt_view *v)
 {
 	struct filter_scratch *s;
 	__u32 zero = 0;
 	__u64 caplen;
-	bool yes;
 
 	if (cfg.ifindex && (!dev || BPF_CORE_READ(dev, ifindex) != cfg.ifindex))
-		return SEL_ELSEWHERE;
+		return 0;
 	if (cfg.netns && skb_netns(skb, dev, NULL) != cfg.netns)
-		return SEL_ELSEWHERE;
+		return 0;
 	if (cfg.mark_mask && (BPF_CORE_READ(skb, mark) & cfg.mark_mask) != cfg.mark)
-		return SEL_ELSEWHERE;
+		return 0;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
-		return SEL_ELSEWHERE;
+		return 0;
 	/* Only what the filter reads (34 bytes for "ip host X"), and at
 	 * least what well_formed() looks at. */
 	caplen = v->caplen;
@@ -435,17 +430,10 @@ static __always_inline int select_packet(struct sk_buff *skb, struct net_device 
 		caplen = cfg.filter_bytes;
 	if (caplen > FILTER_PKT_MAX)
 		caplen = FILTER_PKT_MAX;
-	if (bpf_probe_read_kernel(s->pkt, caplen, v->start))
-		return SEL_ELSEWHERE;
+	if (!caplen || bpf_probe_read_kernel(s->pkt, caplen, v->start))
+		return 0;
 	s->wirelen = v->wirelen;
-	count(CNT_FILTERED);
-	if (v->l3)
-		yes = filter_l3(s, caplen) != 0;
-	else
-		yes = filter_l2(s, caplen) != 0;
-	if (yes)
-		return SEL_SELECTED;
-	return well_formed(s, v->l3, caplen) ? SEL_REJECTED : SEL_MALFORMED;
+	return caplen;
 }
 
 /* Whether this skb is a packet the filter already turned down. */
@@ -581,13 +569,6 @@ static __always_inline void flush_pending(struct event *first)
 	}
 }
 
-static __always_inline struct sock *slot_sock(__u64 *ctx, const __u32 slot)
-{
-	if (cfg.slots[slot].sock_arg >= MAX_ARGS)
-		return NULL;
-	return (void *)ctx_arg(ctx, cfg.slots[slot].sock_arg);
-}
-
 /* Conntrack state and tuples, and the VLAN tag held outside the data. */
 static __always_inline void read_ct_vlan(struct event *e, struct sk_buff *skb)
 {
@@ -621,118 +602,72 @@ static __always_inline void read_ct_vlan(struct event *e, struct sk_buff *skb)
 	bpf_core_read(e->ct_reply, sizeof(e->ct_reply), &ct->tuplehash[1].tuple);
 }
 
-/* State carried from begin() to end() of one observation. */
-struct hctx {
-	struct track *t;
-	__u64 key;
+/*
+ * One observation of a packet at a site.
+ *
+ * The shared work is in global functions (obs_begin, obs_select,
+ * obs_emit): the verifier checks each once, on its own, instead of every
+ * path through all of them inlined into every site program. Inlined, a
+ * site program cost ~72,000 verified instructions (~90 ms to load); the
+ * fentry backend loads one program per kernel function, so this is what
+ * makes ~2,000 functions attach in seconds. Only the filter stays in the
+ * site program: it is spliced into each program's own instructions.
+ *
+ * Kernel pointers travel as u64 (global functions take scalars or
+ * pointers to memory); they are only ever read with probe_read.
+ */
+struct obs {
+	/* from the site */
+	__u64 skb;
+	__u64 dev;   /* the site's own struct net_device *, or 0 */
+	__u64 sk;    /* a struct sock * the site names, or 0 */
+	__u64 qdisc; /* struct Qdisc * of qdisc sites, or 0 */
+	__u64 args[MAX_ARGS];
+	__u32 site;
+	__u16 kind;
 	__u8 role;
-	bool func; /* a function site (else a tracepoint) */
+	__u8 may_start;
+	/* from obs_begin() to obs_select(): the packet as first read */
+	struct skb_ident id;
+	struct pkt_view v;
+	__u64 key;	/* pkt_key(), 0: none */
+	__u64 fbytes;	/* bytes in scratch for the filter */
+	__u8 have_id;
+	__u8 pad[7];
+};
+
+/* obs_begin() results */
+enum {
+	OBS_DONE = 0,	/* nothing more to do */
+	OBS_FILTER = 1, /* untracked: run the filter on scratch, then obs_select() */
 };
 
 /*
- * The common part of every site that sees a packet: decide whether this
- * skb belongs to a journey (tracked, or selected now by the filter), and if
- * so reserve and fill an event. The caller adds its site-specific fields and
- * calls end(), also when NULL is returned.
+ * Reserve, fill and submit the event of an observation in journey
+ * `journey`; 0 when emitted.
  */
-static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u16 kind,
-					   __u8 role, bool may_start,
-					   struct net_device *dev, struct sock *sk,
-					   struct hctx *h)
+__noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags)
 {
-	struct net_device *skb_dev;
-	struct skb_ident id = {};
-	struct pkt_view v = {};
-	__u64 key;
-	struct track nt = {};
-	__u64 now, n;
-	bool have_view, have_id;
+	struct sk_buff *skb;
+	struct net_device *dev;
 	struct event *e;
-	struct track *t;
-	__u8 flags = 0;
+	__u64 n;
 
-	h->t = NULL;
-	h->key = (__u64)skb;
-	h->role = role;
-	h->func = kind == EVENT_FUNC || kind == EVENT_FUNC_RET;
-	if (!skb)
-		return NULL;
-	/* Unselected packets end here: one read, one lookup (see rejected). */
-	have_id = skb_ident(skb, &id);
-	key = have_id ? pkt_key(skb, &id) : 0;
-	if (key) {
-		if (known_rejected_pkt(id.head, key, role))
-			return NULL;
-	} else if (have_id && known_rejected(h->key, &id, role)) {
-		return NULL;
-	}
-	now = bpf_ktime_get_ns();
-	skb_dev = BPF_CORE_READ(skb, dev);
-	have_view = have_id && pkt_view(skb, skb_dev, &id, &v);
-	t = bpf_map_lookup_elem(&tracked, &h->key);
-	/*
-	 * Without function sites, frees that fire no tracepoint go unseen and
-	 * the address may come back as another packet: the fingerprint tells.
-	 * With them, every free is seen, and headers are still being written in
-	 * the early functions, so it is not checked.
-	 */
-	if (t && (now - t->last_ts > cfg.stale_ns ||
-		  (!cfg.funcs_active && t->state == ROLE_DELIVER && role != ROLE_DELIVER) ||
-		  (!cfg.funcs_active && have_view && t->fp && fingerprint(&v) != t->fp))) {
-		/* The address was freed without us seeing it and reused. */
-		bpf_map_delete_elem(&tracked, &h->key);
-		t = NULL;
-	}
-	h->t = t;
-	if (t && t->state == ROLE_FREED)
-		return NULL; /* being released: the journey already ended */
-	if (!have_view && !t)
-		return NULL;
-	if (t) {
-		t->last_ts = now;
-		nt.journey = t->journey;
-	} else {
-		int sel;
-
-		if (!may_start || is_netlink(skb, skb_dev))
-			return NULL;
-		sel = select_packet(skb, skb_dev, &v);
-		/*
-		 * Not yet a network packet (headers unwritten, or a netlink
-		 * message: nftables tracing sends one per traced packet): turned
-		 * down until its layout changes, so by skb.
-		 */
-		if (sel == SEL_REJECTED && role != ROLE_FREE && key)
-			bpf_map_update_elem(&rejected_pkt, &id.head, &key, BPF_ANY);
-		else if ((sel == SEL_REJECTED || sel == SEL_MALFORMED) && role != ROLE_FREE &&
-			 have_id)
-			remember_rejected(h->key, &id);
-		if (sel != SEL_SELECTED)
-			return NULL;
-		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
-		nt.last_ts = now;
-		nt.fp = fingerprint(&v);
-		flags |= EVENT_F_FIRST;
-		count(CNT_SELECTED);
-		if (role != ROLE_FREE) {
-			bpf_map_update_elem(&tracked, &h->key, &nt, BPF_ANY);
-			h->t = bpf_map_lookup_elem(&tracked, &h->key);
-		}
-	}
-
+	if (!o)
+		return -1;
+	skb = (void *)o->skb;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(CNT_LOST);
-		return NULL;
+		return -1;
 	}
-	if (!dev)
-		dev = skb_dev;
-	e->ts = now;
-	e->skb = h->key;
-	e->journey = nt.journey;
+	dev = o->dev ? (void *)o->dev : BPF_CORE_READ(skb, dev);
+	e->ts = bpf_ktime_get_ns();
+	e->skb = o->skb;
+	e->journey = journey;
 	for (n = 0; n < MAX_ARGS; n++)
-		e->args[n] = 0;
-	e->netns = skb_netns(skb, dev, sk);
+		e->args[n] = o->args[n];
+	e->netns = skb_netns(skb, dev, (void *)o->sk);
 	e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
 	if (dev)
 		BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
@@ -740,19 +675,25 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 		e->dev[0] = 0;
 	e->len = BPF_CORE_READ(skb, len);
 	e->mark = BPF_CORE_READ(skb, mark);
-	e->site = site;
-	e->kind = kind;
+	e->site = o->site;
+	e->kind = o->kind;
 	e->cpu = bpf_get_smp_processor_id();
 	e->protocol = BPF_CORE_READ(skb, protocol);
 	e->qdisc_handle = 0;
 	e->qdisc_kind[0] = 0;
+	if (o->qdisc) {
+		struct Qdisc *q = (void *)o->qdisc;
+
+		e->qdisc_handle = BPF_CORE_READ(q, handle);
+		BPF_CORE_READ_STR_INTO(&e->qdisc_kind, q, ops, id);
+	}
 	e->data_len = 0;
-	if (v.caplen) {
-		n = v.caplen > EVENT_PKT_MAX ? EVENT_PKT_MAX : v.caplen;
-		if (!bpf_probe_read_kernel(e->data, n, v.start))
+	if (o->v.caplen) {
+		n = o->v.caplen > EVENT_PKT_MAX ? EVENT_PKT_MAX : o->v.caplen;
+		if (!bpf_probe_read_kernel(e->data, n, o->v.start))
 			e->data_len = n;
 	}
-	if (v.l3)
+	if (o->v.l3)
 		flags |= EVENT_F_L3;
 	e->flags = flags;
 	e->pad = 0;
@@ -760,62 +701,183 @@ static __always_inline struct event *begin(struct sk_buff *skb, __u32 site, __u1
 	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
 		flush_pending(e);
 	set_current(e);
-	return e;
+	bpf_ringbuf_submit(e, rb_flags());
+	count(CNT_EVENTS);
+	return 0;
 }
 
-static __always_inline void end(struct event *e, struct hctx *h)
+/* After the event: what the site means for the packet's tracking. */
+static __always_inline void obs_end(struct obs *o, struct track *t)
 {
-	if (e) {
-		bpf_ringbuf_submit(e, rb_flags());
-		count(CNT_EVENTS);
-	}
-	if (h->role == ROLE_FREE) {
+	__u64 key = o->skb;
+
+	if (o->role == ROLE_FREE) {
 		__u32 zero = 0;
 		struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
+		bool func = o->kind == EVENT_FUNC || o->kind == EVENT_FUNC_RET;
 
-		if (c && c->skb == h->key)
+		if (c && c->skb == key)
 			c->skb = 0;
 		/*
 		 * With function sites attached, the skb still goes through the
 		 * release functions after the free tracepoint: keep it known
 		 * (so it is not selected anew) until a function frees it.
 		 */
-		if (h->t && cfg.funcs_active && h->t->state != ROLE_FREED && !h->func)
-			h->t->state = ROLE_FREED;
-		else if (h->t)
-			bpf_map_delete_elem(&tracked, &h->key);
-	} else if (h->role == ROLE_DELIVER && h->t) {
-		h->t->state = ROLE_DELIVER;
+		if (t && cfg.funcs_active && t->state != ROLE_FREED && !func)
+			t->state = ROLE_FREED;
+		else if (t)
+			bpf_map_delete_elem(&tracked, &key);
+	} else if (o->role == ROLE_DELIVER && t) {
+		t->state = ROLE_DELIVER;
 	}
+}
+
+/*
+ * Whether this skb belongs to a journey. Tracked: emit its event (OBS_DONE).
+ * Unselected and known: OBS_DONE at once (one read, one lookup). Unknown:
+ * the packet's bytes are in scratch, OBS_FILTER.
+ */
+__noinline int obs_begin(struct obs *o)
+{
+	struct sk_buff *skb;
+	struct net_device *skb_dev;
+	__u64 now, key;
+	struct track *t;
+
+	if (!o || !o->skb)
+		return OBS_DONE;
+	skb = (void *)o->skb;
+	key = o->skb;
+	/* Unselected packets end here: one read, one lookup (see rejected). */
+	o->have_id = skb_ident(skb, &o->id);
+	o->key = o->have_id ? pkt_key(skb, &o->id) : 0;
+	if (o->key) {
+		if (known_rejected_pkt(o->id.head, o->key, o->role))
+			return OBS_DONE;
+	} else if (o->have_id && known_rejected(key, &o->id, o->role)) {
+		return OBS_DONE;
+	}
+	now = bpf_ktime_get_ns();
+	skb_dev = BPF_CORE_READ(skb, dev);
+	if (!o->have_id || !pkt_view(skb, skb_dev, &o->id, &o->v))
+		o->v.caplen = 0;
+	t = bpf_map_lookup_elem(&tracked, &key);
+	/*
+	 * Without function sites, frees that fire no tracepoint go unseen and
+	 * the address may come back as another packet: the fingerprint tells.
+	 * With them, every free is seen, and headers are still being written in
+	 * the early functions, so it is not checked.
+	 */
+	if (t && (now - t->last_ts > cfg.stale_ns ||
+		  (!cfg.funcs_active && t->state == ROLE_DELIVER && o->role != ROLE_DELIVER) ||
+		  (!cfg.funcs_active && o->v.caplen && t->fp && fingerprint(&o->v) != t->fp))) {
+		/* The address was freed without us seeing it and reused. */
+		bpf_map_delete_elem(&tracked, &key);
+		t = NULL;
+	}
+	if (t) {
+		/* Being released: the journey already ended, no event. */
+		if (t->state != ROLE_FREED) {
+			t->last_ts = now;
+			obs_emit(o, t->journey, 0);
+		}
+		obs_end(o, t);
+		return OBS_DONE;
+	}
+	if (!o->v.caplen || !o->may_start || is_netlink(skb, skb_dev))
+		return OBS_DONE;
+	o->fbytes = prepare_filter(skb, skb_dev, &o->v);
+	return o->fbytes ? OBS_FILTER : OBS_DONE;
+}
+
+/* The filter's answer for an untracked packet: remember a no, start a
+ * journey on a yes. */
+__noinline int obs_select(struct obs *o, int yes)
+{
+	struct filter_scratch *s;
+	struct track nt = {}, *t = NULL;
+	__u32 zero = 0;
+	__u64 key, head, digest;
+
+	if (!o)
+		return 0;
+	/* Map keys and values from the stack: 6.1 takes no other memory. */
+	key = o->skb;
+	head = o->id.head;
+	digest = o->key;
+	count(CNT_FILTERED);
+	if (!yes) {
+		if (o->role == ROLE_FREE)
+			return 0;
+		s = bpf_map_lookup_elem(&scratch, &zero);
+		/*
+		 * Well-formed headers turned down: by packet (all its skbs).
+		 * Not yet a network packet (headers unwritten): by skb, until
+		 * its layout changes.
+		 */
+		if (s && digest && well_formed(s, o->v.l3, o->fbytes))
+			bpf_map_update_elem(&rejected_pkt, &head, &digest, BPF_ANY);
+		else if (o->have_id)
+			remember_rejected(key, &o->id);
+		return 0;
+	}
+	nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
+	nt.last_ts = bpf_ktime_get_ns();
+	nt.fp = fingerprint(&o->v);
+	count(CNT_SELECTED);
+	if (o->role != ROLE_FREE) {
+		bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY);
+		t = bpf_map_lookup_elem(&tracked, &key);
+	}
+	obs_emit(o, nt.journey, EVENT_F_FIRST);
+	obs_end(o, t);
+	return 1;
+}
+
+/* One observation: the shared halves, and the filter between them. */
+static __always_inline void observe(struct obs *o)
+{
+	struct filter_scratch *s;
+	__u32 zero = 0;
+	__u64 n;
+	int yes;
+
+	if (obs_begin(o) != OBS_FILTER)
+		return;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return;
+	n = o->fbytes;
+	if (n > FILTER_PKT_MAX)
+		n = FILTER_PKT_MAX;
+	if (o->v.l3)
+		yes = filter_l3(s, n) != 0;
+	else
+		yes = filter_l2(s, n) != 0;
+	obs_select(o, yes);
 }
 
 static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 {
-	struct sk_buff *skb = (void *)ctx_arg(ctx, cfg.slots[slot].skb_arg);
-	struct net_device *dev = NULL;
-	struct hctx h;
-	struct event *e;
+	struct obs o = {};
 	__u64 n;
 
+	o.skb = ctx_arg(ctx, cfg.slots[slot].skb_arg);
 	/* The tracepoint's own device (the sender's, for net_dev_xmit on
 	 * veth, where skb->dev already is the peer). */
 	if (cfg.slots[slot].dev_arg < MAX_ARGS)
-		dev = (void *)ctx_arg(ctx, cfg.slots[slot].dev_arg);
-	e = begin(skb, slot, EVENT_SKB, cfg.slots[slot].role,
-		  !(cfg.slots[slot].flags & SLOT_F_NO_START), dev, slot_sock(ctx, slot), &h);
-	if (e) {
-		for (n = 0; n < MAX_ARGS; n++)
-			e->args[n] = n < cfg.slots[slot].nargs ? ctx_arg(ctx, n) : 0;
-		if (cfg.slots[slot].qdisc_arg < MAX_ARGS) {
-			struct Qdisc *q = (void *)ctx_arg(ctx, cfg.slots[slot].qdisc_arg);
-
-			if (q) {
-				e->qdisc_handle = BPF_CORE_READ(q, handle);
-				BPF_CORE_READ_STR_INTO(&e->qdisc_kind, q, ops, id);
-			}
-		}
-	}
-	end(e, &h);
+		o.dev = ctx_arg(ctx, cfg.slots[slot].dev_arg);
+	if (cfg.slots[slot].sock_arg < MAX_ARGS)
+		o.sk = ctx_arg(ctx, cfg.slots[slot].sock_arg);
+	if (cfg.slots[slot].qdisc_arg < MAX_ARGS)
+		o.qdisc = ctx_arg(ctx, cfg.slots[slot].qdisc_arg);
+	for (n = 0; n < MAX_ARGS; n++)
+		o.args[n] = n < cfg.slots[slot].nargs ? ctx_arg(ctx, n) : 0;
+	o.site = slot;
+	o.kind = EVENT_SKB;
+	o.role = cfg.slots[slot].role;
+	o.may_start = !(cfg.slots[slot].flags & SLOT_F_NO_START);
+	observe(&o);
 	return 0;
 }
 
@@ -828,57 +890,64 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
  * argument's journey.
  */
 /* nf_state: the struct nf_hook_state * argument, when the site has one. */
-static __always_inline void func_entry(void *ctx, struct sk_buff *skb, __u32 site,
+static __always_inline void func_entry(__u64 func_ip, struct sk_buff *skb, __u32 site,
 				       __u64 nf_state)
 {
 	struct func_cfg *fc = bpf_map_lookup_elem(&func_cfgs, &site);
-	struct nf_hook_state *st = (void *)nf_state;
-	struct hctx h;
-	struct event *e;
+	struct obs o = {};
 
-	if (!fc)
+	if (!fc || !skb)
 		return;
-	e = begin(skb, site, EVENT_FUNC, fc->role, !(fc->flags & FUNC_F_NO_START),
-		  NULL, NULL, &h);
-	if (e) {
-		e->args[0] = bpf_get_func_ip(ctx);
-		if (st) {
-			e->args[1] = BPF_CORE_READ(st, hook);
-			e->args[2] = BPF_CORE_READ(st, pf) | 0x100; /* 0x100: present */
-		}
+	o.skb = (__u64)skb;
+	o.site = site;
+	o.kind = EVENT_FUNC;
+	o.role = fc->role;
+	o.may_start = !(fc->flags & FUNC_F_NO_START);
+	o.args[0] = func_ip;
+	if (nf_state) {
+		struct nf_hook_state *st = (void *)nf_state;
+
+		o.args[1] = BPF_CORE_READ(st, hook);
+		o.args[2] = BPF_CORE_READ(st, pf) | 0x100; /* 0x100: present */
 	}
-	end(e, &h);
+	observe(&o);
 }
 
-static __always_inline void func_return(void *ctx, struct sk_buff *parent,
-					struct sk_buff *ret, __u32 site, __u64 ip)
+/* A returned skb other than the argument joins the argument's journey. */
+__noinline int inherit(__u64 parent, __u64 ret)
 {
 	struct track *pt, child = {};
-	__u64 pkey = (__u64)parent, rkey = (__u64)ret;
-	struct hctx h;
-	struct event *e;
+	struct skb_ident id = {};
+	struct pkt_view v = {};
+
+	pt = bpf_map_lookup_elem(&tracked, &parent);
+	if (!pt || bpf_map_lookup_elem(&tracked, &ret))
+		return 0;
+	child.journey = pt->journey;
+	child.last_ts = bpf_ktime_get_ns();
+	if (skb_ident((void *)ret, &id) &&
+	    pkt_view((void *)ret, BPF_CORE_READ((struct sk_buff *)ret, dev), &id, &v))
+		child.fp = fingerprint(&v);
+	bpf_map_update_elem(&tracked, &ret, &child, BPF_ANY);
+	return 1;
+}
+
+static __always_inline void func_return(struct sk_buff *parent, struct sk_buff *ret,
+					__u32 site, __u64 ip)
+{
+	struct obs o = {};
 
 	if (!ret)
 		return;
-	if (parent && ret != parent) {
-		pt = bpf_map_lookup_elem(&tracked, &pkey);
-		if (pt && !bpf_map_lookup_elem(&tracked, &rkey)) {
-			struct skb_ident id = {};
-			struct pkt_view v = {};
-
-			child.journey = pt->journey;
-			child.last_ts = bpf_ktime_get_ns();
-			if (skb_ident(ret, &id) && pkt_view(ret, BPF_CORE_READ(ret, dev), &id, &v))
-				child.fp = fingerprint(&v);
-			bpf_map_update_elem(&tracked, &rkey, &child, BPF_ANY);
-		}
-	}
-	e = begin(ret, site, EVENT_FUNC_RET, ROLE_PASS, false, NULL, NULL, &h);
-	if (e) {
-		e->args[0] = ip;
-		e->args[1] = pkey;
-	}
-	end(e, &h);
+	if (parent && ret != parent)
+		inherit((__u64)parent, (__u64)ret);
+	o.skb = (__u64)ret;
+	o.site = site;
+	o.kind = EVENT_FUNC_RET;
+	o.role = ROLE_PASS;
+	o.args[0] = ip;
+	o.args[1] = (__u64)parent;
+	observe(&o);
 }
 
 /* The site id of this copy of a template, patched in before load. */
@@ -929,7 +998,7 @@ int fentry_tpl(__u64 *ctx)
 {
 	__u32 site = patched_site();
 
-	func_entry(ctx, func_skb(ctx, site), site, func_nf_state(ctx, site));
+	func_entry(bpf_get_func_ip(ctx), func_skb(ctx, site), site, func_nf_state(ctx, site));
 	return 0;
 }
 
@@ -940,7 +1009,7 @@ int fexit_tpl(__u64 *ctx)
 	__u64 ret = 0;
 
 	bpf_get_func_ret(ctx, &ret);
-	func_return(ctx, func_skb(ctx, site), (void *)ret, site, bpf_get_func_ip(ctx));
+	func_return(func_skb(ctx, site), (void *)ret, site, bpf_get_func_ip(ctx));
 	return 0;
 }
 
@@ -977,7 +1046,7 @@ static __always_inline int kprobe_common(struct pt_regs *ctx)
 
 		bpf_map_update_elem(&stash, &id, &st, BPF_ANY);
 	}
-	func_entry(ctx, skb, site,
+	func_entry(bpf_get_func_ip(ctx), skb, site,
 		   fc->nf_state_arg < 6 ? kprobe_arg(ctx, fc->nf_state_arg) : 0);
 	return 0;
 }
@@ -993,7 +1062,7 @@ static __always_inline int kretprobe_common(struct pt_regs *ctx)
 		parent = (void *)st->skb;
 	if (st)
 		bpf_map_delete_elem(&stash, &id);
-	func_return(ctx, parent, (void *)REGS_LOAD(ctx, 80), site, bpf_get_func_ip(ctx));
+	func_return(parent, (void *)REGS_LOAD(ctx, 80), site, bpf_get_func_ip(ctx));
 	return 0;
 }
 

@@ -7,7 +7,8 @@
  * "goto +0" no-ops. Before load, src/filter/splice.rs overwrites that block
  * in place with the eBPF translation of the user's cBPF filter, keeping the
  * instruction count, so no relocation or line info moves. The filter ends by
- * falling through into the remaining no-ops, which the verifier removes.
+ * skipping the remaining no-ops with a branch the verifier knows is taken
+ * (see splice.rs), so it removes them as dead code.
  * A program whose placeholder was not patched fails to load (unknown helper).
  *
  * Register contract, written here and in splice.rs:

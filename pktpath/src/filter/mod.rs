@@ -70,11 +70,8 @@ impl Filter {
         let l2 = ebpf::translate(&c2)?;
         let l3 = ebpf::translate(&c3)?;
         for prog in [&l2, &l3] {
-            if prog.len() > crate::kernel::abi::FILTER_MAX_INSNS {
-                return Err(FilterError::TooLarge(
-                    prog.len(),
-                    crate::kernel::abi::FILTER_MAX_INSNS,
-                ));
+            if prog.len() > splice::FILTER_ROOM {
+                return Err(FilterError::TooLarge(prog.len(), splice::FILTER_ROOM));
             }
         }
         Ok(Filter {

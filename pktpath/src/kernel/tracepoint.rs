@@ -7,6 +7,7 @@
 //! descriptors: they also go away when the process dies, however it dies).
 
 use std::collections::BTreeSet;
+use std::os::fd::AsFd;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -366,8 +367,10 @@ impl Tracer {
                     if list.is_empty() {
                         continue;
                     }
-                    let template = splice::program_insns(&program(&self.obj, prog)?);
-                    let c = fentry::attach_all(&template, list, exit, &tick);
+                    let template = program(&self.obj, prog)?;
+                    let funcs = fentry::FuncTypes::of(template.as_fd());
+                    let insns = splice::program_insns(&template);
+                    let c = fentry::attach_all(&insns, funcs.as_ref(), list, exit, &tick);
                     self.func_attached += c.links.len();
                     self.func_failed.extend(c.failed.iter().cloned());
                     self.copies.push(c);
