@@ -13,8 +13,8 @@
 #   PKTPATH_BENCH_BACKENDS="fentry"        only these backends
 #
 # Each backend starts once (all sites: ~1,800 functions and the
-# tracepoints); under emulation kprobe-multi takes about a minute, fentry
-# about six (one program loaded and verified per function).
+# tracepoints); under emulation kprobe-multi takes ~10 s, kprobe ~40 s and
+# fentry about a minute (one program loaded and verified per function).
 #
 # Prints a table and appends it to BENCHMARKS.md (unless --no-append).
 set -euo pipefail
