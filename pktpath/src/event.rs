@@ -4,6 +4,7 @@
 //! Steps are what every sink renders and what journeys are made of; they are
 //! plain data (serde), so replaying or testing them needs no kernel.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -266,8 +267,22 @@ impl Step {
         }
     }
 
-    /// The short words shown next to the site.
-    pub fn describe(&self) -> String {
+    /// The short words shown next to the site (borrowed where they are
+    /// fixed words: most steps of a journey, written once per step).
+    pub fn describe(&self) -> Cow<'_, str> {
+        match &self.detail {
+            Detail::None if self.kind == SiteKind::Function => "".into(),
+            Detail::None => sites::info(&self.site).what.into(),
+            Detail::Text { text } => text.as_str().into(),
+            Detail::Free { location: None } => "freed".into(),
+            Detail::Xmit { rc: 0 } => "transmitted".into(),
+            Detail::Return { from: None } => "returned".into(),
+            _ => self.describe_made().into(),
+        }
+    }
+
+    /// `describe` for the details whose words are made from their fields.
+    fn describe_made(&self) -> String {
         match &self.detail {
             Detail::None if self.kind == SiteKind::Function => String::new(),
             Detail::Return { from: Some(f) } => format!("returned a new packet made from {f}"),
@@ -689,10 +704,10 @@ impl Decoder {
                 family: 4,
                 table: table_name(raw.args[0]),
                 error: (raw.args[1] as i64 != 0).then(|| errno_name(raw.args[1] as i64)),
-                dst: Ipv4Addr::from((raw.args[2] as u32).to_ne_bytes()).to_string(),
-                src: Ipv4Addr::from((raw.args[3] as u32).to_ne_bytes()).to_string(),
+                dst: packet::ipv4_text((raw.args[2] as u32).to_ne_bytes()),
+                src: packet::ipv4_text((raw.args[3] as u32).to_ne_bytes()),
                 gateway: (raw.args[4] != 0)
-                    .then(|| Ipv4Addr::from((raw.args[4] as u32).to_ne_bytes()).to_string()),
+                    .then(|| packet::ipv4_text((raw.args[4] as u32).to_ne_bytes())),
                 out_dev: step.dev.as_deref().map(str::to_string),
                 kind: kind_of_errno(raw.args[1] as i32 as i64),
                 ..RouteLookup::default()

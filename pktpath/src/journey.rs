@@ -585,7 +585,9 @@ impl Default for Journeys {
 impl Journeys {
     /// Adds a step; returns the journey when this step ended it.
     pub fn push(&mut self, id: u64, step: Step) -> Option<Journey> {
-        if self.closed.contains(&id) {
+        // An open journey is not closed: the set of closed ids (a tree of
+        // up to 65,536) is searched only for a step that opens one.
+        if !self.open.contains_key(&id) && self.closed.contains(&id) {
             self.late += 1;
             return None;
         }
@@ -916,7 +918,7 @@ mod tests {
             ],
             true,
         );
-        let v: Vec<String> = j.steps.iter().map(|s| s.describe()).collect();
+        let v: Vec<String> = j.steps.iter().map(|s| s.describe().into_owned()).collect();
         assert_eq!(v[0], "netfilter ipv4 FORWARD: accept");
         assert_eq!(v[2], "netfilter ipv4 FORWARD: drop");
     }

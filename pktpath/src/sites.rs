@@ -5,6 +5,9 @@
 //! Tracepoints not listed here are still traced when they take a packet
 //! (found through BTF); their subsystem is guessed from the name.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use crate::kernel::abi::{ROLE_DELIVER, ROLE_FREE, ROLE_PASS};
 
 /// Static knowledge about one tracepoint.
@@ -276,11 +279,16 @@ pub fn function_starts_journey(name: &str) -> bool {
 
 /// What we know of tracepoint `name`, guessing for unlisted ones.
 pub fn info(name: &str) -> SiteInfo {
-    if let Some(s) = KNOWN
-        .iter()
-        .chain([&FIB4, &FIB6, &NEIGH])
-        .find(|s| s.name == name)
-    {
+    // Looked up for every step a sink writes: a map, not a scan of the list.
+    static BY_NAME: LazyLock<HashMap<&str, SiteInfo>> = LazyLock::new(|| {
+        KNOWN
+            .iter()
+            .chain([&FIB4, &FIB6, &NEIGH])
+            .rev() // the first of a name wins, as in a scan
+            .map(|s| (s.name, *s))
+            .collect()
+    });
+    if let Some(s) = BY_NAME.get(name) {
         return *s;
     }
     let subsystem = [

@@ -3,11 +3,15 @@
 //! Source file and line need the kernel's DWARF, which stock machines do not
 //! have; the tracepoint catalogue (`sites`) gives the source file instead.
 
+use std::collections::HashMap;
 use std::fs;
 
 #[derive(Debug, Default)]
 pub struct Symbols {
     syms: Option<Table>,
+    /// Addresses already resolved: the free and drop locations of a run
+    /// are a few call sites seen again and again.
+    seen: HashMap<u64, String>,
 }
 
 /// Text symbols sorted by address; names in one buffer (a stock kernel
@@ -50,6 +54,9 @@ impl Symbols {
         if addr == 0 {
             return None;
         }
+        if let Some(s) = self.seen.get(&addr) {
+            return Some(s.clone());
+        }
         let t = self.syms.get_or_insert_with(Self::load);
         let i = t
             .addrs
@@ -58,7 +65,12 @@ impl Symbols {
         let (base, end) = t.addrs[i];
         let start = i.checked_sub(1).map_or(0, |p| t.addrs[p].1);
         let name = t.names.get(start as usize..end as usize)?;
-        Some(format!("{name}+{:#x}", addr - base))
+        let text = format!("{name}+{:#x}", addr - base);
+        // Bounded: addresses from a corrupt or hostile stream cannot grow it.
+        if self.seen.len() < 4096 {
+            self.seen.insert(addr, text.clone());
+        }
+        Some(text)
     }
 }
 

@@ -2,36 +2,49 @@
 
 use std::io::Write;
 
-use super::Sink;
+use super::{json_text, Sink};
 use crate::event::Step;
 use crate::journey::Journey;
 
 pub struct Json<W: Write> {
     out: W,
     steps: bool,
+    /// One line is made here, then written at once.
+    line: Vec<u8>,
 }
 
 impl<W: Write> Json<W> {
     /// With `steps`, each step is also written as it arrives
     /// (`{"step": {...}, "journey": N}`).
     pub fn new(out: W, steps: bool) -> Self {
-        Json { out, steps }
+        Json {
+            out,
+            steps,
+            line: Vec::new(),
+        }
     }
 }
 
 impl<W: Write> Sink for Json<W> {
     fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, j)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        json_text::journey(&mut self.line, j);
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 
     fn step(&mut self, journey: u64, s: &Step) -> std::io::Result<()> {
         if !self.steps {
             return Ok(());
         }
-        let v = serde_json::json!({ "journey": journey, "step": s });
-        serde_json::to_writer(&mut self.out, &v)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        self.line.extend_from_slice(b"{\"journey\":");
+        self.line
+            .extend_from_slice(itoa::Buffer::new().format(journey).as_bytes());
+        self.line.extend_from_slice(b",\"step\":");
+        json_text::step(&mut self.line, s);
+        self.line.extend_from_slice(b"}\n");
+        self.out.write_all(&self.line)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -2,6 +2,7 @@
 //! live or replayed.
 
 pub mod json;
+pub mod json_text;
 pub mod mbuf_trace;
 pub mod pcapng;
 pub mod terminal;

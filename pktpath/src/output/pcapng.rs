@@ -99,21 +99,28 @@ pub fn step_line(i: usize, t0: u64, s: &Step) -> String {
 /// `step_line`, appended to `out` (the pcapng sink writes every line of a
 /// journey into one buffer).
 fn write_step_line(out: &mut String, i: usize, t0: u64, s: &Step) {
-    use std::fmt::Write as _;
     let field = |out: &mut String, v: &str| {
         out.push('\t');
         if v.is_empty() {
             out.push('-');
-        } else if v.contains(['\t', '\n']) {
+        } else if v.bytes().any(|b| b == b'\t' || b == b'\n') {
             out.push_str(&v.replace(['\t', '\n'], " "));
         } else {
             out.push_str(v);
         }
     };
     // Milliseconds with 3 decimals, rounded, in integers (float
-    // formatting is a large share of a line's cost).
+    // formatting, and even `write!`, are a large share of a line's cost).
     let us = (s.ts_ns.saturating_sub(t0) + 500) / 1000;
-    let _ = write!(out, "{i}\t+{}.{:03}ms", us / 1000, us % 1000);
+    let mut n = itoa::Buffer::new();
+    out.push_str(n.format(i));
+    out.push_str("\t+");
+    out.push_str(n.format(us / 1000));
+    out.push('.');
+    let frac = us % 1000;
+    out.push_str(&"00"[..2 - (frac >= 10) as usize - (frac >= 100) as usize]);
+    out.push_str(n.format(frac));
+    out.push_str("ms");
     field(out, &s.netns_name);
     field(out, s.dev.as_deref().unwrap_or(""));
     field(out, &s.subsystem);
@@ -157,6 +164,11 @@ impl Default for PcapngOptions {
 pub struct Pcapng<W: Write> {
     out: W,
     opts: PcapngOptions,
+    /// Buffers kept from one journey to the next: the journey's JSON, its
+    /// comment lines and the packet block being made.
+    json: Vec<u8>,
+    text: String,
+    epb: Vec<u8>,
 }
 
 impl<W: Write> Pcapng<W> {
@@ -179,20 +191,45 @@ impl<W: Write> Pcapng<W> {
         option(&mut idb, OPT_END, &[]);
         block(&mut out, IDB, &idb)?;
         out.flush()?;
-        Ok(Pcapng { out, opts })
+        Ok(Pcapng {
+            out,
+            opts,
+            json: Vec::new(),
+            text: String::new(),
+            epb: Vec::new(),
+        })
     }
 
+    /// One record per step, each with the bytes seen there (the last
+    /// captured ones where a step captured none).
+    fn per_step(&mut self, j: &Journey, first: (Vec<u8>, u32), json: &[u8]) -> io::Result<()> {
+        let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
+        let header = header_line(j);
+        let mut last = first;
+        for (i, s) in j.steps.iter().enumerate() {
+            if let Some(f) = step_frame(s, j.len) {
+                last = f;
+            }
+            let line = step_line(i, t0, s);
+            let json = (i == 0).then_some(json);
+            self.record(s.ts_ns, last.clone(), j.id, [&*header, &*line], json)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one packet block; `json` is the journey's JSON text.
     fn record<'a>(
         &mut self,
         ts_mono: u64,
         (mut frame, orig): (Vec<u8>, u32),
         id: u64,
         comments: impl IntoIterator<Item = &'a str>,
-        json: Option<&str>,
+        json: Option<&[u8]>,
     ) -> io::Result<()> {
         frame.truncate(self.opts.snaplen as usize);
         let ts = wall_ns(ts_mono);
-        let mut epb = Vec::new();
+        let epb = &mut self.epb;
+        epb.clear();
         epb.extend(0u32.to_le_bytes()); // interface 0
         epb.extend(((ts >> 32) as u32).to_le_bytes());
         epb.extend((ts as u32).to_le_bytes());
@@ -200,22 +237,23 @@ impl<W: Write> Pcapng<W> {
         epb.extend(orig.to_le_bytes());
         epb.extend(&frame);
         epb.resize(epb.len().next_multiple_of(4), 0);
-        option(&mut epb, EPB_PACKETID, &id.to_le_bytes());
+        option(epb, EPB_PACKETID, &id.to_le_bytes());
         for c in comments {
-            option(&mut epb, OPT_COMMENT, c.as_bytes());
+            option(epb, OPT_COMMENT, c.as_bytes());
         }
-        if let Some(json) = json {
-            let mut v = PEN.to_le_bytes().to_vec();
-            v.extend(JSON_PREFIX.as_bytes());
-            v.extend(json.as_bytes());
-            // Too long for one option (journeys of thousands of steps):
-            // the comments still carry the path.
-            if v.len() <= 0xfff0 {
-                option(&mut epb, OPT_CUSTOM_UTF8, &v);
-            }
+        // Too long for one option (journeys of thousands of steps): the
+        // comments still carry the path.
+        let custom_len = 4 + JSON_PREFIX.len() + json.map_or(0, <[u8]>::len);
+        if let Some(json) = json.filter(|_| custom_len <= 0xfff0) {
+            epb.extend(OPT_CUSTOM_UTF8.to_le_bytes());
+            epb.extend((custom_len as u16).to_le_bytes());
+            epb.extend(PEN.to_le_bytes());
+            epb.extend(JSON_PREFIX.as_bytes());
+            epb.extend(json);
+            epb.resize(epb.len().next_multiple_of(4), 0);
         }
-        option(&mut epb, OPT_END, &[]);
-        block(&mut self.out, EPB, &epb)
+        option(epb, OPT_END, &[]);
+        block(&mut self.out, EPB, epb)
     }
 }
 
@@ -233,12 +271,20 @@ impl<W: Write> Sink for Pcapng<W> {
         let Some(first) = frame(j) else {
             return Ok(());
         };
-        let json = serde_json::to_string(j)?;
-        if !self.opts.per_step {
-            // All lines in one buffer: one allocation per journey.
+        // The buffers are taken out of self while record() borrows it.
+        let mut json = std::mem::take(&mut self.json);
+        json.clear();
+        super::json_text::journey(&mut json, j);
+        let done = if self.opts.per_step {
+            self.per_step(j, first, &json)
+        } else {
+            // All lines in one buffer, kept from journey to journey.
+            let mut text = std::mem::take(&mut self.text);
+            text.clear();
+            text.push_str(&header_line(j));
             let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
-            let mut text = header_line(j);
-            let mut ends = vec![text.len()];
+            let mut ends = Vec::with_capacity(j.steps.len() + 1);
+            ends.push(text.len());
             for (i, s) in j.steps.iter().enumerate() {
                 write_step_line(&mut text, i, t0, s);
                 ends.push(text.len());
@@ -246,22 +292,12 @@ impl<W: Write> Sink for Pcapng<W> {
             let lines = ends.iter().scan(0, |start, &end| {
                 Some(&text[std::mem::replace(start, end)..end])
             });
-            return self.record(t0, first, j.id, lines, Some(&json));
-        }
-        // One record per step, each with the bytes seen there (the last
-        // captured ones where a step captured none).
-        let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
-        let header = header_line(j);
-        let mut last = first;
-        for (i, s) in j.steps.iter().enumerate() {
-            if let Some(f) = step_frame(s, j.len) {
-                last = f;
-            }
-            let line = step_line(i, t0, s);
-            let json = (i == 0).then_some(json.as_str());
-            self.record(s.ts_ns, last.clone(), j.id, [&*header, &*line], json)?;
-        }
-        Ok(())
+            let done = self.record(t0, first, j.id, lines, Some(&json));
+            self.text = text;
+            done
+        };
+        self.json = json;
+        done
     }
 
     fn flush(&mut self) -> io::Result<()> {
