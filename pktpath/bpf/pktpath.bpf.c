@@ -104,6 +104,61 @@ struct {
 } tracked SEC(".maps");
 
 /*
+ * Who an skb is: its buffer, where data and tail are, and its header
+ * offsets and protocol (for the rejection digest and the packet view).
+ */
+struct skb_ident {
+	__u64 head;
+	__u64 data;
+	__u32 tail;
+	__u16 nh;    /* skb->network_header */
+	__u16 mac;   /* skb->mac_header */
+	__u16 proto; /* skb->protocol */
+	__u16 pad[3];
+};
+
+/*
+ * protocol, network_header, mac_header, tail, end, head and data sit next
+ * to each other in struct sk_buff (5.x and 6.x without KCOV): one 40-byte
+ * read from the 8-byte word holding network_header gets them all, where reading each
+ * would cost a helper call. Offsets are relocated (CO-RE), so the checks
+ * below are on constants; another layout takes five reads. The read starts
+ * 8-aligned, so each field keeps its natural alignment in `span` (the
+ * verifier wants aligned stack reads).
+ */
+static __always_inline bool skb_ident(struct sk_buff *skb, struct skb_ident *id)
+{
+	__u32 base = bpf_core_field_offset(skb->network_header) & ~7U;
+	__u32 o_nh = bpf_core_field_offset(skb->network_header) - base;
+	__u32 o_mac = bpf_core_field_offset(skb->mac_header) - base;
+	__u32 o_proto = bpf_core_field_offset(skb->protocol) - base;
+	__u32 o_tail = bpf_core_field_offset(skb->tail) - base;
+	__u32 o_head = bpf_core_field_offset(skb->head) - base;
+	__u32 o_data = bpf_core_field_offset(skb->data) - base;
+	__u8 span[40];
+
+	id->pad[0] = id->pad[1] = id->pad[2] = 0;
+	if (o_mac <= 38 && o_proto <= 38 && o_tail <= 36 && o_head <= 32 && o_data <= 32) {
+		if (bpf_probe_read_kernel(span, sizeof(span), (void *)skb + base))
+			return false;
+		id->nh = *(__u16 *)(span + (o_nh & ~1U));
+		id->mac = *(__u16 *)(span + (o_mac & ~1U));
+		id->proto = *(__u16 *)(span + (o_proto & ~1U));
+		id->tail = *(__u32 *)(span + (o_tail & ~3U));
+		id->head = *(__u64 *)(span + (o_head & ~7U));
+		id->data = *(__u64 *)(span + (o_data & ~7U));
+	} else {
+		id->nh = BPF_CORE_READ(skb, network_header);
+		id->mac = BPF_CORE_READ(skb, mac_header);
+		id->proto = BPF_CORE_READ(skb, protocol);
+		id->tail = BPF_CORE_READ(skb, tail);
+		id->head = (__u64)BPF_CORE_READ(skb, head);
+		id->data = (__u64)BPF_CORE_READ(skb, data);
+	}
+	return id->head != 0;
+}
+
+/*
  * Packets the filter turned down, so that later sites skip them with one
  * lookup instead of reading and filtering the headers again. The skb
  * address is reused after a free, so the entry also holds who the packet
@@ -112,54 +167,11 @@ struct {
  * packet is looked at again: a filter on inner headers still sees them
  * after decapsulation.
  */
-struct reject {
-	__u64 head;
-	__u64 data;
-	__u32 tail;
-	__u32 pad;
-};
-
-/* Who an skb is for `rejected`: its buffer and where data and tail are. */
-struct skb_ident {
-	__u64 head;
-	__u64 data;
-	__u32 tail;
-	__u32 pad;
-};
-
-/*
- * tail, end, head and data sit next to each other in struct sk_buff (since
- * 2.6): one 32-byte read gets them, where reading each would cost a helper
- * call. Offsets are relocated (CO-RE); another layout takes three reads.
- */
-static __always_inline bool skb_ident(struct sk_buff *skb, struct skb_ident *id)
-{
-	__u32 o_tail = bpf_core_field_offset(skb->tail);
-	__u32 o_head = bpf_core_field_offset(skb->head);
-	__u32 o_data = bpf_core_field_offset(skb->data);
-	__u8 span[32];
-
-	if (o_head >= o_tail && o_head - o_tail <= 24 && !((o_head - o_tail) & 7) &&
-	    o_data >= o_tail && o_data - o_tail <= 24 && !((o_data - o_tail) & 7)) {
-		if (bpf_probe_read_kernel(span, sizeof(span), (void *)skb + o_tail))
-			return false;
-		id->tail = *(__u32 *)span;
-		id->head = *(__u64 *)(span + ((o_head - o_tail) & 31 & ~7));
-		id->data = *(__u64 *)(span + ((o_data - o_tail) & 31 & ~7));
-	} else {
-		id->tail = BPF_CORE_READ(skb, tail);
-		id->head = (__u64)BPF_CORE_READ(skb, head);
-		id->data = (__u64)BPF_CORE_READ(skb, data);
-	}
-	id->pad = 0;
-	return id->head != 0;
-}
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, struct reject);
+	__type(value, struct skb_ident);
 } rejected SEC(".maps");
 
 /*
@@ -181,6 +193,24 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } rejected_pkt SEC(".maps");
+
+/*
+ * The last packet this CPU found in rejected_pkt or put there: a packet
+ * passes its sites one after another on one CPU (~10 on a veth path), and
+ * two compares here save the hash lookup at each. Same key as the map
+ * (buffer and header digest), so it answers as the map would.
+ */
+struct last_reject {
+	__u64 head;
+	__u64 key;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct last_reject);
+} last_rejected SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -281,14 +311,14 @@ struct pkt_view {
 };
 
 /* skb_dev: skb->dev, read once by the caller. */
-/* id: the skb's head, data and tail, already read by skb_ident(). */
+/* id: the skb's buffer and offsets, already read by skb_ident(). */
 static __always_inline bool pkt_view(struct sk_buff *skb, struct net_device *skb_dev,
 				     const struct skb_ident *id, struct pkt_view *v)
 {
 	unsigned char *head = (unsigned char *)id->head;
 	unsigned char *data = (unsigned char *)id->data;
-	__u16 mac = BPF_CORE_READ(skb, mac_header);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 mac = id->mac;
+	__u16 nh = id->nh;
 	__u32 tail = id->tail;
 	__u32 len = BPF_CORE_READ(skb, len);
 	__u16 type = skb_dev ? BPF_CORE_READ(skb_dev, type) : ARPHRD_ETHER;
@@ -377,11 +407,11 @@ static __always_inline __u64 fingerprint(struct pkt_view *v)
  * network packet. nftables tracing sends one per traced packet and chain,
  * to every listener: without this each ran the filter.
  */
-static __always_inline bool is_netlink(struct sk_buff *skb, struct net_device *dev)
+static __always_inline bool is_netlink(struct sk_buff *skb, struct net_device *dev, __u16 proto)
 {
 	struct sock *sk;
 
-	if (dev || BPF_CORE_READ(skb, protocol))
+	if (dev || proto)
 		return false;
 	sk = BPF_CORE_READ(skb, sk);
 	return sk && BPF_CORE_READ(sk, __sk_common.skc_family) == AF_NETLINK;
@@ -439,7 +469,7 @@ static __always_inline __u64 prepare_filter(struct sk_buff *skb, struct net_devi
 /* Whether this skb is a packet the filter already turned down. */
 static __always_inline bool known_rejected(__u64 key, struct skb_ident *id, __u8 role)
 {
-	struct reject *r = bpf_map_lookup_elem(&rejected, &key);
+	struct skb_ident *r = bpf_map_lookup_elem(&rejected, &key);
 
 	if (!r)
 		return false;
@@ -455,9 +485,9 @@ static __always_inline bool known_rejected(__u64 key, struct skb_ident *id, __u8
  * network header, TTL/hop limit and IPv4 checksum left out; 0 without an IP
  * network header.
  */
-static __always_inline __u64 pkt_key(struct sk_buff *skb, struct skb_ident *id)
+static __always_inline __u64 pkt_key(struct skb_ident *id)
 {
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 nh = id->nh;
 	__u64 w[PKT_KEY_LEN / 8] = {}, h = 0x9e3779b97f4a7c15ULL;
 	__u8 *b = (__u8 *)w;
 	int i;
@@ -481,25 +511,44 @@ static __always_inline __u64 pkt_key(struct sk_buff *skb, struct skb_ident *id)
 /* Whether this packet (in any skb of it) is one the filter turned down. */
 static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
 {
-	__u64 *r = bpf_map_lookup_elem(&rejected_pkt, &head);
+	struct last_reject *l;
+	__u32 zero = 0;
+	__u64 *r;
 
+	l = bpf_map_lookup_elem(&last_rejected, &zero);
+	if (l && l->head == head && l->key == key) {
+		if (role != ROLE_FREE)
+			return true;
+		/* Freed: forget it (the buffer may come back as another). */
+		l->head = 0;
+		bpf_map_delete_elem(&rejected_pkt, &head);
+		return true;
+	}
+	r = bpf_map_lookup_elem(&rejected_pkt, &head);
 	if (!r || *r != key)
 		return false;
 	/* A free of one of its skbs: the buffer may come back as another. */
-	if (role == ROLE_FREE)
+	if (role == ROLE_FREE) {
 		bpf_map_delete_elem(&rejected_pkt, &head);
+	} else if (l) {
+		l->head = head;
+		l->key = key;
+	}
 	return true;
 }
 
-static __always_inline void remember_rejected(__u64 key, struct skb_ident *id)
+/* Turned down by packet: in rejected_pkt, and this CPU's last one. */
+static __always_inline void remember_rejected_pkt(__u64 head, __u64 key)
 {
-	struct reject r = {
-		.head = id->head,
-		.data = id->data,
-		.tail = id->tail,
-	};
+	struct last_reject *l;
+	__u32 zero = 0;
 
-	bpf_map_update_elem(&rejected, &key, &r, BPF_ANY);
+	bpf_map_update_elem(&rejected_pkt, &head, &key, BPF_ANY);
+	l = bpf_map_lookup_elem(&last_rejected, &zero);
+	if (l) {
+		l->head = head;
+		l->key = key;
+	}
 }
 
 /* Record the addresses of the packet this CPU handles now. */
@@ -750,24 +799,28 @@ __noinline int obs_begin(struct obs *o)
 	key = o->skb;
 	/* Unselected packets end here: one read, one lookup (see rejected). */
 	o->have_id = skb_ident(skb, &o->id);
-	o->key = o->have_id ? pkt_key(skb, &o->id) : 0;
+	o->key = o->have_id ? pkt_key(&o->id) : 0;
 	if (o->key) {
 		if (known_rejected_pkt(o->id.head, o->key, o->role))
 			return OBS_DONE;
 	} else if (o->have_id && known_rejected(key, &o->id, o->role)) {
 		return OBS_DONE;
 	}
-	now = bpf_ktime_get_ns();
+	t = bpf_map_lookup_elem(&tracked, &key);
+	/* Not followed and cannot start here (frees, headerless sends...):
+	 * nothing more to read. */
+	if (!t && !o->may_start)
+		return OBS_DONE;
 	skb_dev = BPF_CORE_READ(skb, dev);
 	if (!o->have_id || !pkt_view(skb, skb_dev, &o->id, &o->v))
 		o->v.caplen = 0;
-	t = bpf_map_lookup_elem(&tracked, &key);
 	/*
 	 * Without function sites, frees that fire no tracepoint go unseen and
 	 * the address may come back as another packet: the fingerprint tells.
 	 * With them, every free is seen, and headers are still being written in
 	 * the early functions, so it is not checked.
 	 */
+	now = t ? bpf_ktime_get_ns() : 0;
 	if (t && (now - t->last_ts > cfg.stale_ns ||
 		  (!cfg.funcs_active && t->state == ROLE_DELIVER && o->role != ROLE_DELIVER) ||
 		  (!cfg.funcs_active && o->v.caplen && t->fp && fingerprint(&o->v) != t->fp))) {
@@ -784,7 +837,7 @@ __noinline int obs_begin(struct obs *o)
 		obs_end(o, t);
 		return OBS_DONE;
 	}
-	if (!o->v.caplen || !o->may_start || is_netlink(skb, skb_dev))
+	if (!o->v.caplen || !o->may_start || is_netlink(skb, skb_dev, o->id.proto))
 		return OBS_DONE;
 	o->fbytes = prepare_filter(skb, skb_dev, &o->v);
 	return o->fbytes ? OBS_FILTER : OBS_DONE;
@@ -796,6 +849,7 @@ __noinline int obs_select(struct obs *o, int yes)
 {
 	struct filter_scratch *s;
 	struct track nt = {}, *t = NULL;
+	struct skb_ident id;
 	__u32 zero = 0;
 	__u64 key, head, digest;
 
@@ -816,9 +870,11 @@ __noinline int obs_select(struct obs *o, int yes)
 		 * its layout changes.
 		 */
 		if (s && digest && well_formed(s, o->v.l3, o->fbytes))
-			bpf_map_update_elem(&rejected_pkt, &head, &digest, BPF_ANY);
-		else if (o->have_id)
-			remember_rejected(key, &o->id);
+			remember_rejected_pkt(head, digest);
+		else if (o->have_id) {
+			id = o->id;
+			bpf_map_update_elem(&rejected, &key, &id, BPF_ANY);
+		}
 		return 0;
 	}
 	nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
