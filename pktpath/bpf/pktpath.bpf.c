@@ -36,6 +36,13 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_NETLINK 16
 #define ETH_P_IPV6 0x86DD
 #define CORRELATE_NS 2000000ULL /* FIB lookup to packet, same CPU */
+/*
+ * An input route lookup to the packet: longer, because it is also tied by
+ * the packet being the last skb a site saw on this CPU (cpu_seen), and an
+ * interrupt between the packet's last site and its lookup can take more
+ * than CORRELATE_NS under emulation.
+ */
+#define FIB_INPUT_NS 20000000ULL
 #define LOOPBACK_IFINDEX 1
 
 const volatile struct config cfg = {};
@@ -195,22 +202,31 @@ struct {
 } rejected_pkt SEC(".maps");
 
 /*
- * The last packet this CPU found in rejected_pkt or put there: a packet
- * passes its sites one after another on one CPU (~10 on a veth path), and
- * two compares here save the hash lookup at each. Same key as the map
- * (buffer and header digest), so it answers as the map would.
+ * What this CPU's sites saw last.
+ *
+ * rej_head, rej_key: the last packet found in rejected_pkt or put there. A
+ * packet passes its sites one after another on one CPU (~10 on a veth
+ * path), and two compares here save the hash lookup at each. Same key as
+ * the map (buffer and header digest), so it answers as the map would.
+ *
+ * skb: the skb of the last site this CPU ran, if that site emitted an
+ * event for it (0 when the last site saw a packet not followed). An input
+ * route lookup belongs to the current packet only if no other packet came
+ * to a site since (see fib4); the address alone cannot tell, since a
+ * packet freed unseen leaves it to the next one.
  */
-struct last_reject {
-	__u64 head;
-	__u64 key;
+struct cpu_seen {
+	__u64 rej_head;
+	__u64 rej_key;
+	__u64 skb;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct last_reject);
-} last_rejected SEC(".maps");
+	__type(value, struct cpu_seen);
+} cpu_seen SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -511,16 +527,16 @@ static __always_inline __u64 pkt_key(struct skb_ident *id)
 /* Whether this packet (in any skb of it) is one the filter turned down. */
 static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
 {
-	struct last_reject *l;
+	struct cpu_seen *l;
 	__u32 zero = 0;
 	__u64 *r;
 
-	l = bpf_map_lookup_elem(&last_rejected, &zero);
-	if (l && l->head == head && l->key == key) {
+	l = bpf_map_lookup_elem(&cpu_seen, &zero);
+	if (l && l->rej_head == head && l->rej_key == key) {
 		if (role != ROLE_FREE)
 			return true;
 		/* Freed: forget it (the buffer may come back as another). */
-		l->head = 0;
+		l->rej_head = 0;
 		bpf_map_delete_elem(&rejected_pkt, &head);
 		return true;
 	}
@@ -531,8 +547,8 @@ static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
 	if (role == ROLE_FREE) {
 		bpf_map_delete_elem(&rejected_pkt, &head);
 	} else if (l) {
-		l->head = head;
-		l->key = key;
+		l->rej_head = head;
+		l->rej_key = key;
 	}
 	return true;
 }
@@ -540,14 +556,14 @@ static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
 /* Turned down by packet: in rejected_pkt, and this CPU's last one. */
 static __always_inline void remember_rejected_pkt(__u64 head, __u64 key)
 {
-	struct last_reject *l;
+	struct cpu_seen *l;
 	__u32 zero = 0;
 
 	bpf_map_update_elem(&rejected_pkt, &head, &key, BPF_ANY);
-	l = bpf_map_lookup_elem(&last_rejected, &zero);
+	l = bpf_map_lookup_elem(&cpu_seen, &zero);
 	if (l) {
-		l->head = head;
-		l->key = key;
+		l->rej_head = head;
+		l->rej_key = key;
 	}
 }
 
@@ -556,8 +572,11 @@ static __always_inline void set_current(struct event *e)
 {
 	__u32 zero = 0, off = 0;
 	struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
+	struct cpu_seen *seen = bpf_map_lookup_elem(&cpu_seen, &zero);
 	__u16 proto;
 
+	if (seen)
+		seen->skb = e->skb;
 	if (!c)
 		return;
 	if (c->skb != e->skb)
@@ -790,13 +809,18 @@ __noinline int obs_begin(struct obs *o)
 {
 	struct sk_buff *skb;
 	struct net_device *skb_dev;
+	struct cpu_seen *seen;
 	__u64 now, key;
 	struct track *t;
+	__u32 zero = 0;
 
 	if (!o || !o->skb)
 		return OBS_DONE;
 	skb = (void *)o->skb;
 	key = o->skb;
+	seen = bpf_map_lookup_elem(&cpu_seen, &zero);
+	if (seen)
+		seen->skb = 0; /* set again by set_current() if followed */
 	/* Unselected packets end here: one read, one lookup (see rejected). */
 	o->have_id = skb_ident(skb, &o->id);
 	o->key = o->have_id ? pkt_key(&o->id) : 0;
@@ -1145,12 +1169,12 @@ SLOT(32) SLOT(33) SLOT(34) SLOT(35) SLOT(36) SLOT(37) SLOT(38) SLOT(39)
 SLOT(40) SLOT(41) SLOT(42) SLOT(43) SLOT(44) SLOT(45) SLOT(46) SLOT(47)
 
 /* The tracked packet this CPU is handling, if recent. */
-static __always_inline struct current *recent_current(__u64 now)
+static __always_inline struct current *recent_current(__u64 now, __u64 window)
 {
 	__u32 zero = 0;
 	struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
 
-	if (!c || !c->skb || now - c->ts > CORRELATE_NS)
+	if (!c || !c->skb || now - c->ts > window)
 		return NULL;
 	return c;
 }
@@ -1194,6 +1218,7 @@ int fib4(__u64 *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	struct event ev = {}, *e = &ev;
 	__u32 daddr, zero = 0;
+	struct cpu_seen *seen;
 	struct current *c;
 	int iif;
 
@@ -1225,11 +1250,14 @@ int fib4(__u64 *ctx)
 	}
 	/*
 	 * An input lookup (routing the packet this CPU just received on device
-	 * iif, whatever DNAT made of its destination). Lookups without an input
-	 * device are address-type queries (ARP, local checks), not routing.
+	 * iif, whatever DNAT made of its destination: the address cannot tell,
+	 * so no other packet may have come to a site since). Lookups without an
+	 * input device are address-type queries (ARP, local checks), not routing.
 	 */
-	c = recent_current(now);
-	if (!iif || !c || iif != c->ifindex || (e->netns && e->netns != c->netns))
+	c = recent_current(now, FIB_INPUT_NS);
+	seen = bpf_map_lookup_elem(&cpu_seen, &zero);
+	if (!iif || !c || !seen || seen->skb != c->skb || iif != c->ifindex ||
+	    (e->netns && e->netns != c->netns))
 		return 0;
 	e->journey = c->journey;
 	e->skb = c->skb;
@@ -1270,7 +1298,7 @@ int fib6(__u64 *ctx)
 
 	if (!cfg.fib_correlate)
 		return 0;
-	c = recent_current(now);
+	c = recent_current(now, CORRELATE_NS);
 	if (!c)
 		return 0;
 	BPF_CORE_READ_INTO(&daddr, flp, daddr);
@@ -1322,7 +1350,7 @@ int neigh_done(__u64 *ctx)
 	bpf_probe_read_kernel(e->data, 16, (void *)n + bpf_core_field_offset(n->primary_key));
 	e->data_len = 16;
 	__builtin_memcpy(&key, e->data, 4);
-	c = recent_current(now);
+	c = recent_current(now, CORRELATE_NS);
 	if (c && e->netns == c->netns && (key == c->daddr4 || (c->gw4 && key == c->gw4))) {
 		e->journey = c->journey;
 		e->skb = c->skb;

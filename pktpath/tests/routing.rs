@@ -43,3 +43,67 @@ fn rp_filter_drop_names_the_interface_and_the_sysctl() {
 fn policy_routing_names_table_100_and_the_rule() {
     run_alone(245, &scenarios::PolicyRouting);
 }
+
+/// A route lookup is tied to the packet being routed, not to whatever
+/// packet was traced last on that CPU: with a flood of unselected
+/// datagrams to another address of the server in between (each routed on
+/// the same device, while the selected ones wait in a socket), the
+/// selected journeys hold no lookup of the flood's destination.
+#[test]
+fn route_lookups_belong_to_their_packet() {
+    require_root!();
+    let net = Net::new(246);
+    let flood_dst = format!("10.{}.2.3", net.n);
+    net.lab
+        .ip(&net.server, &format!("addr add {flood_dst}/24 dev eth0"))
+        .unwrap();
+    // The selected datagrams wait in a socket (no free ends their
+    // journeys' last step on the CPU), the flood is dropped (no socket).
+    let server = net.server_ip();
+    let rx = pktpath::netlab::in_netns(&net.server, move || {
+        let s = std::net::UdpSocket::bind(format!("{server}:7001")).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        while s.recv(&mut buf).is_ok() {}
+    })
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let p = Pktpath::start(&[&net.only("udp port 7001")]);
+    let to = format!("{flood_dst}:7002");
+    let flood = pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..20_000 {
+            let _ = s.send_to(b"unselected", &to);
+        }
+    })
+    .unwrap();
+    for _ in 0..30 {
+        scenarios::udp_from(&net, None, &net.server_ip(), 7001);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    flood.join().unwrap();
+    rx.join().unwrap();
+    let all = p.stop();
+    let selected = common::journeys_with(&all, &[&format!("> {} UDP", net.server_ip())]);
+    assert!(
+        selected.len() >= 20,
+        "journeys of the selected datagrams: {all:#?}"
+    );
+    let mut lookups = 0;
+    for j in &selected {
+        for s in j["steps"].as_array().unwrap() {
+            if s["detail"]["type"] == "route" {
+                lookups += 1;
+                assert_ne!(
+                    s["detail"]["dst"], flood_dst,
+                    "a lookup of the flood's destination in a selected journey: {j:#}"
+                );
+            }
+        }
+    }
+    assert!(
+        lookups >= selected.len(),
+        "the selected journeys have their lookups: {selected:#?}"
+    );
+}
