@@ -6,7 +6,7 @@
 //! the ring buffer out of order) and closed when the packet is freed, shortly
 //! after it was copied to a socket, or after it went quiet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +48,11 @@ pub enum End {
         /// A TCP segment: TCP frees what it handled without a tracepoint.
         #[serde(default)]
         tcp: bool,
+        /// Routed to a local address, and nothing seen after: handed to
+        /// the local stack where no tracepoint fires (a datagram queued
+        /// to its socket).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        local: bool,
     },
 }
 
@@ -86,9 +91,18 @@ impl End {
             End::Unknown {
                 last_site,
                 tcp: true,
+                ..
             } => format!(
                 "no end seen after {last_site} (TCP frees segments it handles without a \
                  tracepoint)"
+            ),
+            End::Unknown {
+                last_site,
+                local: true,
+                ..
+            } => format!(
+                "no end seen after {last_site}, routed to a local address (handed to the \
+                 local stack, where no tracepoint fires: e.g. a datagram queued to its socket)"
             ),
             End::Unknown { last_site, .. } => format!(
                 "no end seen after {last_site} (freed where no tracepoint fires, or still \
@@ -214,6 +228,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         return End::Unknown {
             last_site: "-".into(),
             tcp: false,
+            local: false,
         };
     };
     let delivered = steps
@@ -307,6 +322,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         return End::Unknown {
             last_site: own.site.to_string(),
             tcp: flow.is_some_and(|f| f.proto == 6),
+            local: steps.last().is_some_and(is_local_route),
         };
     }
     // Freed: by whom? The last step before the free that is the packet's own.
@@ -497,6 +513,12 @@ fn rule_verdict(steps: &[Step], drop: &Step) -> Option<(String, Option<String>)>
     ))
 }
 
+/// A route lookup that found a local address: the packet is for this
+/// namespace.
+fn is_local_route(s: &Step) -> bool {
+    matches!(&s.detail, Detail::Route(r) if r.kind.as_deref() == Some("local"))
+}
+
 /// Functions of an skb's release path, not of what happened to the packet.
 fn is_release(site: &str) -> bool {
     site.contains("free") || site.contains("release") || site.contains("consume")
@@ -510,6 +532,18 @@ struct Open {
     queued: bool,
     /// The packet carries bytes a socket would queue (from its headers).
     socket_data: Option<bool>,
+    /// A datagram (not TCP): read whole by one copy, so a delivered one
+    /// waits only for its free.
+    datagram: bool,
+    /// Seen in a namespace whose rules are traced: late nftables steps
+    /// may come for it.
+    rule_traced: bool,
+    /// The last step left the packet where the tracepoints may see no
+    /// more of it, and whatever else happens follows at once (same
+    /// softirq): received by the stack (its input route aside), routed
+    /// to a local address, or a segment TCP processed with no data to
+    /// queue. Not so after a transmit queue or a neighbour wait.
+    settled: bool,
     /// skbs of this packet still alive (clones and copies join it).
     live: Vec<u64>,
 }
@@ -548,8 +582,22 @@ pub struct Journeys {
     pub idle_ns: u64,
     /// After a socket copy, wait this long for more copies, ns.
     pub deliver_grace_ns: u64,
+    /// After a datagram's copy, wait this long for its free (the free
+    /// follows the copy in the same recvmsg; some kernels free datagrams
+    /// where no tracepoint fires), ns.
+    pub datagram_grace_ns: u64,
+    /// Namespaces whose nftables rules are traced: only journeys seen in
+    /// one are held (`hold_ns`) for late trace messages. None: all are.
+    pub hold_netns: Option<HashSet<u32>>,
     /// Data queued to a socket waits for the application's read this long.
     pub queued_idle_ns: u64,
+    /// A settled packet (see `Open::settled`) closes after this long
+    /// without a step, ns: what follows, if anything, comes at once (a
+    /// drop, a forward, the socket's tracepoints); without it the
+    /// tracepoint-only journeys of datagrams queued to a socket (no
+    /// tracepoint there) and of pure ACKs would wait `idle_ns` (memory:
+    /// 60,000 datagrams/s x 1 s x 7 steps, over the memory bound).
+    pub settled_ns: u64,
     /// Steps that arrived after their journey was closed.
     pub late: u64,
     /// Steps kept (open and held journeys), and the most to keep: over
@@ -570,7 +618,10 @@ impl Default for Journeys {
             closed: BTreeSet::new(),
             idle_ns: 1_000_000_000,
             deliver_grace_ns: 100_000_000,
+            datagram_grace_ns: 10_000_000,
+            hold_netns: None,
             queued_idle_ns: 10_000_000_000,
+            settled_ns: 50_000_000,
             late: 0,
             steps: 0,
             // ~500 bytes a step with its share of strings and bytes:
@@ -593,20 +644,41 @@ impl Journeys {
         }
         let role = step.role();
         let o = self.open.entry(id).or_insert_with(|| Open {
-            // A journey has ~10 steps on the tracepoints: no regrowth.
-            steps: Vec::with_capacity(12),
+            // Grown as steps come (4, 8, 16...): a reserve of 12 (3.5 kB)
+            // per journey was 40 % of the heap with 5-step UDP journeys.
+            steps: Vec::new(),
             last_ts: 0,
             delivered: false,
             queued: false,
             socket_data: None,
+            datagram: false,
+            rule_traced: false,
+            settled: false,
             live: Default::default(),
         });
         o.last_ts = o.last_ts.max(step.ts_ns);
         o.delivered |= role == ROLE_DELIVER;
         if o.socket_data.is_none() {
-            o.socket_data = step.flow().map(|f| f.waits_in_socket());
+            if let Some(f) = step.flow() {
+                o.socket_data = Some(f.waits_in_socket());
+                o.datagram = f.proto != 6;
+            }
+        }
+        if self.hold_ns > 0 && !o.rule_traced {
+            o.rule_traced = self
+                .hold_netns
+                .as_ref()
+                .is_none_or(|n| n.contains(&step.netns));
         }
         o.queued |= o.socket_data == Some(true) && crate::sites::queues_to_socket(&step.site);
+        o.settled = match &step.detail {
+            // The input route of a received packet: local, or on its way.
+            Detail::Route(_) => o.settled || is_local_route(&step),
+            _ => {
+                matches!(&*step.site, "netif_receive_skb")
+                    || (&*step.site == "tcp_probe" && !o.queued)
+            }
+        };
         if !step.correlated {
             if role == ROLE_FREE {
                 o.live.retain(|&s| s != step.skb);
@@ -632,7 +704,7 @@ impl Journeys {
         while self.closed.len() > 65536 {
             self.closed.pop_first();
         }
-        if self.hold_ns == 0 {
+        if self.hold_ns == 0 || !o.rule_traced {
             self.steps -= o.steps.len();
             return Some(Journey::from_steps(id, o.steps, freed));
         }
@@ -680,10 +752,14 @@ impl Journeys {
             .iter()
             .filter(|(_, o)| {
                 let quiet = now_ns.saturating_sub(o.last_ts);
-                if o.delivered {
+                if o.delivered && o.datagram {
+                    quiet > self.datagram_grace_ns
+                } else if o.delivered {
                     quiet > self.deliver_grace_ns
                 } else if o.queued {
                     quiet > self.queued_idle_ns.max(self.idle_ns)
+                } else if o.settled {
+                    quiet > self.settled_ns.min(self.idle_ns)
                 } else {
                     quiet > self.idle_ns
                 }
@@ -935,13 +1011,106 @@ mod tests {
                 Detail::Deliver { bytes: 5 },
             ),
         );
-        j.push(4, step(0, "netif_receive_skb", "server", Detail::None));
+        j.push(4, step(0, "net_dev_queue", "server", Detail::None));
         assert!(j.expire(50_000_000).is_empty());
         let done = j.expire(200_000_000);
         assert_eq!(done.len(), 1);
         assert!(matches!(done[0].end, End::Delivered { .. }));
         let quiet = j.expire(2_000_000_000);
         assert!(matches!(quiet[0].end, End::Unknown { .. }));
+    }
+
+    /// A datagram is read whole by one copy: once copied, its journey
+    /// waits only for the free (which some kernels do without a
+    /// tracepoint), not for more copies as a TCP segment's does.
+    #[test]
+    fn delivered_datagram_ends_sooner_than_a_stream() {
+        let datagram = || {
+            let mut p = vec![0x45, 0, 0, 33, 0, 0, 0x40, 0, 64, 17, 0, 0];
+            p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
+            p.extend([0x9c, 0x40, 0, 53, 0, 13, 0, 0, 1, 2, 3, 4, 5]);
+            let mut s = step(0, "netif_receive_skb", "server", Detail::None);
+            s.packet = Some((true, p.into()));
+            s
+        };
+        let copy = |ts| {
+            step(
+                ts,
+                "skb_copy_datagram_iovec",
+                "server",
+                Detail::Deliver { bytes: 5 },
+            )
+        };
+        let mut j = Journeys::default();
+        j.push(1, datagram());
+        j.push(1, copy(1_000));
+        // The same copy without headers: a stream's grace.
+        j.push(2, copy(1_000));
+        let done = j.expire(1_000 + j.datagram_grace_ns + 1);
+        assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [1]);
+        assert!(matches!(done[0].end, End::Delivered { .. }));
+        assert!(j.expire(1_000 + j.deliver_grace_ns / 2).is_empty());
+        let done = j.expire(1_000 + j.deliver_grace_ns + 1);
+        assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+    }
+
+    /// A received packet with nothing after it (the tracepoints do not
+    /// see a datagram queued to its socket) closes after `settled_ns`,
+    /// and says where it was routed; one that waits in a transmit queue
+    /// or for its neighbour waits `idle_ns`.
+    #[test]
+    fn received_packet_closes_when_quiet() {
+        let mut j = Journeys::default();
+        let lookup = |kind| {
+            let mut s = step(
+                2,
+                "fib_table_lookup",
+                "b",
+                route("local", "10.0.2.2", Some(kind), Some("10.0.2.2")),
+            );
+            s.correlated = true;
+            s
+        };
+        let received = || step(1, "netif_receive_skb", "b", Detail::None);
+        j.push(1, received());
+        j.push(1, lookup("local"));
+        // Early demux: a connected socket's route, no lookup.
+        j.push(2, received());
+        j.push(3, received());
+        j.push(3, lookup("unicast"));
+        j.push(3, step(3, "net_dev_queue", "b", Detail::None));
+        let done = j.expire(3 + j.settled_ns + 1);
+        assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2]);
+        assert!(
+            matches!(&done[0].end, End::Unknown { local: true, last_site, .. } if last_site == "netif_receive_skb"),
+            "{:?}",
+            done[0].end
+        );
+        assert!(done[0].end.line().contains("routed to a local address"));
+        assert!(matches!(&done[1].end, End::Unknown { local: false, .. }));
+        assert_eq!(j.expire(3 + j.idle_ns + 1)[0].id, 3);
+    }
+
+    /// Only journeys seen in a namespace whose rules are traced wait for
+    /// late trace messages; the others are handed out when they end.
+    #[test]
+    fn held_only_where_rules_are_traced() {
+        let mut j = Journeys {
+            hold_ns: 300_000_000,
+            hold_netns: Some([7].into()),
+            ..Journeys::default()
+        };
+        let free = |ts| step(ts, "consume_skb", "a", Detail::Free { location: None });
+        j.push(1, step(1, "netif_receive_skb", "a", Detail::None));
+        let out = j
+            .push(1, free(2))
+            .expect("not held: namespace 1 is not traced");
+        assert_eq!(out.id, 1);
+        let mut traced = step(3, "netif_receive_skb", "b", Detail::None);
+        traced.netns = 7;
+        j.push(2, traced);
+        assert!(j.push(2, free(4)).is_none(), "held: namespace 7 is traced");
+        assert_eq!(j.expire(4 + 300_000_001)[0].id, 2);
     }
 
     /// A TCP segment with data waits in the receive queue for the reader;

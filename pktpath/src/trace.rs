@@ -175,6 +175,7 @@ pub fn run(
                     eprintln!("pktpath: warning: {w}");
                 }
                 journeys.hold_ns = 300_000_000;
+                journeys.hold_netns = Some(r.traced_netns());
                 Some(r)
             }
             Err(e) => {
@@ -301,7 +302,14 @@ impl Consumer<'_> {
         if let Some(j) = self.journeys.push(raw.journey, step) {
             self.emit(j);
         }
-        // Memory stays bounded however fast the events come.
+        // Memory stays bounded however fast the events come: first what
+        // has ended by now (a busy ring keeps one poll, and so the tick's
+        // expiry, going for long), then the quietest of the rest.
+        if self.journeys.over_limit() {
+            for j in self.journeys.expire(ktime_ns()) {
+                self.emit(j);
+            }
+        }
         if self.journeys.over_limit() {
             for j in self.journeys.evict() {
                 self.emit(j);

@@ -229,11 +229,17 @@ impl RuleTracer {
             )
         });
         let session = NftraceSession::start(&namespaces, matches)?;
+        // Those with a ruleset: the others send no trace messages.
+        let traced = session
+            .namespaces()
+            .iter()
+            .map(|n| (n.inode, n.clone()))
+            .collect();
         Ok((
             RuleTracer {
                 session,
                 rules: RulesetCache::new(),
-                namespaces: namespaces.into_iter().map(|n| (n.inode, n)).collect(),
+                namespaces: traced,
                 waiting: Vec::new(),
                 groups: HashMap::new(),
                 seen: SeenIndex::default(),
@@ -247,6 +253,11 @@ impl RuleTracer {
     /// Namespaces tracing was set up in.
     pub fn namespaces(&self) -> usize {
         self.namespaces.len()
+    }
+
+    /// Inodes of the namespaces traced.
+    pub fn traced_netns(&self) -> std::collections::HashSet<u32> {
+        self.namespaces.keys().copied().collect()
     }
 
     /// Messages lost by the netlink socket or the reader's queue.

@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -471,8 +472,9 @@ impl Snapshot {
 pub struct Routes {
     cache: HashMap<(u32, bool), Snapshot>,
     netns: HashMap<u32, Option<NetnsRef>>,
-    /// The last step of each journey's own packet: netns, device, mark.
-    seen: HashMap<u64, (u32, String, u32)>,
+    /// The last step of each journey's own packet: netns, device, mark
+    /// (the device shared with the step, not copied: one per event).
+    seen: HashMap<u64, (u32, Arc<str>, u32)>,
     /// Namespaces whose routes could not be read (said once).
     pub warned: Vec<String>,
 }
@@ -524,16 +526,13 @@ impl Routes {
     /// rp_filter setting of a reverse-path drop.
     pub fn annotate(&mut self, journey: u64, step: &mut Step) {
         if !step.correlated && step.dev.is_some() && step.netns != 0 {
-            if self.seen.len() > 65536 {
+            // A lookup follows its packet's receive within a few events.
+            if self.seen.len() > 16384 {
                 self.seen.clear();
             }
             self.seen.insert(
                 journey,
-                (
-                    step.netns,
-                    step.dev.as_deref().unwrap_or_default().to_string(),
-                    step.mark,
-                ),
+                (step.netns, step.dev.clone().unwrap_or_default(), step.mark),
             );
         }
         match &step.detail {
@@ -546,7 +545,7 @@ impl Routes {
     fn route_step(&mut self, journey: u64, step: &mut Step) {
         let netns = step.netns;
         let (iif, mark) = match self.seen.get(&journey) {
-            Some((ns, dev, mark)) if *ns == netns => (dev.clone(), *mark),
+            Some((ns, dev, mark)) if *ns == netns => (dev.to_string(), *mark),
             // Not received in this namespace: locally generated.
             _ => ("lo".to_string(), step.mark),
         };
