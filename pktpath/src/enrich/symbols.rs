@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::{BufRead, BufReader};
 
 #[derive(Debug, Default)]
 pub struct Symbols {
@@ -25,25 +26,35 @@ struct Table {
 }
 
 impl Symbols {
+    /// Reads /proc/kallsyms line by line (not whole: it is ~6 MB of
+    /// text, most of it other kinds of symbols).
     fn load() -> Table {
-        let text = fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-        let mut v: Vec<(u64, &str)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                (addr != 0 && matches!(kind, "t" | "T")).then_some((addr, name))
-            })
-            .collect();
-        v.sort_unstable();
-        let mut t = Table {
-            addrs: Vec::with_capacity(v.len()),
-            names: String::with_capacity(v.iter().map(|(_, n)| n.len()).sum()),
+        let Ok(f) = fs::File::open("/proc/kallsyms") else {
+            return Table::default();
         };
-        for (addr, name) in v {
-            t.names.push_str(name);
+        // Address, and where the name is in `read`, as read.
+        let mut read = String::new();
+        let mut found: Vec<(u64, u32, u32)> = Vec::new();
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let mut it = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            if addr != 0 && matches!(kind, "t" | "T") {
+                found.push((addr, read.len() as u32, name.len() as u32));
+                read.push_str(name);
+            }
+        }
+        found.sort_unstable_by_key(|&(addr, at, _)| (addr, at));
+        let mut t = Table {
+            addrs: Vec::with_capacity(found.len()),
+            names: String::with_capacity(read.len()),
+        };
+        for (addr, at, len) in found {
+            t.names.push_str(&read[at as usize..(at + len) as usize]);
             t.addrs.push((addr, t.names.len() as u32));
         }
         t
