@@ -177,12 +177,14 @@ impl Journey {
 /// dropped it if no other nf_hook_slow came before the drop, the function
 /// did if no other hook step did.
 fn hook_verdicts(steps: &mut [Step]) {
-    let nf_drop =
-        |s: &Step| matches!(&s.detail, Detail::Drop { reason, .. } if reason == "NETFILTER_DROP");
+    let nf_drop = |s: &Step| matches!(&s.detail, Detail::Drop(d) if d.reason == "NETFILTER_DROP");
     for i in 0..steps.len() {
-        let Detail::Hook { verdict: None, .. } = &steps[i].detail else {
+        let Detail::Hook(h) = &steps[i].detail else {
             continue;
         };
+        if h.verdict.is_some() {
+            continue;
+        }
         let skb = steps[i].skb;
         let outer = &*steps[i].site == "nf_hook_slow";
         let dropped_here = steps[i + 1..]
@@ -195,8 +197,8 @@ fn hook_verdicts(steps: &mut [Step]) {
             })
             .is_some_and(nf_drop);
         if dropped_here {
-            if let Detail::Hook { verdict: v, .. } = &mut steps[i].detail {
-                *v = Some("drop".into());
+            if let Detail::Hook(h) = &mut steps[i].detail {
+                h.verdict = Some("drop".into());
             }
             continue;
         }
@@ -207,12 +209,12 @@ fn hook_verdicts(steps: &mut [Step]) {
                     || !is_release(&s.site) && !s.site.contains("drop"))
         });
         let verdict = match next.map(|s| &s.detail) {
-            Some(Detail::Drop { reason, .. }) if reason == "NETFILTER_DROP" => "drop",
+            Some(Detail::Drop(d)) if d.reason == "NETFILTER_DROP" => "drop",
             Some(_) => "accept",
             None => continue,
         };
-        if let Detail::Hook { verdict: v, .. } = &mut steps[i].detail {
-            *v = Some(verdict.to_string());
+        if let Detail::Hook(h) = &mut steps[i].detail {
+            h.verdict = Some(verdict.to_string());
         }
     }
 }
@@ -235,14 +237,14 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         .iter()
         .rev()
         .find(|s| matches!(s.detail, Detail::Deliver { .. }));
-    if let Detail::Drop {
-        reason,
-        location,
-        explanation: found,
-        hint: found_hint,
-        ..
-    } = &last.detail
-    {
+    if let Detail::Drop(d) = &last.detail {
+        let crate::event::DropInfo {
+            reason,
+            location,
+            explanation: found,
+            hint: found_hint,
+            ..
+        } = &**d;
         let (explanation, hint) = drop::explain(reason);
         let ping_reply = reason == "NO_SOCKET" && flow.is_some_and(|f| f.is_echo_reply());
         // A FIN (no data) still queued when the application closed its
@@ -852,6 +854,7 @@ mod tests {
     use super::*;
 
     use crate::event::test_step as step;
+    use crate::event::{DropInfo, HookRun};
 
     #[test]
     fn drop_ends_journey_with_reason_in_words() {
@@ -866,13 +869,13 @@ mod tests {
                     30,
                     "kfree_skb",
                     "router",
-                    Detail::Drop {
+                    Detail::Drop(Box::new(DropInfo {
                         reason: "NETFILTER_DROP".into(),
                         code: 6,
                         location: Some("nf_hook_slow+0x9a".into()),
                         explanation: None,
                         hint: None,
-                    },
+                    })),
                 ),
             )
             .expect("closed");
@@ -969,20 +972,20 @@ mod tests {
     fn hook_verdicts_come_from_what_followed() {
         let hook = |ts| Step {
             kind: crate::event::SiteKind::Function,
-            detail: Detail::Hook {
+            detail: Detail::Hook(Box::new(HookRun {
                 family: "ipv4".into(),
                 hook: "FORWARD".into(),
                 verdict: None,
-            },
+            })),
             ..step(ts, "nf_hook_slow", "r", Detail::None)
         };
-        let drop = Detail::Drop {
+        let drop = Detail::Drop(Box::new(DropInfo {
             reason: "NETFILTER_DROP".into(),
             code: 6,
             location: None,
             explanation: None,
             hint: None,
-        };
+        }));
         let j = Journey::from_steps(
             1,
             vec![
@@ -1176,13 +1179,13 @@ mod tests {
             ts,
             "kfree_skb",
             "router",
-            Detail::Drop {
+            Detail::Drop(Box::new(DropInfo {
                 reason: reason.into(),
                 code: 2,
                 location: Some(location.into()),
                 explanation: None,
                 hint: None,
-            },
+            })),
         )
     }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::bridge_vlan::{self, Entry};
 use super::nftrace::{run_in, NetnsRef};
-use crate::event::{Detail, SiteKind, Step};
+use crate::event::{BridgeCross, Detail, SiteKind, Step};
 use crate::journey::{End, Journey};
 use crate::packet::mac;
 
@@ -223,13 +223,13 @@ impl Bridges {
                 headers: None,
                 ct: None,
                 vlan: vid,
-                detail: Detail::Bridge {
+                detail: Detail::Bridge(Box::new(BridgeCross {
                     bridge,
                     in_port: dev.to_string(),
                     out_ports: out,
                     fdb,
                     vlan: vlan.map(|v| v.text),
-                },
+                })),
                 packet: None,
                 role_hint: Default::default(),
             });

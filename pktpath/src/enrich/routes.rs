@@ -537,7 +537,7 @@ impl Routes {
         }
         match &step.detail {
             Detail::Route(_) => self.route_step(journey, step),
-            Detail::Drop { reason, .. } if reason == "IP_RPFILTER" => self.rp_filter_step(step),
+            Detail::Drop(d) if d.reason == "IP_RPFILTER" => self.rp_filter_step(step),
             _ => {}
         }
     }
@@ -663,12 +663,12 @@ impl Routes {
         let back = self
             .snapshot(&ns, src.is_ipv6(), false)
             .and_then(|s| best_route(&s.routes, 254, src).cloned());
-        let Detail::Drop {
-            explanation, hint, ..
-        } = &mut step.detail
-        else {
+        let Detail::Drop(d) = &mut step.detail else {
             return;
         };
+        let crate::event::DropInfo {
+            explanation, hint, ..
+        } = &mut **d;
         let mode = |v: u32| match v {
             0 => "off",
             1 => "strict",

@@ -118,13 +118,14 @@ fn detail(out: &mut Vec<u8>, d: &Detail) {
             int(out, *bytes);
             out.push(b'}');
         }
-        Detail::Drop {
-            reason,
-            code,
-            location,
-            explanation,
-            hint,
-        } => {
+        Detail::Drop(d) => {
+            let crate::event::DropInfo {
+                reason,
+                code,
+                location,
+                explanation,
+                hint,
+            } = &**d;
             out.extend_from_slice(b"{\"type\":\"drop\",\"reason\":");
             string(out, reason);
             out.extend_from_slice(b",\"code\":");
@@ -209,7 +210,7 @@ fn serde(out: &mut Vec<u8>, v: &(impl Serialize + ?Sized)) {
 mod tests {
     use super::*;
     use crate::conntrack::Conntrack;
-    use crate::event::{test_step, RuleMatch};
+    use crate::event::{test_step, DropInfo, RuleMatch};
     use crate::journey::End;
 
     /// Every field set (so that a field missing here shows), and a few
@@ -256,20 +257,20 @@ mod tests {
             },
             Detail::Xmit { rc: -16 },
             Detail::Deliver { bytes: 64 },
-            Detail::Drop {
+            Detail::Drop(Box::new(DropInfo {
                 reason: "NETFILTER_DROP".into(),
                 code: 6,
                 location: Some("nf_hook_slow+0x9c".into()),
                 explanation: Some("a \"drop\" rule".into()),
                 hint: Some("nft list ruleset".into()),
-            },
-            Detail::Drop {
+            })),
+            Detail::Drop(Box::new(DropInfo {
                 reason: "NO_SOCKET".into(),
                 code: 3,
                 location: None,
                 explanation: None,
                 hint: None,
-            },
+            })),
             Detail::Route(Box::new(route)),
             Detail::Route(Box::default()),
             Detail::Rule(Box::new(RuleMatch {
