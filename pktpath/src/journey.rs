@@ -623,7 +623,7 @@ impl Default for Journeys {
             datagram_grace_ns: 10_000_000,
             hold_netns: None,
             queued_idle_ns: 10_000_000_000,
-            settled_ns: 50_000_000,
+            settled_ns: 25_000_000,
             late: 0,
             steps: 0,
             // ~500 bytes a step with its share of strings and bytes:

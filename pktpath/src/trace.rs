@@ -155,6 +155,7 @@ pub fn run(
         ..Summary::default()
     };
     let mut decoder = Decoder::new(tracer.plan.slots.clone(), inv.clone());
+    decoder.symbols.preload();
     decoder.functions = tracer
         .functions
         .as_ref()
@@ -299,14 +300,17 @@ impl Consumer<'_> {
         if let Some(rules) = self.rules.as_mut() {
             rules.observe(raw.journey, &step);
         }
+        let ts = step.ts_ns;
         if let Some(j) = self.journeys.push(raw.journey, step) {
             self.emit(j);
         }
         // Memory stays bounded however fast the events come: first what
         // has ended by now (a busy ring keeps one poll, and so the tick's
         // expiry, going for long), then the quietest of the rest.
+        // (By this event's time, not the clock's: the ring may lag, and
+        // what follows a quiet journey may still be in it.)
         if self.journeys.over_limit() {
-            for j in self.journeys.expire(ktime_ns()) {
+            for j in self.journeys.expire(ts) {
                 self.emit(j);
             }
         }

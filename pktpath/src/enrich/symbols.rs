@@ -19,9 +19,12 @@ pub struct Symbols {
 /// has ~150,000: one allocation each would be several MB more).
 #[derive(Debug, Default)]
 struct Table {
-    /// Address, and the name's end in `names` (it starts where the
-    /// previous one ends).
-    addrs: Vec<(u64, u32)>,
+    /// Addresses are kept as offsets from this one (kernel and module
+    /// text span well under 4 GB): half the table's size.
+    base: u64,
+    /// Address (offset from `base`), and the name's end in `names` (it
+    /// starts where the previous one ends).
+    addrs: Vec<(u32, u32)>,
     names: String,
 }
 
@@ -49,15 +52,28 @@ impl Symbols {
             }
         }
         found.sort_unstable_by_key(|&(addr, at, _)| (addr, at));
+        let base = found.first().map_or(0, |f| f.0);
         let mut t = Table {
+            base,
             addrs: Vec::with_capacity(found.len()),
             names: String::with_capacity(read.len()),
         };
         for (addr, at, len) in found {
+            let Ok(off) = u32::try_from(addr - base) else {
+                break;
+            };
             t.names.push_str(&read[at as usize..(at + len) as usize]);
-            t.addrs.push((addr, t.names.len() as u32));
+            t.addrs.push((off, t.names.len() as u32));
         }
         t
+    }
+
+    /// Reads the table now, not at the first address to resolve: that
+    /// comes with the first packets, when reading (~70 ms) would stall
+    /// the ring buffer's reader and its transient memory (~5 MB) would
+    /// add to the journeys'.
+    pub fn preload(&mut self) {
+        self.syms.get_or_insert_with(Self::load);
     }
 
     /// "function+0xoff" for a kernel text address.
@@ -69,11 +85,10 @@ impl Symbols {
             return Some(s.clone());
         }
         let t = self.syms.get_or_insert_with(Self::load);
-        let i = t
-            .addrs
-            .partition_point(|(a, _)| *a <= addr)
-            .checked_sub(1)?;
-        let (base, end) = t.addrs[i];
+        let off = u32::try_from(addr.checked_sub(t.base)?).unwrap_or(u32::MAX);
+        let i = t.addrs.partition_point(|(a, _)| *a <= off).checked_sub(1)?;
+        let (start_off, end) = t.addrs[i];
+        let base = t.base + start_off as u64;
         let start = i.checked_sub(1).map_or(0, |p| t.addrs[p].1);
         let name = t.names.get(start as usize..end as usize)?;
         let text = format!("{name}+{:#x}", addr - base);
@@ -101,6 +116,7 @@ mod tests {
             return;
         };
         let mut s = Symbols::default();
+        s.preload();
         assert_eq!(s.resolve(addr + 0x10).as_deref(), Some("ip_rcv+0x10"));
         assert_eq!(s.resolve(addr).as_deref(), Some("ip_rcv+0x0"));
     }
