@@ -54,8 +54,10 @@ struct track {
 	__u64 journey;
 	__u64 last_ts;
 	__u64 fp;    /* header fingerprint, see fingerprint() */
+	__u64 head;  /* skb->head where last seen, 0: unknown */
 	__u32 state; /* ROLE_PASS or ROLE_DELIVER */
-	__u32 pad;
+	__u16 mac;   /* skb->mac_header and network_header where last seen */
+	__u16 nh;
 };
 
 /* The packet each CPU handled last, to tie FIB/neighbour events to it. */
@@ -166,48 +168,112 @@ static __always_inline bool skb_ident(struct sk_buff *skb, struct skb_ident *id)
 }
 
 /*
- * Packets the filter turned down, so that later sites skip them with one
- * lookup instead of reading and filtering the headers again. The skb
- * address is reused after a free, so the entry also holds who the packet
- * was: its head buffer, where its headers started and its length. Pushing
- * a header (transmit) or pulling one (receive) changes those, and the
- * packet is looked at again: a filter on inner headers still sees them
- * after decapsulation.
+ * What an event reports of an skb beside its identity: its length, mark,
+ * the VLAN tag held outside the data and the conntrack pointer.
  */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct skb_ident);
-} rejected SEC(".maps");
+struct skb_meta {
+	__u64 nfct; /* skb->_nfct, 0 without conntrack */
+	__u32 len;
+	__u32 mark;
+	__u16 vlan_proto;
+	__u16 vlan_tci;
+	__u32 pad;
+};
 
 /*
- * The same, by packet rather than by skb: a clone (TCP transmits one of
- * every segment), or the skb after a header was pushed or pulled, is the
- * same packet: same data buffer (head) and the same network and transport
- * header bytes (TTL, hop limit and IPv4 checksum aside: forwarding changes
- * them). Another packet in a reused buffer differs in those bytes (IPv4
- * id, TCP sequence, UDP checksum, lengths), a rewritten one (NAT) too, and
- * is looked at again.
+ * _nfct, len, vlan_proto, vlan_tci and mark lie within 64 bytes of each
+ * other (5.x and 6.x): one read for the five, as in skb_ident().
+ */
+static __always_inline void skb_meta(struct sk_buff *skb, struct skb_meta *m)
+{
+	__u32 base = bpf_core_field_offset(skb->len) & ~7U;
+	__u32 o_len = bpf_core_field_offset(skb->len) - base;
+	__u32 o_mark = bpf_core_field_offset(skb->mark) - base;
+	__u32 o_vp = bpf_core_field_offset(skb->vlan_proto) - base;
+	__u32 o_vt = bpf_core_field_offset(skb->vlan_tci) - base;
+	__u32 o_ct = bpf_core_field_exists(skb->_nfct) ? bpf_core_field_offset(skb->_nfct) : 0;
+	__u8 span[64];
+
+	m->pad = 0;
+	m->nfct = 0;
+	if (bpf_core_field_exists(skb->_nfct) && o_ct >= base - 8 && o_ct < base) {
+		/* _nfct just before len (the usual layout): read from it. */
+		base = o_ct;
+		o_len += 8;
+		o_mark += 8;
+		o_vp += 8;
+		o_vt += 8;
+		o_ct = 0;
+	} else {
+		o_ct = 0xffff;
+	}
+	if (o_len <= 60 && o_mark <= 60 && o_vp <= 62 && o_vt <= 62 &&
+	    !bpf_probe_read_kernel(span, sizeof(span), (void *)skb + base)) {
+		m->len = *(__u32 *)(span + (o_len & ~3U));
+		m->mark = *(__u32 *)(span + (o_mark & ~3U));
+		m->vlan_proto = *(__u16 *)(span + (o_vp & ~1U));
+		m->vlan_tci = *(__u16 *)(span + (o_vt & ~1U));
+		if (o_ct == 0)
+			m->nfct = *(__u64 *)span;
+		else if (bpf_core_field_exists(skb->_nfct))
+			m->nfct = BPF_CORE_READ(skb, _nfct);
+		return;
+	}
+	m->len = BPF_CORE_READ(skb, len);
+	m->mark = BPF_CORE_READ(skb, mark);
+	m->vlan_proto = BPF_CORE_READ(skb, vlan_proto);
+	m->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
+	if (bpf_core_field_exists(skb->_nfct))
+		m->nfct = BPF_CORE_READ(skb, _nfct);
+}
+
+/*
+ * Packets the filter turned down, so that later sites skip them with one
+ * array read instead of reading and filtering the headers again.
+ *
+ * By packet: a clone (TCP transmits one of every segment), or the skb
+ * after a header was pushed or pulled, is the same packet: same data
+ * buffer (head) and the same network and transport header bytes (TTL, hop
+ * limit and IPv4 checksum aside: forwarding changes them). Another packet
+ * in a reused buffer differs in those bytes (IPv4 id, TCP sequence, UDP
+ * checksum, lengths), a rewritten one (NAT) too, and is looked at again.
+ *
+ * By skb, for packets whose IP header is not written yet: the same skb,
+ * buffer, data and tail. Pushing a header (transmit) or pulling one
+ * (receive) changes them, and the packet is looked at again: a filter on
+ * inner headers still sees them after decapsulation.
+ *
+ * A cache, not a table: the slot is a hash of the buffer (or skb) address,
+ * the value one 64-bit word mixing everything above, written and read
+ * whole from any CPU without a lock. A collision overwrites an older word
+ * (that packet is filtered again at its next site); a word left by a freed
+ * packet matches no other. An LRU hash did this at ~290 ns per insert and
+ * ~130 ns per delete (bpf_stats, 6.18): most of an unselected packet's
+ * cost.
  */
 #define PKT_KEY_LEN 48
+#define REJECT_SLOTS 65536
 
-/* head -> digest of the packet's header bytes (one compare, no loop: the
- * verifier's work per program grows with every branch). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REJECT_SLOTS);
+	__type(key, __u32);
 	__type(value, __u64);
-} rejected_pkt SEC(".maps");
+} rejected SEC(".maps");
+
+static __always_inline __u64 mix(__u64 h, __u64 v)
+{
+	h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 31);
+}
+
+static __always_inline __u32 reject_slot(__u64 addr)
+{
+	return (__u32)((addr * 0x9e3779b97f4a7c15ULL) >> 48) & (REJECT_SLOTS - 1);
+}
 
 /*
  * What this CPU's sites saw last.
- *
- * rej_head, rej_key: the last packet found in rejected_pkt or put there. A
- * packet passes its sites one after another on one CPU (~10 on a veth
- * path), and two compares here save the hash lookup at each. Same key as
- * the map (buffer and header digest), so it answers as the map would.
  *
  * skb: the skb of the last site this CPU ran, if that site emitted an
  * event for it (0 when the last site saw a packet not followed). An input
@@ -216,8 +282,6 @@ struct {
  * packet freed unseen leaves it to the next one.
  */
 struct cpu_seen {
-	__u64 rej_head;
-	__u64 rej_key;
 	__u64 skb;
 };
 
@@ -327,16 +391,15 @@ struct pkt_view {
 };
 
 /* skb_dev: skb->dev, read once by the caller. */
-/* id: the skb's buffer and offsets, already read by skb_ident(). */
-static __always_inline bool pkt_view(struct sk_buff *skb, struct net_device *skb_dev,
-				     const struct skb_ident *id, struct pkt_view *v)
+/* id: the skb's buffer and offsets, already read by skb_ident(); len: skb->len. */
+static __always_inline bool pkt_view(struct net_device *skb_dev, const struct skb_ident *id,
+				     __u32 len, struct pkt_view *v)
 {
 	unsigned char *head = (unsigned char *)id->head;
 	unsigned char *data = (unsigned char *)id->data;
 	__u16 mac = id->mac;
 	__u16 nh = id->nh;
 	__u32 tail = id->tail;
-	__u32 len = BPF_CORE_READ(skb, len);
 	__u16 type = skb_dev ? BPF_CORE_READ(skb_dev, type) : ARPHRD_ETHER;
 	__u8 first = 0;
 
@@ -388,17 +451,16 @@ static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *d
  */
 static __always_inline __u64 fingerprint(struct pkt_view *v)
 {
-	__u8 h[40] = {};
+	/* Ethernet and 802.1Q, IPv6, and the TCP sequence: one read. */
+	__u8 b[18 + 40 + 8] = {}, *h;
 	__u32 off = 0, seq = 0, l4;
-	__u16 eth = 0;
 	__u64 fp;
 
-	if (!v->l3) {
-		bpf_probe_read_kernel(&eth, 2, v->start + 12);
-		off = eth == bpf_htons(0x8100) ? 18 : 14;
-	}
-	if (bpf_probe_read_kernel(h, sizeof(h), v->start + off))
+	if (bpf_probe_read_kernel(b, sizeof(b), v->start))
 		return 0;
+	if (!v->l3)
+		off = b[12] == 0x81 && b[13] == 0x00 ? 18 : 14;
+	h = b + off;
 	if ((h[0] >> 4) == 4) {
 		fp = (__u64)h[9] << 48 | (__u64)h[2] << 40 | (__u64)h[3] << 32 |
 		     (__u64)h[4] << 24 | (__u64)h[5] << 16 | 4;
@@ -414,7 +476,10 @@ static __always_inline __u64 fingerprint(struct pkt_view *v)
 	} else {
 		return 0;
 	}
-	bpf_probe_read_kernel(&seq, 4, v->start + l4 + 4);
+	if (l4 + 8 <= sizeof(b))
+		__builtin_memcpy(&seq, b + l4 + 4, 4);
+	else
+		bpf_probe_read_kernel(&seq, 4, v->start + l4 + 4);
 	return fp ^ ((__u64)seq << 8);
 }
 
@@ -482,22 +547,43 @@ static __always_inline __u64 prepare_filter(struct sk_buff *skb, struct net_devi
 	return caplen;
 }
 
-/* Whether this skb is a packet the filter already turned down. */
-static __always_inline bool known_rejected(__u64 key, struct skb_ident *id, __u8 role)
+/* The word of a packet turned down by skb (see rejected). */
+static __always_inline __u64 skb_word(__u64 skb, struct skb_ident *id)
 {
-	struct skb_ident *r = bpf_map_lookup_elem(&rejected, &key);
+	return mix(mix(mix(mix(0x736b62, skb), id->head), id->data), id->tail) | 1;
+}
 
-	if (!r)
+/* Whether slot holds want; a free clears it (the address will be another
+ * packet's). */
+static __always_inline bool reject_hit(__u64 addr, __u64 want, __u8 role)
+{
+	__u32 slot = reject_slot(addr);
+	__u64 *w = bpf_map_lookup_elem(&rejected, &slot);
+
+	if (!w || *w != want)
 		return false;
-	if (role != ROLE_FREE && r->head == id->head && r->data == id->data && r->tail == id->tail)
-		return true;
-	/* Freed (the address will be another packet's), or changed. */
-	bpf_map_delete_elem(&rejected, &key);
-	return role == ROLE_FREE;
+	if (role == ROLE_FREE)
+		*w = 0;
+	return true;
+}
+
+static __always_inline void reject_put(__u64 addr, __u64 word)
+{
+	__u32 slot = reject_slot(addr);
+	__u64 *w = bpf_map_lookup_elem(&rejected, &slot);
+
+	if (w)
+		*w = word;
+}
+
+/* Whether this skb is a packet the filter already turned down. */
+static __always_inline bool known_rejected(__u64 skb, struct skb_ident *id, __u8 role)
+{
+	return reject_hit(skb, skb_word(skb, id), role);
 }
 
 /*
- * The packet's key for rejected_pkt: a digest of PKT_KEY_LEN bytes from its
+ * The packet's key in rejected: a digest of PKT_KEY_LEN bytes from its
  * network header, TTL/hop limit and IPv4 checksum left out; 0 without an IP
  * network header.
  */
@@ -524,47 +610,16 @@ static __always_inline __u64 pkt_key(struct skb_ident *id)
 	return (h ^ (h >> 29)) | 1;
 }
 
+/* The word of a packet turned down by packet (see rejected). */
+static __always_inline __u64 pkt_word(__u64 head, __u64 key)
+{
+	return mix(mix(0x706b74, head), key) | 1;
+}
+
 /* Whether this packet (in any skb of it) is one the filter turned down. */
 static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
 {
-	struct cpu_seen *l;
-	__u32 zero = 0;
-	__u64 *r;
-
-	l = bpf_map_lookup_elem(&cpu_seen, &zero);
-	if (l && l->rej_head == head && l->rej_key == key) {
-		if (role != ROLE_FREE)
-			return true;
-		/* Freed: forget it (the buffer may come back as another). */
-		l->rej_head = 0;
-		bpf_map_delete_elem(&rejected_pkt, &head);
-		return true;
-	}
-	r = bpf_map_lookup_elem(&rejected_pkt, &head);
-	if (!r || *r != key)
-		return false;
-	/* A free of one of its skbs: the buffer may come back as another. */
-	if (role == ROLE_FREE) {
-		bpf_map_delete_elem(&rejected_pkt, &head);
-	} else if (l) {
-		l->rej_head = head;
-		l->rej_key = key;
-	}
-	return true;
-}
-
-/* Turned down by packet: in rejected_pkt, and this CPU's last one. */
-static __always_inline void remember_rejected_pkt(__u64 head, __u64 key)
-{
-	struct cpu_seen *l;
-	__u32 zero = 0;
-
-	bpf_map_update_elem(&rejected_pkt, &head, &key, BPF_ANY);
-	l = bpf_map_lookup_elem(&cpu_seen, &zero);
-	if (l) {
-		l->rej_head = head;
-		l->rej_key = key;
-	}
+	return reject_hit(head, pkt_word(head, key), role);
 }
 
 /* Record the addresses of the packet this CPU handles now. */
@@ -638,9 +693,9 @@ static __always_inline void flush_pending(struct event *first)
 }
 
 /* Conntrack state and tuples, and the VLAN tag held outside the data. */
-static __always_inline void read_ct_vlan(struct event *e, struct sk_buff *skb)
+static __always_inline void read_ct_vlan(struct event *e, const struct skb_meta *m)
 {
-	unsigned long nfct = 0;
+	unsigned long nfct = m->nfct;
 	struct nf_conn *ct;
 
 	e->ct_status = 0;
@@ -651,12 +706,8 @@ static __always_inline void read_ct_vlan(struct event *e, struct sk_buff *skb)
 	e->vlan_proto = 0;
 	__builtin_memset(e->ct_orig, 0, sizeof(e->ct_orig));
 	__builtin_memset(e->ct_reply, 0, sizeof(e->ct_reply));
-	if (bpf_core_field_exists(skb->vlan_proto)) {
-		e->vlan_proto = BPF_CORE_READ(skb, vlan_proto);
-		e->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
-	}
-	if (bpf_core_field_exists(skb->_nfct))
-		nfct = BPF_CORE_READ(skb, _nfct);
+	e->vlan_proto = m->vlan_proto;
+	e->vlan_tci = m->vlan_tci;
 	if (!nfct)
 		return;
 	e->ct_info = (nfct & 7) + 1;
@@ -695,9 +746,12 @@ struct obs {
 	__u16 kind;
 	__u8 role;
 	__u8 may_start;
+	__u8 consume; /* a free that is not a drop (SLOT_F_CONSUME) */
 	/* from obs_begin() to obs_select(): the packet as first read */
 	struct skb_ident id;
+	struct skb_meta m;
 	struct pkt_view v;
+	__u64 skb_dev;	/* skb->dev */
 	__u64 key;	/* pkt_key(), 0: none */
 	__u64 fbytes;	/* bytes in scratch for the filter */
 	__u8 have_id;
@@ -714,7 +768,7 @@ enum {
  * Reserve, fill and submit the event of an observation in journey
  * `journey`; 0 when emitted.
  */
-__noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags)
+__noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags, __u64 now)
 {
 	struct sk_buff *skb;
 	struct net_device *dev;
@@ -729,8 +783,8 @@ __noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags)
 		count(CNT_LOST);
 		return -1;
 	}
-	dev = o->dev ? (void *)o->dev : BPF_CORE_READ(skb, dev);
-	e->ts = bpf_ktime_get_ns();
+	dev = (void *)(o->dev ? o->dev : o->skb_dev);
+	e->ts = now;
 	e->skb = o->skb;
 	e->journey = journey;
 	for (n = 0; n < MAX_ARGS; n++)
@@ -741,12 +795,12 @@ __noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags)
 		BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
 	else
 		e->dev[0] = 0;
-	e->len = BPF_CORE_READ(skb, len);
-	e->mark = BPF_CORE_READ(skb, mark);
+	e->len = o->m.len;
+	e->mark = o->m.mark;
 	e->site = o->site;
 	e->kind = o->kind;
 	e->cpu = bpf_get_smp_processor_id();
-	e->protocol = BPF_CORE_READ(skb, protocol);
+	e->protocol = o->have_id ? o->id.proto : BPF_CORE_READ(skb, protocol);
 	e->qdisc_handle = 0;
 	e->qdisc_kind[0] = 0;
 	if (o->qdisc) {
@@ -765,7 +819,7 @@ __noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags)
 		flags |= EVENT_F_L3;
 	e->flags = flags;
 	e->pad = 0;
-	read_ct_vlan(e, skb);
+	read_ct_vlan(e, &o->m);
 	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
 		flush_pending(e);
 	set_current(e);
@@ -836,7 +890,9 @@ __noinline int obs_begin(struct obs *o)
 	if (!t && !o->may_start)
 		return OBS_DONE;
 	skb_dev = BPF_CORE_READ(skb, dev);
-	if (!o->have_id || !pkt_view(skb, skb_dev, &o->id, &o->v))
+	o->skb_dev = (__u64)skb_dev;
+	skb_meta(skb, &o->m);
+	if (!o->have_id || !pkt_view(skb_dev, &o->id, o->m.len, &o->v))
 		o->v.caplen = 0;
 	/*
 	 * Without function sites, frees that fire no tracepoint go unseen and
@@ -844,10 +900,23 @@ __noinline int obs_begin(struct obs *o)
 	 * With them, every free is seen, and headers are still being written in
 	 * the early functions, so it is not checked.
 	 */
+	/*
+	 * A free reads no headers (often there are none left to read): a
+	 * datagram freed where no tracepoint fires leaves its entry to the
+	 * next skb allocated at its address, often with its buffer too (both
+	 * come back from the allocator's per-CPU lists). That skb's header
+	 * offsets are its own (a netlink message has none): a consume whose
+	 * offsets differ from the packet's last site is another skb's. A drop
+	 * is kept unless its buffer differs: a tunnel resets the offsets
+	 * before it can drop the inner packet, with no site in between.
+	 */
 	now = t ? bpf_ktime_get_ns() : 0;
 	if (t && (now - t->last_ts > cfg.stale_ns ||
 		  (!cfg.funcs_active && t->state == ROLE_DELIVER && o->role != ROLE_DELIVER) ||
-		  (!cfg.funcs_active && o->v.caplen && t->fp && fingerprint(&o->v) != t->fp))) {
+		  (!cfg.funcs_active && o->v.caplen && t->fp && fingerprint(&o->v) != t->fp) ||
+		  (!cfg.funcs_active && o->role == ROLE_FREE && t->head && o->have_id &&
+		   (o->id.head != t->head ||
+		    (o->consume && (o->id.mac != t->mac || o->id.nh != t->nh)))))) {
 		/* The address was freed without us seeing it and reused. */
 		bpf_map_delete_elem(&tracked, &key);
 		t = NULL;
@@ -856,7 +925,12 @@ __noinline int obs_begin(struct obs *o)
 		/* Being released: the journey already ended, no event. */
 		if (t->state != ROLE_FREED) {
 			t->last_ts = now;
-			obs_emit(o, t->journey, 0);
+			if (o->have_id) {
+				t->head = o->id.head;
+				t->mac = o->id.mac;
+				t->nh = o->id.nh;
+			}
+			obs_emit(o, t->journey, 0, now);
 		}
 		obs_end(o, t);
 		return OBS_DONE;
@@ -873,7 +947,6 @@ __noinline int obs_select(struct obs *o, int yes)
 {
 	struct filter_scratch *s;
 	struct track nt = {}, *t = NULL;
-	struct skb_ident id;
 	__u32 zero = 0;
 	__u64 key, head, digest;
 
@@ -894,22 +967,23 @@ __noinline int obs_select(struct obs *o, int yes)
 		 * its layout changes.
 		 */
 		if (s && digest && well_formed(s, o->v.l3, o->fbytes))
-			remember_rejected_pkt(head, digest);
-		else if (o->have_id) {
-			id = o->id;
-			bpf_map_update_elem(&rejected, &key, &id, BPF_ANY);
-		}
+			reject_put(head, pkt_word(head, digest));
+		else if (o->have_id)
+			reject_put(key, skb_word(key, &o->id));
 		return 0;
 	}
 	nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
 	nt.last_ts = bpf_ktime_get_ns();
 	nt.fp = fingerprint(&o->v);
+	nt.head = o->have_id ? o->id.head : 0;
+	nt.mac = o->id.mac;
+	nt.nh = o->id.nh;
 	count(CNT_SELECTED);
 	if (o->role != ROLE_FREE) {
 		bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY);
 		t = bpf_map_lookup_elem(&tracked, &key);
 	}
-	obs_emit(o, nt.journey, EVENT_F_FIRST);
+	obs_emit(o, nt.journey, EVENT_F_FIRST, nt.last_ts);
 	obs_end(o, t);
 	return 1;
 }
@@ -957,6 +1031,7 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 	o.kind = EVENT_SKB;
 	o.role = cfg.slots[slot].role;
 	o.may_start = !(cfg.slots[slot].flags & SLOT_F_NO_START);
+	o.consume = !!(cfg.slots[slot].flags & SLOT_F_CONSUME);
 	observe(&o);
 	return 0;
 }
@@ -999,15 +1074,20 @@ __noinline int inherit(__u64 parent, __u64 ret)
 	struct track *pt, child = {};
 	struct skb_ident id = {};
 	struct pkt_view v = {};
+	struct skb_meta m = {};
 
 	pt = bpf_map_lookup_elem(&tracked, &parent);
 	if (!pt || bpf_map_lookup_elem(&tracked, &ret))
 		return 0;
 	child.journey = pt->journey;
 	child.last_ts = bpf_ktime_get_ns();
+	skb_meta((void *)ret, &m);
 	if (skb_ident((void *)ret, &id) &&
-	    pkt_view((void *)ret, BPF_CORE_READ((struct sk_buff *)ret, dev), &id, &v))
+	    pkt_view(BPF_CORE_READ((struct sk_buff *)ret, dev), &id, m.len, &v))
 		child.fp = fingerprint(&v);
+	child.head = id.head;
+	child.mac = id.mac;
+	child.nh = id.nh;
 	bpf_map_update_elem(&tracked, &ret, &child, BPF_ANY);
 	return 1;
 }

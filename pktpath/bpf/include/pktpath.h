@@ -66,6 +66,7 @@ enum slot_role {
 
 /* struct slot_cfg.flags */
 #define SLOT_F_NO_START 0x1 /* packets first seen here start no journey */
+#define SLOT_F_CONSUME 0x2  /* frees a packet that was done with (not a drop) */
 
 struct slot_cfg {
 	unsigned char skb_arg;	 /* index of the struct sk_buff * argument */

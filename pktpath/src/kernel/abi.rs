@@ -43,6 +43,7 @@ pub const EVENT_F_L3: u8 = 0x2;
 pub const EVENT_F_CORRELATED: u8 = 0x4;
 
 pub const SLOT_F_NO_START: u8 = 0x1;
+pub const SLOT_F_CONSUME: u8 = 0x2;
 
 pub const ROLE_PASS: u8 = 0;
 pub const ROLE_FREE: u8 = 1;

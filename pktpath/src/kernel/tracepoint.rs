@@ -251,13 +251,7 @@ impl Tracer {
                     .sock_arg()
                     .filter(|&q| q < MAX_ARGS)
                     .map_or(0xff, |q| q as u8),
-                flags: if sites::starts_journey(&tp.name)
-                    && sel.start_at.as_ref().is_none_or(|s| *s == tp.name)
-                {
-                    0
-                } else {
-                    abi::SLOT_F_NO_START
-                },
+                flags: slot_flags(&tp.name, sel.start_at.as_deref()),
                 dev_arg: tp
                     .dev_arg()
                     .filter(|&q| q < MAX_ARGS)
@@ -653,4 +647,18 @@ fn prepare(
         }
     }
     Ok(())
+}
+
+/// A tracepoint slot's `SLOT_F_*` flags: whether packets first seen there
+/// start a journey (`--start-at` narrows that to one site), and whether it
+/// frees packets that were done with rather than dropped.
+fn slot_flags(name: &str, start_at: Option<&str>) -> u8 {
+    let mut flags = 0;
+    if !sites::starts_journey(name) || start_at.is_some_and(|s| s != name) {
+        flags |= abi::SLOT_F_NO_START;
+    }
+    if name == "consume_skb" {
+        flags |= abi::SLOT_F_CONSUME;
+    }
+    flags
 }
