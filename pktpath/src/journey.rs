@@ -34,7 +34,15 @@ pub enum End {
         benign: bool,
     },
     /// Copied to a socket in user space.
-    Delivered { netns: String },
+    Delivered {
+        netns: String,
+        /// Not copied from its own skb: TCP added its data to the segment
+        /// before it in the socket's queue (coalescing, where no tracepoint
+        /// fires), and a segment queued after it was read (TCP reads in
+        /// order).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        merged: bool,
+    },
     /// Handed to a device driver for transmission.
     Transmitted { dev: String, netns: String },
     /// Freed after the kernel used it (e.g. an ICMP echo request answered).
@@ -83,7 +91,17 @@ impl End {
                 format!("dropped in netns {netns}: {reason}{at}, {explanation}{note}")
             }
             End::Recorded { text } => text.clone(),
-            End::Delivered { netns } => format!("delivered to a socket in netns {netns}"),
+            End::Delivered {
+                netns,
+                merged: false,
+            } => format!("delivered to a socket in netns {netns}"),
+            End::Delivered {
+                netns,
+                merged: true,
+            } => format!(
+                "delivered to a socket in netns {netns} (its data joined the segment \
+                 before it in the socket's queue, and later data was read)"
+            ),
             End::Transmitted { dev, netns } => format!("transmitted on {dev} in netns {netns}"),
             End::Consumed { netns, after } => {
                 format!("consumed by the kernel in netns {netns} after {after}")
@@ -257,6 +275,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
             // raw socket: that is the story.
             return End::Delivered {
                 netns: d.netns_name.to_string(),
+                merged: false,
             };
         }
         let said = match found {
@@ -310,6 +329,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
     {
         return End::Delivered {
             netns: d.netns_name.to_string(),
+            merged: false,
         };
     }
     if !closed {
@@ -548,6 +568,39 @@ struct Open {
     settled: bool,
     /// skbs of this packet still alive (clones and copies join it).
     live: Vec<u64>,
+    /// A TCP segment's direction of its connection (addresses and
+    /// ports) and sequence number; whether it is in `Journeys::unread`.
+    stream: Option<(u64, u32)>,
+    unread: bool,
+}
+
+/// A stream's key: its addresses and ports, one direction.
+fn stream_key(f: &crate::packet::Flow) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let ports = f.ports?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&f.src, &f.dst, ports).hash(&mut h);
+    Some(h.finish())
+}
+
+/// The journey of `steps`; `merged`: delivered by inference (see
+/// `End::Delivered::merged`), unless a drop or a copy said otherwise.
+fn finish(id: u64, steps: Vec<Step>, freed: bool, merged: bool) -> Journey {
+    let mut j = Journey::from_steps(id, steps, freed);
+    if merged && !matches!(j.end, End::Dropped { .. } | End::Delivered { .. }) {
+        let netns = j
+            .steps
+            .iter()
+            .rev()
+            .find(|s| crate::sites::queues_to_socket(&s.site))
+            .or(j.steps.last())
+            .map_or_else(String::new, |s| s.netns_name.to_string());
+        j.end = End::Delivered {
+            netns,
+            merged: true,
+        };
+    }
+    j
 }
 
 /// A finished journey kept a moment for steps that arrive by another way
@@ -556,6 +609,8 @@ struct Held {
     id: u64,
     steps: Vec<Step>,
     freed: bool,
+    /// Delivered by inference (see `End::Delivered::merged`).
+    merged: bool,
     /// Kernel time after which it is handed out.
     until: u64,
 }
@@ -607,8 +662,14 @@ pub struct Journeys {
     /// ones, until a quarter is free.
     steps: usize,
     pub max_steps: usize,
-    /// Journeys handed out early by `evict`.
+    /// Journeys `evict` cut short (neither delivered nor settled).
     pub evicted: u64,
+    /// TCP segments queued to a socket and not read yet, per stream:
+    /// (sequence number, journey id).
+    unread: HashMap<u64, Vec<(u32, u64)>>,
+    /// Journeys closed by a step of another journey, to hand out with the
+    /// next `expire`.
+    ready: Vec<Journey>,
 }
 
 impl Default for Journeys {
@@ -631,6 +692,8 @@ impl Default for Journeys {
             // many journeys lose their end.
             max_steps: 32_768,
             evicted: 0,
+            unread: HashMap::new(),
+            ready: Vec::new(),
         }
     }
 }
@@ -657,6 +720,8 @@ impl Journeys {
             rule_traced: false,
             settled: false,
             live: Default::default(),
+            stream: None,
+            unread: false,
         });
         o.last_ts = o.last_ts.max(step.ts_ns);
         o.delivered |= role == ROLE_DELIVER;
@@ -664,6 +729,7 @@ impl Journeys {
             if let Some(f) = step.flow() {
                 o.socket_data = Some(f.waits_in_socket());
                 o.datagram = f.proto != 6;
+                o.stream = stream_key(&f).zip(f.tcp_seq).filter(|_| f.proto == 6);
             }
         }
         if self.hold_ns > 0 && !o.rule_traced {
@@ -673,6 +739,32 @@ impl Journeys {
                 .is_none_or(|n| n.contains(&step.netns));
         }
         o.queued |= o.socket_data == Some(true) && crate::sites::queues_to_socket(&step.site);
+        // TCP reads a stream in order: when a segment is read, the data of
+        // every segment queued before it was read too, some of it from
+        // another skb (coalescing frees the segment's own where no
+        // tracepoint fires).
+        let mut read_before = Vec::new();
+        if let (Some((k, seq)), false) = (o.stream, o.unread) {
+            if o.queued && !o.delivered {
+                o.unread = true;
+                self.unread.entry(k).or_default().push((seq, id));
+            }
+        }
+        if let (true, Some((k, seq))) = (role == ROLE_DELIVER, o.stream) {
+            if let Some(w) = self.unread.get_mut(&k) {
+                // Sequence numbers wrap: "before" is within half the space.
+                w.retain(|&(other_seq, other)| {
+                    let before = (seq.wrapping_sub(other_seq) as i32) > 0;
+                    if other != id && before {
+                        read_before.push(other);
+                    }
+                    other != id && !before
+                });
+                if w.is_empty() {
+                    self.unread.remove(&k);
+                }
+            }
+        }
         o.settled = match &step.detail {
             // The input route of a received packet: local, or on its way.
             Detail::Route(_) => o.settled || is_local_route(&step),
@@ -691,8 +783,16 @@ impl Journeys {
         let ts = step.ts_ns;
         o.steps.push(step);
         self.steps += 1;
+        let freed = role == ROLE_FREE && o.live.is_empty();
+        for other in read_before {
+            if self.open.contains_key(&other) {
+                if let Some(j) = self.close_as(other, false, true, ts) {
+                    self.ready.push(j);
+                }
+            }
+        }
         // Ends when its last skb is freed.
-        if role == ROLE_FREE && o.live.is_empty() {
+        if freed {
             return self.close(id, true, ts);
         }
         None
@@ -700,15 +800,21 @@ impl Journeys {
 
     /// Closes a journey: hands it out, or holds it until `now + hold_ns`.
     fn close(&mut self, id: u64, freed: bool, now: u64) -> Option<Journey> {
+        self.close_as(id, freed, false, now)
+    }
+
+    /// `close`; `merged`: delivered by inference (`End::Delivered::merged`).
+    fn close_as(&mut self, id: u64, freed: bool, merged: bool, now: u64) -> Option<Journey> {
         let o = self.open.remove(&id).expect("open journey");
         self.closed.insert(id);
+        self.forget_unread(id, &o);
         // Keep the set small: ids grow, old ones can go.
         while self.closed.len() > 65536 {
             self.closed.pop_first();
         }
         if self.hold_ns == 0 || !o.rule_traced {
             self.steps -= o.steps.len();
-            return Some(Journey::from_steps(id, o.steps, freed));
+            return Some(finish(id, o.steps, freed, merged));
         }
         self.held.insert(
             id,
@@ -716,10 +822,23 @@ impl Journeys {
                 id,
                 steps: o.steps,
                 freed,
+                merged,
                 until: now.saturating_add(self.hold_ns),
             },
         );
         None
+    }
+
+    /// Takes a closed journey out of `unread`.
+    fn forget_unread(&mut self, id: u64, o: &Open) {
+        if let (Some((k, _)), true) = (o.stream, o.unread) {
+            if let Some(w) = self.unread.get_mut(&k) {
+                w.retain(|&(_, other)| other != id);
+                if w.is_empty() {
+                    self.unread.remove(&k);
+                }
+            }
+        }
     }
 
     /// Adds a step that came by another way to journey `id` (open or
@@ -749,6 +868,7 @@ impl Journeys {
     /// Journeys that went quiet by kernel time `now_ns`, and held ones
     /// whose time is up, oldest first.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Journey> {
+        let ready = std::mem::take(&mut self.ready);
         let mut ids: Vec<u64> = self
             .open
             .iter()
@@ -783,13 +903,14 @@ impl Journeys {
             let h = self.held.remove(&id).expect("held journey");
             out.push(self.release(h));
         }
+        out.extend(ready);
         out.sort_by_key(|j| j.id);
         out
     }
 
     fn release(&mut self, h: Held) -> Journey {
         self.steps -= h.steps.len();
-        Journey::from_steps(h.id, h.steps, h.freed)
+        finish(h.id, h.steps, h.freed, h.merged)
     }
 
     /// More steps kept than `max_steps`.
@@ -799,8 +920,10 @@ impl Journeys {
 
     /// Hands out journeys until a quarter of `max_steps` is free: held
     /// ones first (finished; only late nftables steps are given up), then
-    /// open ones, quietest first (they end as they stand: "no end seen",
-    /// or delivered).
+    /// open ones that only wait out a grace (delivered, or settled), then
+    /// the others, quietest first (they end as they stand: "no end
+    /// seen"). Only those last count as `evicted`: the others had their
+    /// end, or all of it the tracepoints show.
     pub fn evict(&mut self) -> Vec<Journey> {
         let target = self.max_steps - self.max_steps / 4;
         let mut out = Vec::new();
@@ -811,20 +934,26 @@ impl Journeys {
             out.push(self.release(h));
         }
         if self.steps > target {
-            let mut quiet: Vec<(u64, u64)> =
-                self.open.iter().map(|(id, o)| (o.last_ts, *id)).collect();
-            quiet.sort_unstable();
-            for (_, id) in quiet {
+            // (waiting for nothing but time, last step, id): the ones only
+            // waiting first, each group quietest first.
+            let mut order: Vec<(bool, u64, u64)> = self
+                .open
+                .iter()
+                .map(|(id, o)| (!(o.delivered || o.settled), o.last_ts, *id))
+                .collect();
+            order.sort_unstable();
+            for (unended, _, id) in order {
                 if self.steps <= target {
                     break;
                 }
                 let o = self.open.remove(&id).expect("open journey");
                 self.closed.insert(id);
+                self.forget_unread(id, &o);
                 self.steps -= o.steps.len();
+                self.evicted += unended as u64;
                 out.push(Journey::from_steps(id, o.steps, false));
             }
         }
-        self.evicted += out.len() as u64;
         out.sort_by_key(|j| j.id);
         out
     }
@@ -840,6 +969,7 @@ impl Journeys {
             .collect();
         let held = std::mem::take(&mut self.held);
         out.extend(held.into_values().map(|h| self.release(h)));
+        out.append(&mut self.ready);
         out.sort_by_key(|j| j.id);
         out
     }
@@ -933,23 +1063,26 @@ mod tests {
             ..Journeys::default()
         };
         let free = |ts| step(ts, "consume_skb", "a", Detail::Free { location: None });
-        // Journey 1 finished (held), 2..=11 open with 4 steps each; the
-        // later a journey's id, the later its last step.
+        // Journey 1 finished (held), 2..=11 open with 4 steps each (on
+        // their way: last seen queued to a device), the later a journey's
+        // id, the later its last step; 12, the latest, received by the
+        // stack (settled: it only waits for time).
         js.push(1, step(1, "netif_receive_skb", "a", Detail::None));
         assert!(js.push(1, free(2)).is_none(), "held for late steps");
         for id in 2..=11u64 {
             for k in 0..4 {
-                js.push(
-                    id,
-                    step(id * 100 + k, "netif_receive_skb", "a", Detail::None),
-                );
+                js.push(id, step(id * 100 + k, "net_dev_queue", "a", Detail::None));
             }
         }
-        assert!(js.over_limit(), "42 steps kept, limit 40");
+        for k in 0..4 {
+            js.push(12, step(5000 + k, "netif_receive_skb", "a", Detail::None));
+        }
+        assert!(js.over_limit(), "46 steps kept, limit 40");
         let out = js.evict();
         let ids: Vec<u64> = out.iter().map(|j| j.id).collect();
-        // 42 -> at most 30: the held one (2 steps), then the three quietest.
-        assert_eq!(ids, [1, 2, 3, 4]);
+        // 46 -> at most 30: the held one (2 steps), the settled one (4),
+        // then the three quietest.
+        assert_eq!(ids, [1, 2, 3, 4, 12]);
         assert!(
             matches!(out[0].end, End::Consumed { .. }),
             "{:?}",
@@ -962,7 +1095,8 @@ mod tests {
         );
         assert!(!js.over_limit());
         assert_eq!(js.open_count(), 7);
-        assert_eq!(js.evicted, 4);
+        // Only the three cut short count.
+        assert_eq!(js.evicted, 3);
         // Late steps of an evicted journey are counted, not reopened.
         js.push(2, free(900));
         assert_eq!((js.late, js.open_count()), (1, 7));
@@ -1055,6 +1189,64 @@ mod tests {
         assert!(j.expire(1_000 + j.deliver_grace_ns / 2).is_empty());
         let done = j.expire(1_000 + j.deliver_grace_ns + 1);
         assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+    }
+
+    /// TCP reads a stream in order: when a segment queued to the socket is
+    /// read, the segments queued before it (by sequence number, which
+    /// wraps) whose own skb saw no copy were read too (coalesced into an
+    /// earlier skb); those queued after it wait for their own reads.
+    #[test]
+    fn coalesced_segments_are_delivered_when_later_data_is_read() {
+        let segment = |seq: u32, ts: u64, site: &str| {
+            let mut p = vec![0x45, 0, 0, 45, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
+            p.extend([0x9c, 0x40, 0x14, 0x51]); // 40000 > 5201
+            p.extend(seq.to_be_bytes());
+            p.extend([0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+            p.extend([1, 2, 3, 4, 5]);
+            let mut s = step(ts, site, "server", Detail::None);
+            s.packet = Some((true, p.into()));
+            s
+        };
+        let copy = |ts| {
+            step(
+                ts,
+                "skb_copy_datagram_iovec",
+                "server",
+                Detail::Deliver { bytes: 5 },
+            )
+        };
+        let mut j = Journeys::default();
+        // Journey n: the segment at sequence number seqs[n - 1].
+        let seqs = [u32::MAX - 9, u32::MAX - 4, 0, 5, 10];
+        for (n, &seq) in seqs.iter().enumerate() {
+            let (id, ts) = (n as u64 + 1, 100 * n as u64);
+            j.push(id, segment(seq, ts, "netif_receive_skb"));
+            j.push(id, segment(seq, ts + 1, "tcp_probe"));
+        }
+        // 1 read from its own skb; 2 and 3 joined it; 4 read, past the
+        // wrap of the sequence numbers; 5 not read yet.
+        assert!(j.push(1, copy(1_000)).is_none());
+        assert!(j.push(4, copy(1_100)).is_none());
+        let done = j.expire(1_101);
+        assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [2, 3]);
+        for d in &done {
+            assert_eq!(
+                d.end,
+                End::Delivered {
+                    netns: "server".into(),
+                    merged: true
+                }
+            );
+            assert!(d.end.line().contains("joined the segment before it"));
+        }
+        assert_eq!(j.open_count(), 3, "1 and 4 in their grace, 5 unread");
+        let done = j.expire(1_100 + j.deliver_grace_ns + 1);
+        assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 4]);
+        assert!(done
+            .iter()
+            .all(|d| matches!(d.end, End::Delivered { merged: false, .. })));
+        assert_eq!(j.open_count(), 1);
     }
 
     /// A received packet with nothing after it (the tracepoints do not

@@ -22,6 +22,10 @@ pub struct Flow {
     /// L4 header length (TCP data offset, 8 for UDP), to derive the above.
     l4_hdr: Option<u32>,
     tcp_flags: u8,
+    /// TCP or UDP source and destination ports.
+    pub ports: Option<(u16, u16)>,
+    /// TCP sequence number.
+    pub tcp_seq: Option<u32>,
 }
 
 impl Flow {
@@ -116,6 +120,8 @@ fn ipv4(b: &[u8]) -> Option<Flow> {
         flow.what = format!("IP fragment offset {} proto {proto}", (frag & 0x1fff) * 8);
         flow.icmp_type = None;
         flow.l4_hdr = None;
+        flow.ports = None;
+        flow.tcp_seq = None;
     }
     flow.src = ipv4_text(src);
     flow.dst = ipv4_text(dst);
@@ -189,12 +195,18 @@ fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
     let mut icmp_type = None;
     let mut l4_hdr = None;
     let mut tcp_flags = 0;
+    let mut pair = None;
+    let mut seq = None;
     let what = match proto {
         6 => match ports() {
             Some((s, d)) => {
                 let flags = l4.get(13).copied().unwrap_or(0);
                 l4_hdr = l4.get(12).map(|b| ((b >> 4) as u32) * 4);
                 tcp_flags = flags;
+                pair = Some((s, d));
+                seq = l4
+                    .get(4..8)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 let f: String = [
                     (0x02, 'S'),
                     (0x01, 'F'),
@@ -217,6 +229,7 @@ fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
         17 => match ports() {
             Some((s, d)) => {
                 l4_hdr = Some(8);
+                pair = Some((s, d));
                 port_pair("UDP", s, d)
             }
             None => "UDP".into(),
@@ -236,6 +249,8 @@ fn transport(proto: u8, l4: &[u8], v6: bool) -> Flow {
         icmp_type,
         l4_hdr,
         tcp_flags,
+        ports: pair,
+        tcp_seq: seq,
         ..Flow::default()
     }
 }

@@ -307,9 +307,11 @@ mod tests {
         let steps: Vec<Step> = details().into_iter().map(full).collect();
         let mut j = Journey::from_steps(3, steps, true);
         for packet in [None, Some("10.0.0.1 > 10.0.0.2 UDP 1 > 2".to_string())] {
+            let merged = packet.is_some();
             j.packet = packet;
             j.end = End::Delivered {
                 netns: "ns\"1".into(),
+                merged,
             };
             let mut ours = Vec::new();
             journey(&mut ours, &j);
