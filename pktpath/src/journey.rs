@@ -6,7 +6,7 @@
 //! the ring buffer out of order) and closed when the packet is freed, shortly
 //! after it was copied to a socket, or after it went quiet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -664,9 +664,13 @@ pub struct Journeys {
     pub max_steps: usize,
     /// Journeys `evict` cut short (neither delivered nor settled).
     pub evicted: u64,
-    /// TCP segments queued to a socket and not read yet, per stream:
-    /// (sequence number, journey id).
-    unread: HashMap<u64, Vec<(u32, u64)>>,
+    /// TCP segments queued to a socket and not read yet, per stream, in
+    /// the order they were queued: (sequence number, journey id). Closed
+    /// journeys leave their entries, skipped when met and swept by
+    /// `expire` when they pile up: a deque of thousands (a receive
+    /// buffer of MTU segments) is not searched per step.
+    unread: HashMap<u64, VecDeque<(u32, u64)>>,
+    unread_len: usize,
     /// Journeys closed by a step of another journey, to hand out with the
     /// next `expire`.
     ready: Vec<Journey>,
@@ -693,6 +697,7 @@ impl Default for Journeys {
             max_steps: 32_768,
             evicted: 0,
             unread: HashMap::new(),
+            unread_len: 0,
             ready: Vec::new(),
         }
     }
@@ -747,19 +752,24 @@ impl Journeys {
         if let (Some((k, seq)), false) = (o.stream, o.unread) {
             if o.queued && !o.delivered {
                 o.unread = true;
-                self.unread.entry(k).or_default().push((seq, id));
+                self.unread.entry(k).or_default().push_back((seq, id));
+                self.unread_len += 1;
             }
         }
         if let (true, Some((k, seq))) = (role == ROLE_DELIVER, o.stream) {
             if let Some(w) = self.unread.get_mut(&k) {
                 // Sequence numbers wrap: "before" is within half the space.
-                w.retain(|&(other_seq, other)| {
+                while let Some(&(other_seq, other)) = w.front() {
                     let before = (seq.wrapping_sub(other_seq) as i32) > 0;
-                    if other != id && before {
+                    if other != id && !before {
+                        break;
+                    }
+                    w.pop_front();
+                    self.unread_len -= 1;
+                    if other != id {
                         read_before.push(other);
                     }
-                    other != id && !before
-                });
+                }
                 if w.is_empty() {
                     self.unread.remove(&k);
                 }
@@ -785,7 +795,8 @@ impl Journeys {
         self.steps += 1;
         let freed = role == ROLE_FREE && o.live.is_empty();
         for other in read_before {
-            if self.open.contains_key(&other) {
+            // Closed already (an entry left behind), or read itself.
+            if self.open.get(&other).is_some_and(|o| !o.delivered) {
                 if let Some(j) = self.close_as(other, false, true, ts) {
                     self.ready.push(j);
                 }
@@ -807,7 +818,6 @@ impl Journeys {
     fn close_as(&mut self, id: u64, freed: bool, merged: bool, now: u64) -> Option<Journey> {
         let o = self.open.remove(&id).expect("open journey");
         self.closed.insert(id);
-        self.forget_unread(id, &o);
         // Keep the set small: ids grow, old ones can go.
         while self.closed.len() > 65536 {
             self.closed.pop_first();
@@ -829,16 +839,18 @@ impl Journeys {
         None
     }
 
-    /// Takes a closed journey out of `unread`.
-    fn forget_unread(&mut self, id: u64, o: &Open) {
-        if let (Some((k, _)), true) = (o.stream, o.unread) {
-            if let Some(w) = self.unread.get_mut(&k) {
-                w.retain(|&(_, other)| other != id);
-                if w.is_empty() {
-                    self.unread.remove(&k);
-                }
-            }
+    /// Drops the `unread` entries of closed journeys once they are most of
+    /// it.
+    fn sweep_unread(&mut self) {
+        if self.unread_len <= 1024 + 2 * self.open.len() {
+            return;
         }
+        let open = &self.open;
+        self.unread.retain(|_, w| {
+            w.retain(|(_, id)| open.contains_key(id));
+            !w.is_empty()
+        });
+        self.unread_len = self.unread.values().map(VecDeque::len).sum();
     }
 
     /// Adds a step that came by another way to journey `id` (open or
@@ -868,6 +880,7 @@ impl Journeys {
     /// Journeys that went quiet by kernel time `now_ns`, and held ones
     /// whose time is up, oldest first.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Journey> {
+        self.sweep_unread();
         let ready = std::mem::take(&mut self.ready);
         let mut ids: Vec<u64> = self
             .open
@@ -948,7 +961,6 @@ impl Journeys {
                 }
                 let o = self.open.remove(&id).expect("open journey");
                 self.closed.insert(id);
-                self.forget_unread(id, &o);
                 self.steps -= o.steps.len();
                 self.evicted += unended as u64;
                 out.push(Journey::from_steps(id, o.steps, false));
@@ -1247,6 +1259,24 @@ mod tests {
             .iter()
             .all(|d| matches!(d.end, End::Delivered { merged: false, .. })));
         assert_eq!(j.open_count(), 1);
+
+        // Entries of segments that ended otherwise (freed here) are swept
+        // once they pile up, not searched at every read.
+        let mut j = Journeys::default();
+        for n in 0..3000u32 {
+            let (id, ts) = (n as u64 + 1, n as u64 * 10);
+            j.push(id, segment(n * 5, ts, "tcp_probe"));
+            let free = step(
+                ts + 1,
+                "consume_skb",
+                "server",
+                Detail::Free { location: None },
+            );
+            assert!(j.push(id, free).is_some());
+        }
+        assert_eq!(j.unread_len, 3000);
+        j.expire(30_000);
+        assert_eq!((j.unread_len, j.unread.len()), (0, 0));
     }
 
     /// A received packet with nothing after it (the tracepoints do not
