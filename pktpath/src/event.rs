@@ -5,7 +5,8 @@
 //! plain data (serde), so replaying or testing them needs no kernel.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+// Looked up per event: a fast hash, no need for SipHash's defence.
+use rustc_hash::FxHashMap as HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 

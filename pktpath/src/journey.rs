@@ -6,7 +6,10 @@
 //! the ring buffer out of order) and closed when the packet is freed, shortly
 //! after it was copied to a socket, or after it went quiet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+
+// Journey ids and stream keys: a fast hash, no need for SipHash's defence.
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -679,7 +682,7 @@ pub struct Journeys {
 impl Default for Journeys {
     fn default() -> Self {
         Journeys {
-            open: HashMap::new(),
+            open: HashMap::default(),
             held: BTreeMap::new(),
             hold_ns: 0,
             closed: BTreeSet::new(),
@@ -696,7 +699,7 @@ impl Default for Journeys {
             // many journeys lose their end.
             max_steps: 32_768,
             evicted: 0,
-            unread: HashMap::new(),
+            unread: HashMap::default(),
             unread_len: 0,
             ready: Vec::new(),
         }

@@ -106,7 +106,8 @@ impl View {
 /// Bridge views per namespace, read when a journey needs them.
 #[derive(Default)]
 pub struct Bridges {
-    views: HashMap<u32, (View, Instant)>,
+    /// Per namespace, looked up per event: a fast hash.
+    views: rustc_hash::FxHashMap<u32, (View, Instant)>,
 }
 
 impl Bridges {

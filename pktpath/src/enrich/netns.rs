@@ -5,7 +5,8 @@
 //! emulators such as IMUNES create those). Other namespaces are named after
 //! a process living in them.
 
-use std::collections::HashMap;
+// Looked up per event: a fast hash, no need for SipHash's defence.
+use rustc_hash::FxHashMap as HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -100,7 +101,7 @@ impl NetnsNames {
     fn scan(&mut self) {
         self.scanned = Some(Instant::now());
         // Processes first, so that /run/netns names win.
-        let mut seen = HashMap::new();
+        let mut seen = HashMap::default();
         for (ino, pid, comm) in proc_scan() {
             seen.entry(ino)
                 .or_insert_with(|| format!("netns:{ino} (pid {pid} {comm})").into());

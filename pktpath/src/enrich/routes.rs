@@ -20,7 +20,8 @@
 //! interface, the `rp_filter` sysctls read in that namespace, and the route
 //! back to the source.
 
-use std::collections::HashMap;
+// Looked up per event: a fast hash, no need for SipHash's defence.
+use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
