@@ -577,6 +577,67 @@ struct Open {
     unread: bool,
 }
 
+/// TCP segments queued to a socket and not read yet, per stream (see
+/// `stream_key`), in the order they were queued: (sequence number, journey
+/// id). Closed journeys leave their entries, skipped when met and swept
+/// when they pile up: a deque of thousands (a receive buffer of MTU
+/// segments) is not searched per step.
+#[derive(Default)]
+struct Unread {
+    by_stream: HashMap<u64, VecDeque<(u32, u64)>>,
+    len: usize,
+}
+
+impl Unread {
+    fn queued(&mut self, stream: u64, seq: u32, id: u64) {
+        self.by_stream
+            .entry(stream)
+            .or_default()
+            .push_back((seq, id));
+        self.len += 1;
+    }
+
+    /// Journey `id`'s segment at `seq` was read: TCP reads a stream in
+    /// order, so the data of every segment queued before it was read too,
+    /// some of it from another skb (coalescing frees a segment's own where
+    /// no tracepoint fires). Returns those segments' journeys.
+    fn read(&mut self, stream: u64, seq: u32, id: u64) -> Vec<u64> {
+        let mut before_it = Vec::new();
+        let Some(w) = self.by_stream.get_mut(&stream) else {
+            return before_it;
+        };
+        while let Some(&(other_seq, other)) = w.front() {
+            // Sequence numbers wrap: "before" is within half the space.
+            let before = (seq.wrapping_sub(other_seq) as i32) > 0;
+            if other != id && !before {
+                break;
+            }
+            w.pop_front();
+            self.len -= 1;
+            if other != id {
+                before_it.push(other);
+            }
+        }
+        if w.is_empty() {
+            self.by_stream.remove(&stream);
+        }
+        before_it
+    }
+
+    /// Drops the entries of journeys no longer open once they are most of
+    /// it.
+    fn sweep(&mut self, open: impl Fn(u64) -> bool, open_len: usize) {
+        if self.len <= 1024 + 2 * open_len {
+            return;
+        }
+        self.by_stream.retain(|_, w| {
+            w.retain(|&(_, id)| open(id));
+            !w.is_empty()
+        });
+        self.len = self.by_stream.values().map(VecDeque::len).sum();
+    }
+}
+
 /// A stream's key: its addresses and ports, one direction.
 fn stream_key(f: &crate::packet::Flow) -> Option<u64> {
     use std::hash::{Hash, Hasher};
@@ -667,13 +728,8 @@ pub struct Journeys {
     pub max_steps: usize,
     /// Journeys `evict` cut short (neither delivered nor settled).
     pub evicted: u64,
-    /// TCP segments queued to a socket and not read yet, per stream, in
-    /// the order they were queued: (sequence number, journey id). Closed
-    /// journeys leave their entries, skipped when met and swept by
-    /// `expire` when they pile up: a deque of thousands (a receive
-    /// buffer of MTU segments) is not searched per step.
-    unread: HashMap<u64, VecDeque<(u32, u64)>>,
-    unread_len: usize,
+    /// TCP segments queued to a socket and not read yet.
+    unread: Unread,
     /// Journeys closed by a step of another journey, to hand out with the
     /// next `expire`.
     ready: Vec<Journey>,
@@ -699,8 +755,7 @@ impl Default for Journeys {
             // many journeys lose their end.
             max_steps: 32_768,
             evicted: 0,
-            unread: HashMap::default(),
-            unread_len: 0,
+            unread: Unread::default(),
             ready: Vec::new(),
         }
     }
@@ -747,37 +802,18 @@ impl Journeys {
                 .is_none_or(|n| n.contains(&step.netns));
         }
         o.queued |= o.socket_data == Some(true) && crate::sites::queues_to_socket(&step.site);
-        // TCP reads a stream in order: when a segment is read, the data of
-        // every segment queued before it was read too, some of it from
-        // another skb (coalescing frees the segment's own where no
-        // tracepoint fires).
-        let mut read_before = Vec::new();
+        // A TCP segment waits in its socket; a read of a later one reads
+        // it too (see Unread::read).
         if let (Some((k, seq)), false) = (o.stream, o.unread) {
             if o.queued && !o.delivered {
                 o.unread = true;
-                self.unread.entry(k).or_default().push_back((seq, id));
-                self.unread_len += 1;
+                self.unread.queued(k, seq, id);
             }
         }
-        if let (true, Some((k, seq))) = (role == ROLE_DELIVER, o.stream) {
-            if let Some(w) = self.unread.get_mut(&k) {
-                // Sequence numbers wrap: "before" is within half the space.
-                while let Some(&(other_seq, other)) = w.front() {
-                    let before = (seq.wrapping_sub(other_seq) as i32) > 0;
-                    if other != id && !before {
-                        break;
-                    }
-                    w.pop_front();
-                    self.unread_len -= 1;
-                    if other != id {
-                        read_before.push(other);
-                    }
-                }
-                if w.is_empty() {
-                    self.unread.remove(&k);
-                }
-            }
-        }
+        let read_before = match (role == ROLE_DELIVER, o.stream) {
+            (true, Some((k, seq))) => self.unread.read(k, seq, id),
+            _ => Vec::new(),
+        };
         o.settled = match &step.detail {
             // The input route of a received packet: local, or on its way.
             Detail::Route(_) => o.settled || is_local_route(&step),
@@ -842,20 +878,6 @@ impl Journeys {
         None
     }
 
-    /// Drops the `unread` entries of closed journeys once they are most of
-    /// it.
-    fn sweep_unread(&mut self) {
-        if self.unread_len <= 1024 + 2 * self.open.len() {
-            return;
-        }
-        let open = &self.open;
-        self.unread.retain(|_, w| {
-            w.retain(|(_, id)| open.contains_key(id));
-            !w.is_empty()
-        });
-        self.unread_len = self.unread.values().map(VecDeque::len).sum();
-    }
-
     /// Adds a step that came by another way to journey `id` (open or
     /// held); `make` builds it from the journey's steps and whether the
     /// journey has ended (all its steps are there), or says not yet (None).
@@ -883,7 +905,8 @@ impl Journeys {
     /// Journeys that went quiet by kernel time `now_ns`, and held ones
     /// whose time is up, oldest first.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Journey> {
-        self.sweep_unread();
+        let open = &self.open;
+        self.unread.sweep(|id| open.contains_key(&id), open.len());
         let ready = std::mem::take(&mut self.ready);
         let mut ids: Vec<u64> = self
             .open
@@ -1277,9 +1300,9 @@ mod tests {
             );
             assert!(j.push(id, free).is_some());
         }
-        assert_eq!(j.unread_len, 3000);
+        assert_eq!(j.unread.len, 3000);
         j.expire(30_000);
-        assert_eq!((j.unread_len, j.unread.len()), (0, 0));
+        assert_eq!((j.unread.len, j.unread.by_stream.len()), (0, 0));
     }
 
     /// A received packet with nothing after it (the tracepoints do not

@@ -234,6 +234,13 @@ pub fn starts_journey(name: &str) -> bool {
     name != "consume_skb"
 }
 
+/// Sites that free a packet the kernel was done with (not a drop): a free
+/// there with other header offsets than the packet's last site is another
+/// skb's at the same address.
+pub fn frees_after_use(name: &str) -> bool {
+    name == "consume_skb"
+}
+
 /// Functions that end an skb's life (its memory goes back to the allocator).
 pub const FREEING_FUNCTIONS: &[&str] = &[
     "__kfree_skb",

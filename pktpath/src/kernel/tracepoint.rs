@@ -657,7 +657,7 @@ fn slot_flags(name: &str, start_at: Option<&str>) -> u8 {
     if !sites::starts_journey(name) || start_at.is_some_and(|s| s != name) {
         flags |= abi::SLOT_F_NO_START;
     }
-    if name == "consume_skb" {
+    if sites::frees_after_use(name) {
         flags |= abi::SLOT_F_CONSUME;
     }
     flags
