@@ -182,49 +182,39 @@ struct skb_meta {
 
 /*
  * _nfct, len, vlan_proto, vlan_tci and mark lie within 64 bytes of each
- * other (5.x and 6.x): one read for the five, as in skb_ident().
+ * other (5.x and 6.x): one read for the five from the first, as in
+ * skb_ident(); another layout takes five reads.
  */
 static __always_inline void skb_meta(struct sk_buff *skb, struct skb_meta *m)
 {
-	__u32 base = bpf_core_field_offset(skb->len) & ~7U;
+	bool ct = bpf_core_field_exists(skb->_nfct);
+	__u32 first = ct ? bpf_core_field_offset(skb->_nfct) : bpf_core_field_offset(skb->len);
+	__u32 base = first & ~7U;
+	__u32 o_ct = ct ? bpf_core_field_offset(skb->_nfct) - base : 0;
 	__u32 o_len = bpf_core_field_offset(skb->len) - base;
 	__u32 o_mark = bpf_core_field_offset(skb->mark) - base;
 	__u32 o_vp = bpf_core_field_offset(skb->vlan_proto) - base;
 	__u32 o_vt = bpf_core_field_offset(skb->vlan_tci) - base;
-	__u32 o_ct = bpf_core_field_exists(skb->_nfct) ? bpf_core_field_offset(skb->_nfct) : 0;
 	__u8 span[64];
 
 	m->pad = 0;
 	m->nfct = 0;
-	if (bpf_core_field_exists(skb->_nfct) && o_ct >= base - 8 && o_ct < base) {
-		/* _nfct just before len (the usual layout): read from it. */
-		base = o_ct;
-		o_len += 8;
-		o_mark += 8;
-		o_vp += 8;
-		o_vt += 8;
-		o_ct = 0;
-	} else {
-		o_ct = 0xffff;
-	}
-	if (o_len <= 60 && o_mark <= 60 && o_vp <= 62 && o_vt <= 62 &&
+	if (o_ct <= 56 && o_len <= 60 && o_mark <= 60 && o_vp <= 62 && o_vt <= 62 &&
 	    !bpf_probe_read_kernel(span, sizeof(span), (void *)skb + base)) {
+		if (ct)
+			m->nfct = *(__u64 *)(span + (o_ct & ~7U));
 		m->len = *(__u32 *)(span + (o_len & ~3U));
 		m->mark = *(__u32 *)(span + (o_mark & ~3U));
 		m->vlan_proto = *(__u16 *)(span + (o_vp & ~1U));
 		m->vlan_tci = *(__u16 *)(span + (o_vt & ~1U));
-		if (o_ct == 0)
-			m->nfct = *(__u64 *)span;
-		else if (bpf_core_field_exists(skb->_nfct))
-			m->nfct = BPF_CORE_READ(skb, _nfct);
 		return;
 	}
+	if (ct)
+		m->nfct = BPF_CORE_READ(skb, _nfct);
 	m->len = BPF_CORE_READ(skb, len);
 	m->mark = BPF_CORE_READ(skb, mark);
 	m->vlan_proto = BPF_CORE_READ(skb, vlan_proto);
 	m->vlan_tci = BPF_CORE_READ(skb, vlan_tci);
-	if (bpf_core_field_exists(skb->_nfct))
-		m->nfct = BPF_CORE_READ(skb, _nfct);
 }
 
 /*

@@ -1195,6 +1195,16 @@ mod tests {
         assert!(matches!(quiet[0].end, End::Unknown { .. }));
     }
 
+    /// A copy of 5 bytes to a socket in namespace "server" at `ts`.
+    fn socket_copy(ts: u64) -> Step {
+        step(
+            ts,
+            "skb_copy_datagram_iovec",
+            "server",
+            Detail::Deliver { bytes: 5 },
+        )
+    }
+
     /// A datagram is read whole by one copy: once copied, its journey
     /// waits only for the free (which some kernels do without a
     /// tracepoint), not for more copies as a TCP segment's does.
@@ -1208,19 +1218,11 @@ mod tests {
             s.packet = Some((true, p.into()));
             s
         };
-        let copy = |ts| {
-            step(
-                ts,
-                "skb_copy_datagram_iovec",
-                "server",
-                Detail::Deliver { bytes: 5 },
-            )
-        };
         let mut j = Journeys::default();
         j.push(1, datagram());
-        j.push(1, copy(1_000));
+        j.push(1, socket_copy(1_000));
         // The same copy without headers: a stream's grace.
-        j.push(2, copy(1_000));
+        j.push(2, socket_copy(1_000));
         let done = j.expire(1_000 + j.datagram_grace_ns + 1);
         assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [1]);
         assert!(matches!(done[0].end, End::Delivered { .. }));
@@ -1246,14 +1248,6 @@ mod tests {
             s.packet = Some((true, p.into()));
             s
         };
-        let copy = |ts| {
-            step(
-                ts,
-                "skb_copy_datagram_iovec",
-                "server",
-                Detail::Deliver { bytes: 5 },
-            )
-        };
         let mut j = Journeys::default();
         // Journey n: the segment at sequence number seqs[n - 1].
         let seqs = [u32::MAX - 9, u32::MAX - 4, 0, 5, 10];
@@ -1264,8 +1258,8 @@ mod tests {
         }
         // 1 read from its own skb; 2 and 3 joined it; 4 read, past the
         // wrap of the sequence numbers; 5 not read yet.
-        assert!(j.push(1, copy(1_000)).is_none());
-        assert!(j.push(4, copy(1_100)).is_none());
+        assert!(j.push(1, socket_copy(1_000)).is_none());
+        assert!(j.push(4, socket_copy(1_100)).is_none());
         let done = j.expire(1_101);
         assert_eq!(done.iter().map(|j| j.id).collect::<Vec<_>>(), [2, 3]);
         for d in &done {
