@@ -263,6 +263,54 @@ static __always_inline __u32 reject_slot(__u64 addr)
 }
 
 /*
+ * How many tracked skbs hash to each bucket: where a bucket is 0 the skb
+ * is not tracked, known with one array load instead of a hash lookup (most
+ * runs of sites where no journey starts; all of them when the filter
+ * matches nothing). Counted up on insert and down on a delete that found
+ * the entry; LRU evictions are not seen, so a count may stay above the
+ * truth (a lookup more), never below.
+ */
+#define TRACK_BUCKETS 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TRACK_BUCKETS);
+	__type(key, __u32);
+	__type(value, __u32);
+} track_count SEC(".maps");
+
+static __always_inline __u32 *track_bucket(__u64 skb)
+{
+	__u32 b = (__u32)((skb * 0x9e3779b97f4a7c15ULL) >> 52) & (TRACK_BUCKETS - 1);
+
+	return bpf_map_lookup_elem(&track_count, &b);
+}
+
+/* Whether skb may be tracked (false: it is not). */
+static __always_inline bool maybe_tracked(__u64 skb)
+{
+	__u32 *n = track_bucket(skb);
+
+	return !n || *n;
+}
+
+static __always_inline void track_put(__u64 skb, struct track *t)
+{
+	__u32 *n = track_bucket(skb);
+
+	if (!bpf_map_update_elem(&tracked, &skb, t, BPF_NOEXIST) && n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void track_del(__u64 skb)
+{
+	__u32 *n = track_bucket(skb);
+
+	if (!bpf_map_delete_elem(&tracked, &skb) && n)
+		__sync_fetch_and_add(n, -1);
+}
+
+/*
  * What this CPU's sites saw last.
  *
  * skb: the skb of the last site this CPU ran, if that site emitted an
@@ -838,7 +886,7 @@ static __always_inline void obs_end(struct obs *o, struct track *t)
 		if (t && cfg.funcs_active && t->state != ROLE_FREED && !func)
 			t->state = ROLE_FREED;
 		else if (t)
-			bpf_map_delete_elem(&tracked, &key);
+			track_del(key);
 	} else if (o->role == ROLE_DELIVER && t) {
 		t->state = ROLE_DELIVER;
 	}
@@ -865,7 +913,17 @@ __noinline int obs_begin(struct obs *o)
 	seen = bpf_map_lookup_elem(&cpu_seen, &zero);
 	if (seen)
 		seen->skb = 0; /* set again by set_current() if followed */
-	/* Unselected packets end here: one read, one lookup (see rejected). */
+	/*
+	 * Where no journey starts, a packet not followed ends here, with one
+	 * lookup. Frees go on: a free clears the packet's rejected slot.
+	 */
+	t = NULL;
+	if (!o->may_start && o->role != ROLE_FREE) {
+		t = maybe_tracked(key) ? bpf_map_lookup_elem(&tracked, &key) : NULL;
+		if (!t)
+			return OBS_DONE;
+	}
+	/* Unselected packets end here: two reads, one lookup (see rejected). */
 	o->have_id = skb_ident(skb, &o->id);
 	o->key = o->have_id ? pkt_key(&o->id) : 0;
 	if (o->key) {
@@ -874,7 +932,8 @@ __noinline int obs_begin(struct obs *o)
 	} else if (o->have_id && known_rejected(key, &o->id, o->role)) {
 		return OBS_DONE;
 	}
-	t = bpf_map_lookup_elem(&tracked, &key);
+	if (!t && maybe_tracked(key))
+		t = bpf_map_lookup_elem(&tracked, &key);
 	/* Not followed and cannot start here (frees, headerless sends...):
 	 * nothing more to read. */
 	if (!t && !o->may_start)
@@ -908,7 +967,7 @@ __noinline int obs_begin(struct obs *o)
 		   (o->id.head != t->head ||
 		    (o->consume && (o->id.mac != t->mac || o->id.nh != t->nh)))))) {
 		/* The address was freed without us seeing it and reused. */
-		bpf_map_delete_elem(&tracked, &key);
+		track_del(key);
 		t = NULL;
 	}
 	if (t) {
@@ -970,7 +1029,7 @@ __noinline int obs_select(struct obs *o, int yes)
 	nt.nh = o->id.nh;
 	count(CNT_SELECTED);
 	if (o->role != ROLE_FREE) {
-		bpf_map_update_elem(&tracked, &key, &nt, BPF_ANY);
+		track_put(key, &nt);
 		t = bpf_map_lookup_elem(&tracked, &key);
 	}
 	obs_emit(o, nt.journey, EVENT_F_FIRST, nt.last_ts);
@@ -1001,11 +1060,46 @@ static __always_inline void observe(struct obs *o)
 	obs_select(o, yes);
 }
 
+/* A typed pointer (tp_btf) as the scalar it is read as. */
+struct skb_arg {
+	__u64 skb;
+};
+
+/* Whether skb is surely not followed: a continuation site has no more to do. */
+__noinline int not_followed(struct skb_arg *a)
+{
+	struct cpu_seen *seen;
+	__u32 zero = 0;
+	__u64 key;
+
+	if (!a)
+		return 0;
+	key = a->skb;
+	if (maybe_tracked(key) && bpf_map_lookup_elem(&tracked, &key))
+		return 0;
+	seen = bpf_map_lookup_elem(&cpu_seen, &zero);
+	if (seen)
+		seen->skb = 0;
+	return 1;
+}
+
 static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 {
 	struct obs o = {};
 	__u64 n;
 
+	/*
+	 * The continuation check of obs_begin(), before the observation is
+	 * made: most packets at such sites are not followed (all of them when
+	 * the filter matches nothing), and setting up costs as much as the
+	 * lookup. cfg is constant: the verifier drops this for other slots.
+	 */
+	if ((cfg.slots[slot].flags & SLOT_F_NO_START) && cfg.slots[slot].role != ROLE_FREE) {
+		struct skb_arg a = { .skb = ctx_arg(ctx, cfg.slots[slot].skb_arg) };
+
+		if (not_followed(&a))
+			return 0;
+	}
 	o.skb = ctx_arg(ctx, cfg.slots[slot].skb_arg);
 	/* The tracepoint's own device (the sender's, for net_dev_xmit on
 	 * veth, where skb->dev already is the peer). */
@@ -1078,7 +1172,7 @@ __noinline int inherit(__u64 parent, __u64 ret)
 	child.head = id.head;
 	child.mac = id.mac;
 	child.nh = id.nh;
-	bpf_map_update_elem(&tracked, &ret, &child, BPF_ANY);
+	track_put(ret, &child);
 	return 1;
 }
 

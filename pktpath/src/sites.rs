@@ -226,12 +226,38 @@ pub const NEIGH: SiteInfo = site(
     ROLE_PASS,
 );
 
-/// Whether a packet first seen at `name` starts a journey. Not at
-/// consume_skb: a packet seen only when freed after normal use is a copy or
-/// clone whose life we did not see, and would be noise. Drops still start
-/// one (a packet dropped early is worth seeing even alone).
+/// Tracepoints a packet never reaches first: it passed a site where
+/// journeys start just before (the driver half of a transmit after
+/// net_dev_queue, the socket layer after receive), or right after
+/// (netif_rx_entry, then netif_rx), or it is TCP's own write-queue skb
+/// (sendmsg, retransmissions), which has no headers to filter on. A packet
+/// not followed costs one map lookup there instead of two reads of its
+/// headers to learn whether the filter turned it down: of the ~10 sites a
+/// TCP segment passes over veth, 3 still read them.
+const CONTINUATIONS: &[&str] = &[
+    "net_dev_start_xmit",
+    "net_dev_xmit",
+    "netif_rx_entry",
+    "qdisc_enqueue",
+    "qdisc_dequeue",
+    "icmp_send",
+    "tcp_probe",
+    "tcp_retransmit_skb",
+    "tcp_send_reset",
+    "tcp_bad_csum",
+    "tcp_sendmsg_locked",
+    "udp_fail_queue_rcv_skb",
+    "sock_rcvqueue_full",
+    "skb_copy_datagram_iovec",
+];
+
+/// Whether a packet first seen at `name` starts a journey. Not at the
+/// continuations, nor at consume_skb: a packet seen only when freed after
+/// normal use is a copy or clone whose life we did not see, and would be
+/// noise. Drops still start one (a packet dropped early is worth seeing
+/// even alone), and so do tracepoints we know nothing of.
 pub fn starts_journey(name: &str) -> bool {
-    name != "consume_skb"
+    name != "consume_skb" && !CONTINUATIONS.contains(&name)
 }
 
 /// Sites that free a packet the kernel was done with (not a drop): a free
@@ -339,5 +365,22 @@ mod tests {
         assert_eq!(info("skb_copy_datagram_iovec").role, ROLE_DELIVER);
         assert_eq!(info("tcp_whatever").subsystem, "tcp");
         assert_eq!(info("brand_new").subsystem, "other");
+    }
+
+    #[test]
+    fn continuations_are_known_passes() {
+        // A misspelt name would leave that site starting journeys.
+        for name in CONTINUATIONS {
+            assert!(KNOWN.iter().any(|s| s.name == *name), "{name}");
+            assert!(!starts_journey(name), "{name}");
+        }
+        for name in [
+            "net_dev_queue",
+            "netif_rx",
+            "netif_receive_skb",
+            "kfree_skb",
+        ] {
+            assert!(starts_journey(name), "{name}");
+        }
     }
 }

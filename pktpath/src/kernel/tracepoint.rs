@@ -650,11 +650,11 @@ fn prepare(
 }
 
 /// A tracepoint slot's `SLOT_F_*` flags: whether packets first seen there
-/// start a journey (`--start-at` narrows that to one site), and whether it
-/// frees packets that were done with rather than dropped.
+/// start a journey (`--start-at` names the one site that does), and whether
+/// it frees packets that were done with rather than dropped.
 fn slot_flags(name: &str, start_at: Option<&str>) -> u8 {
     let mut flags = 0;
-    if !sites::starts_journey(name) || start_at.is_some_and(|s| s != name) {
+    if start_at.map_or(!sites::starts_journey(name), |s| s != name) {
         flags |= abi::SLOT_F_NO_START;
     }
     if sites::frees_after_use(name) {
