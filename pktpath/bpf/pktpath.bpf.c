@@ -428,17 +428,16 @@ struct pkt_view {
 	bool l3;
 };
 
-/* skb_dev: skb->dev, read once by the caller. */
-/* id: the skb's buffer and offsets, already read by skb_ident(); len: skb->len. */
-static __always_inline bool pkt_view(struct net_device *skb_dev, const struct skb_ident *id,
-				     __u32 len, struct pkt_view *v)
+/* type: skb->dev->type (ARPHRD_ETHER without a device); id: the skb's buffer
+ * and offsets, already read by skb_ident(); len: skb->len. */
+static __always_inline bool pkt_view(__u16 type, const struct skb_ident *id, __u32 len,
+				     struct pkt_view *v)
 {
 	unsigned char *head = (unsigned char *)id->head;
 	unsigned char *data = (unsigned char *)id->data;
 	__u16 mac = id->mac;
 	__u16 nh = id->nh;
 	__u32 tail = id->tail;
-	__u16 type = skb_dev ? BPF_CORE_READ(skb_dev, type) : ARPHRD_ETHER;
 	__u8 first = 0;
 
 	if (!head)
@@ -793,8 +792,23 @@ struct obs {
 	__u64 key;	/* pkt_key(), 0: none */
 	__u64 fbytes;	/* bytes in scratch for the filter */
 	__u8 have_id;
-	__u8 pad[7];
+	__u8 pre;	/* PRE_*: what the site program already read */
+	__u16 skb_dev_type; /* skb->dev->type (PRE_SKB) */
+	__u32 ifindex;	/* of the event's device (PRE_DEV) */
+	__u32 netns;	/* of the event's device (PRE_DEV) */
+	__u32 pad;
+	char devname[16]; /* (PRE_DEV) */
 };
+
+/*
+ * What a tp_btf site program read itself, with plain loads through the
+ * typed pointers the tracepoint hands it, before the shared functions
+ * (which see kernel pointers only as numbers, and so read with helpers):
+ * the skb's identity and meta, skb->dev (PRE_SKB); the event device's
+ * netns, ifindex and name (PRE_DEV).
+ */
+#define PRE_SKB 1
+#define PRE_DEV 2
 
 /* obs_begin() results */
 enum {
@@ -827,12 +841,18 @@ __noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags, __u64 now)
 	e->journey = journey;
 	for (n = 0; n < MAX_ARGS; n++)
 		e->args[n] = o->args[n];
-	e->netns = skb_netns(skb, dev, (void *)o->sk);
-	e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
-	if (dev)
-		BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
-	else
-		e->dev[0] = 0;
+	if (o->pre & PRE_DEV) {
+		e->netns = o->netns;
+		e->ifindex = o->ifindex;
+		__builtin_memcpy(e->dev, o->devname, sizeof(o->devname));
+	} else {
+		e->netns = skb_netns(skb, dev, (void *)o->sk);
+		e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+		if (dev)
+			BPF_CORE_READ_STR_INTO(&e->dev, dev, name);
+		else
+			e->dev[0] = 0;
+	}
 	e->len = o->m.len;
 	e->mark = o->m.mark;
 	e->site = o->site;
@@ -924,7 +944,8 @@ __noinline int obs_begin(struct obs *o)
 			return OBS_DONE;
 	}
 	/* Unselected packets end here: two reads, one lookup (see rejected). */
-	o->have_id = skb_ident(skb, &o->id);
+	if (!(o->pre & PRE_SKB))
+		o->have_id = skb_ident(skb, &o->id);
 	o->key = o->have_id ? pkt_key(&o->id) : 0;
 	if (o->key) {
 		if (known_rejected_pkt(o->id.head, o->key, o->role))
@@ -938,10 +959,15 @@ __noinline int obs_begin(struct obs *o)
 	 * nothing more to read. */
 	if (!t && !o->may_start)
 		return OBS_DONE;
-	skb_dev = BPF_CORE_READ(skb, dev);
-	o->skb_dev = (__u64)skb_dev;
-	skb_meta(skb, &o->m);
-	if (!o->have_id || !pkt_view(skb_dev, &o->id, o->m.len, &o->v))
+	if (o->pre & PRE_SKB) {
+		skb_dev = (void *)o->skb_dev;
+	} else {
+		skb_dev = BPF_CORE_READ(skb, dev);
+		o->skb_dev = (__u64)skb_dev;
+		o->skb_dev_type = skb_dev ? BPF_CORE_READ(skb_dev, type) : ARPHRD_ETHER;
+		skb_meta(skb, &o->m);
+	}
+	if (!o->have_id || !pkt_view(o->skb_dev_type, &o->id, o->m.len, &o->v))
 		o->v.caplen = 0;
 	/*
 	 * Without function sites, frees that fire no tracepoint go unseen and
@@ -1060,6 +1086,46 @@ static __always_inline void observe(struct obs *o)
 	obs_select(o, yes);
 }
 
+#ifndef PKTPATH_RAW_TP
+/*
+ * tp_btf: the reads of obs_begin() and obs_emit() that plain loads can do
+ * here (see PRE_SKB), each a helper call there. Faults read as 0.
+ */
+static __always_inline void pre_read(struct obs *o, struct sk_buff *skb,
+				     struct net_device *site_dev)
+{
+	struct net_device *sdev, *dev;
+
+	if (!skb) /* some tracepoints may pass none (tcp_send_reset) */
+		return;
+	sdev = skb->dev;
+	o->id.head = (__u64)skb->head;
+	o->id.data = (__u64)skb->data;
+	o->id.tail = skb->tail;
+	o->id.nh = skb->network_header;
+	o->id.mac = skb->mac_header;
+	o->id.proto = skb->protocol;
+	o->have_id = o->id.head != 0;
+	if (bpf_core_field_exists(skb->_nfct))
+		o->m.nfct = skb->_nfct;
+	o->m.len = skb->len;
+	o->m.mark = skb->mark;
+	o->m.vlan_proto = skb->vlan_proto;
+	o->m.vlan_tci = skb->vlan_tci;
+	o->skb_dev = (__u64)sdev;
+	o->skb_dev_type = sdev ? sdev->type : ARPHRD_ETHER;
+	o->pre = PRE_SKB;
+	dev = site_dev ? site_dev : sdev;
+	if (!dev)
+		return; /* the netns is the socket's: obs_emit() reads it */
+	o->netns = dev->nd_net.net->ns.inum;
+	o->ifindex = dev->ifindex;
+	__builtin_memcpy(o->devname, dev->name, sizeof(o->devname));
+	o->devname[sizeof(o->devname) - 1] = 0;
+	o->pre |= PRE_DEV;
+}
+#endif
+
 /* A typed pointer (tp_btf) as the scalar it is read as. */
 struct skb_arg {
 	__u64 skb;
@@ -1116,6 +1182,11 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 	o.role = cfg.slots[slot].role;
 	o.may_start = !(cfg.slots[slot].flags & SLOT_F_NO_START);
 	o.consume = !!(cfg.slots[slot].flags & SLOT_F_CONSUME);
+#ifndef PKTPATH_RAW_TP
+	pre_read(&o, (struct sk_buff *)ctx_arg(ctx, cfg.slots[slot].skb_arg),
+		 cfg.slots[slot].dev_arg < MAX_ARGS ?
+			 (struct net_device *)ctx_arg(ctx, cfg.slots[slot].dev_arg) : NULL);
+#endif
 	observe(&o);
 	return 0;
 }
@@ -1156,6 +1227,7 @@ static __always_inline void func_entry(__u64 func_ip, struct sk_buff *skb, __u32
 __noinline int inherit(__u64 parent, __u64 ret)
 {
 	struct track *pt, child = {};
+	struct net_device *dev;
 	struct skb_ident id = {};
 	struct pkt_view v = {};
 	struct skb_meta m = {};
@@ -1166,8 +1238,9 @@ __noinline int inherit(__u64 parent, __u64 ret)
 	child.journey = pt->journey;
 	child.last_ts = bpf_ktime_get_ns();
 	skb_meta((void *)ret, &m);
+	dev = BPF_CORE_READ((struct sk_buff *)ret, dev);
 	if (skb_ident((void *)ret, &id) &&
-	    pkt_view(BPF_CORE_READ((struct sk_buff *)ret, dev), &id, m.len, &v))
+	    pkt_view(dev ? BPF_CORE_READ(dev, type) : ARPHRD_ETHER, &id, m.len, &v))
 		child.fp = fingerprint(&v);
 	child.head = id.head;
 	child.mac = id.mac;
