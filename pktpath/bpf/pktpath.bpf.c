@@ -793,10 +793,12 @@ struct obs {
 	__u64 fbytes;	/* bytes in scratch for the filter */
 	__u8 have_id;
 	__u8 pre;	/* PRE_*: what the site program already read */
+	__u8 have_key;	/* key is computed */
+	__u8 pad1;
 	__u16 skb_dev_type; /* skb->dev->type (PRE_SKB) */
+	__u16 pad2;
 	__u32 ifindex;	/* of the event's device (PRE_DEV) */
 	__u32 netns;	/* of the event's device (PRE_DEV) */
-	__u32 pad;
 	char devname[16]; /* (PRE_DEV) */
 };
 
@@ -937,24 +939,23 @@ __noinline int obs_begin(struct obs *o)
 	 * Where no journey starts, a packet not followed ends here, with one
 	 * lookup. Frees go on: a free clears the packet's rejected slot.
 	 */
-	t = NULL;
-	if (!o->may_start && o->role != ROLE_FREE) {
-		t = maybe_tracked(key) ? bpf_map_lookup_elem(&tracked, &key) : NULL;
-		if (!t)
-			return OBS_DONE;
-	}
-	/* Unselected packets end here: two reads, one lookup (see rejected). */
+	t = maybe_tracked(key) ? bpf_map_lookup_elem(&tracked, &key) : NULL;
+	if (!t && !o->may_start && o->role != ROLE_FREE)
+		return OBS_DONE;
 	if (!(o->pre & PRE_SKB))
 		o->have_id = skb_ident(skb, &o->id);
-	o->key = o->have_id ? pkt_key(&o->id) : 0;
-	if (o->key) {
-		if (known_rejected_pkt(o->id.head, o->key, o->role))
+	/* Unselected packets end here: one more read, one array load (see
+	 * rejected). A followed one has no need: its stale check tells. */
+	if (!t) {
+		o->key = o->have_id ? pkt_key(&o->id) : 0;
+		o->have_key = 1;
+		if (o->key) {
+			if (known_rejected_pkt(o->id.head, o->key, o->role))
+				return OBS_DONE;
+		} else if (o->have_id && known_rejected(key, &o->id, o->role)) {
 			return OBS_DONE;
-	} else if (o->have_id && known_rejected(key, &o->id, o->role)) {
-		return OBS_DONE;
+		}
 	}
-	if (!t && maybe_tracked(key))
-		t = bpf_map_lookup_elem(&tracked, &key);
 	/* Not followed and cannot start here (frees, headerless sends...):
 	 * nothing more to read. */
 	if (!t && !o->may_start)
@@ -995,6 +996,8 @@ __noinline int obs_begin(struct obs *o)
 		/* The address was freed without us seeing it and reused. */
 		track_del(key);
 		t = NULL;
+		if (!o->have_key) /* for obs_select(), should the filter say no */
+			o->key = o->have_id ? pkt_key(&o->id) : 0;
 	}
 	if (t) {
 		/* Being released: the journey already ended, no event. */
@@ -1092,7 +1095,7 @@ static __always_inline void observe(struct obs *o)
  * here (see PRE_SKB), each a helper call there. Faults read as 0.
  */
 static __always_inline void pre_read(struct obs *o, struct sk_buff *skb,
-				     struct net_device *site_dev)
+				     struct net_device *site_dev, struct sock *site_sk)
 {
 	struct net_device *sdev, *dev;
 
@@ -1116,8 +1119,18 @@ static __always_inline void pre_read(struct obs *o, struct sk_buff *skb,
 	o->skb_dev_type = sdev ? sdev->type : ARPHRD_ETHER;
 	o->pre = PRE_SKB;
 	dev = site_dev ? site_dev : sdev;
-	if (!dev)
-		return; /* the netns is the socket's: obs_emit() reads it */
+	if (!dev) {
+		/* The socket's netns (skb_netns()), no device. */
+		struct sock *sk = skb->sk ? skb->sk : site_sk;
+
+		if (!sk)
+			return;
+		o->netns = sk->__sk_common.skc_net.net->ns.inum;
+		o->ifindex = 0;
+		o->devname[0] = 0;
+		o->pre |= PRE_DEV;
+		return;
+	}
 	o->netns = dev->nd_net.net->ns.inum;
 	o->ifindex = dev->ifindex;
 	__builtin_memcpy(o->devname, dev->name, sizeof(o->devname));
@@ -1185,7 +1198,9 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 #ifndef PKTPATH_RAW_TP
 	pre_read(&o, (struct sk_buff *)ctx_arg(ctx, cfg.slots[slot].skb_arg),
 		 cfg.slots[slot].dev_arg < MAX_ARGS ?
-			 (struct net_device *)ctx_arg(ctx, cfg.slots[slot].dev_arg) : NULL);
+			 (struct net_device *)ctx_arg(ctx, cfg.slots[slot].dev_arg) : NULL,
+		 cfg.slots[slot].sock_arg < MAX_ARGS ?
+			 (struct sock *)ctx_arg(ctx, cfg.slots[slot].sock_arg) : NULL);
 #endif
 	observe(&o);
 	return 0;

@@ -295,6 +295,21 @@ fn a_reused_skb_address_does_not_end_the_last_packet_there() {
         s.connect(format!("{client}:7004")).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
             .unwrap();
+        // Room for every datagram: with the suite's other tests on both
+        // cores this reader can stall long enough to fill the default
+        // buffer (once: 1,007 of 1,500 read).
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: our socket, an int option of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVBUFFORCE");
         // SAFETY: a netlink socket we close below.
         let fd = unsafe {
             libc::socket(
