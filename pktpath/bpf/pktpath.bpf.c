@@ -428,6 +428,12 @@ struct pkt_view {
 	bool l3;
 };
 
+/* A device's link type; ARPHRD_ETHER without one. */
+static __always_inline __u16 dev_type(struct net_device *dev)
+{
+	return dev ? BPF_CORE_READ(dev, type) : ARPHRD_ETHER;
+}
+
 /* type: skb->dev->type (ARPHRD_ETHER without a device); id: the skb's buffer
  * and offsets, already read by skb_ident(); len: skb->len. */
 static __always_inline bool pkt_view(__u16 type, const struct skb_ident *id, __u32 len,
@@ -657,6 +663,16 @@ static __always_inline __u64 pkt_word(__u64 head, __u64 key)
 static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
 {
 	return reject_hit(head, pkt_word(head, key), role);
+}
+
+/* This CPU's site saw no followed packet (set_current() says otherwise). */
+static __always_inline void forget_seen(void)
+{
+	__u32 zero = 0;
+	struct cpu_seen *seen = bpf_map_lookup_elem(&cpu_seen, &zero);
+
+	if (seen)
+		seen->skb = 0;
 }
 
 /* Record the addresses of the packet this CPU handles now. */
@@ -923,18 +939,14 @@ __noinline int obs_begin(struct obs *o)
 {
 	struct sk_buff *skb;
 	struct net_device *skb_dev;
-	struct cpu_seen *seen;
 	__u64 now, key;
 	struct track *t;
-	__u32 zero = 0;
 
 	if (!o || !o->skb)
 		return OBS_DONE;
 	skb = (void *)o->skb;
 	key = o->skb;
-	seen = bpf_map_lookup_elem(&cpu_seen, &zero);
-	if (seen)
-		seen->skb = 0; /* set again by set_current() if followed */
+	forget_seen(); /* set again by set_current() if followed */
 	/*
 	 * Where no journey starts, a packet not followed ends here, with one
 	 * lookup. Frees go on: a free clears the packet's rejected slot.
@@ -965,7 +977,7 @@ __noinline int obs_begin(struct obs *o)
 	} else {
 		skb_dev = BPF_CORE_READ(skb, dev);
 		o->skb_dev = (__u64)skb_dev;
-		o->skb_dev_type = skb_dev ? BPF_CORE_READ(skb_dev, type) : ARPHRD_ETHER;
+		o->skb_dev_type = dev_type(skb_dev);
 		skb_meta(skb, &o->m);
 	}
 	if (!o->have_id || !pkt_view(o->skb_dev_type, &o->id, o->m.len, &o->v))
@@ -1153,8 +1165,6 @@ struct skb_arg {
 /* Whether skb is surely not followed: a continuation site has no more to do. */
 __noinline int not_followed(struct skb_arg *a)
 {
-	struct cpu_seen *seen;
-	__u32 zero = 0;
 	__u64 key;
 
 	if (!a)
@@ -1162,9 +1172,7 @@ __noinline int not_followed(struct skb_arg *a)
 	key = a->skb;
 	if (maybe_tracked(key) && bpf_map_lookup_elem(&tracked, &key))
 		return 0;
-	seen = bpf_map_lookup_elem(&cpu_seen, &zero);
-	if (seen)
-		seen->skb = 0;
+	forget_seen();
 	return 1;
 }
 
@@ -1262,7 +1270,7 @@ __noinline int inherit(__u64 parent, __u64 ret)
 	skb_meta((void *)ret, &m);
 	dev = BPF_CORE_READ((struct sk_buff *)ret, dev);
 	if (skb_ident((void *)ret, &id) &&
-	    pkt_view(dev ? BPF_CORE_READ(dev, type) : ARPHRD_ETHER, &id, m.len, &v))
+	    pkt_view(dev_type(dev), &id, m.len, &v))
 		child.fp = fingerprint(&v);
 	child.head = id.head;
 	child.mac = id.mac;
