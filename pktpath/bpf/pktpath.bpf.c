@@ -959,7 +959,8 @@ __noinline int obs_begin(struct obs *o)
 	/* Unselected packets end here: one more read, one array load (see
 	 * rejected). A followed one has no need: its stale check tells. */
 	if (!t) {
-		o->key = o->have_id ? pkt_key(&o->id) : 0;
+		if (!o->have_key)
+			o->key = o->have_id ? pkt_key(&o->id) : 0;
 		o->have_key = 1;
 		if (o->key) {
 			if (known_rejected_pkt(o->id.head, o->key, o->role))
@@ -1176,23 +1177,45 @@ __noinline int not_followed(struct skb_arg *a)
 	return 1;
 }
 
-static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
+#ifndef PKTPATH_RAW_TP
+/* An skb at a start site, its identity read with plain loads. */
+struct start_arg {
+	__u64 skb;
+	struct skb_ident id;
+	__u64 key; /* out: pkt_key(), when the answer is 0 */
+};
+
+/*
+ * The check of obs_begin() that ends most runs of start sites (every one
+ * when the filter matches nothing): 1 when the skb is not followed and its
+ * packet was turned down already. Done before an observation is set up,
+ * whose zeroing and device reads cost as much again.
+ */
+__noinline int turned_down(struct start_arg *a)
+{
+	__u64 key;
+
+	if (!a)
+		return 0;
+	key = a->skb;
+	if (maybe_tracked(key) && bpf_map_lookup_elem(&tracked, &key))
+		return 0;
+	a->key = pkt_key(&a->id);
+	if (a->key ? known_rejected_pkt(a->id.head, a->key, ROLE_PASS) :
+		     known_rejected(key, &a->id, ROLE_PASS)) {
+		forget_seen();
+		return 1;
+	}
+	return 0;
+}
+#endif
+
+/* Everything a site sees of its packet, observed (see observe()). */
+static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key)
 {
 	struct obs o = {};
 	__u64 n;
 
-	/*
-	 * The continuation check of obs_begin(), before the observation is
-	 * made: most packets at such sites are not followed (all of them when
-	 * the filter matches nothing), and setting up costs as much as the
-	 * lookup. cfg is constant: the verifier drops this for other slots.
-	 */
-	if ((cfg.slots[slot].flags & SLOT_F_NO_START) && cfg.slots[slot].role != ROLE_FREE) {
-		struct skb_arg a = { .skb = ctx_arg(ctx, cfg.slots[slot].skb_arg) };
-
-		if (not_followed(&a))
-			return 0;
-	}
 	o.skb = ctx_arg(ctx, cfg.slots[slot].skb_arg);
 	/* The tracepoint's own device (the sender's, for net_dev_xmit on
 	 * veth, where skb->dev already is the peer). */
@@ -1216,8 +1239,51 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 		 cfg.slots[slot].sock_arg < MAX_ARGS ?
 			 (struct sock *)ctx_arg(ctx, cfg.slots[slot].sock_arg) : NULL,
 		 cfg.slots[slot].role);
+	if (key) { /* from turned_down(): the same skb, not changed since */
+		o.key = key;
+		o.have_key = 1;
+	}
 #endif
 	observe(&o);
+}
+
+static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
+{
+	__u64 key = 0;
+
+	/*
+	 * Most packets at a site are not followed (all of them when the
+	 * filter matches nothing): where no journey starts, one lookup tells;
+	 * where one does (tp_btf), one lookup and the rejected check. Only
+	 * then is an observation set up. cfg is constant: the verifier drops
+	 * the branches of other slots.
+	 */
+	if ((cfg.slots[slot].flags & SLOT_F_NO_START) && cfg.slots[slot].role != ROLE_FREE) {
+		struct skb_arg a = { .skb = ctx_arg(ctx, cfg.slots[slot].skb_arg) };
+
+		if (not_followed(&a))
+			return 0;
+	}
+#ifndef PKTPATH_RAW_TP
+	if (!(cfg.slots[slot].flags & SLOT_F_NO_START) && cfg.slots[slot].role == ROLE_PASS) {
+		struct sk_buff *skb = (struct sk_buff *)ctx_arg(ctx, cfg.slots[slot].skb_arg);
+		struct start_arg a = {};
+
+		if (skb) {
+			a.skb = (__u64)skb;
+			a.id.head = (__u64)skb->head;
+			a.id.data = (__u64)skb->data;
+			a.id.tail = skb->tail;
+			a.id.nh = skb->network_header;
+			a.id.mac = skb->mac_header;
+			a.id.proto = skb->protocol;
+			if (a.id.head && turned_down(&a))
+				return 0;
+			key = a.key;
+		}
+	}
+#endif
+	observe_skb(ctx, slot, key);
 	return 0;
 }
 

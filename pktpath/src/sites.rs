@@ -260,6 +260,20 @@ pub fn starts_journey(name: &str) -> bool {
     name != "consume_skb" && !CONTINUATIONS.contains(&name)
 }
 
+/// Tracepoints that see only TCP's write-queue skb: the data a socket keeps
+/// until it is acknowledged, of which each transmission sends a clone.
+/// Only a function site (skb_clone's return) links that skb to a journey;
+/// with tracepoints alone it is never followed there, and these sites, hit
+/// for every send() (the most frequent TCP tracepoint), are left out,
+/// unless --start-at names one.
+pub const WRITE_QUEUE: &[&str] = &["tcp_sendmsg_locked", "tcp_retransmit_skb"];
+
+/// Whether tracepoint `name` can see a followed packet: without function
+/// sites, not the write-queue ones (see WRITE_QUEUE).
+pub fn can_follow(name: &str, functions: bool, start_at: Option<&str>) -> bool {
+    functions || start_at == Some(name) || !WRITE_QUEUE.contains(&name)
+}
+
 /// Sites that free a packet the kernel was done with (not a drop): a free
 /// there with other header offsets than the packet's last site is another
 /// skb's at the same address.
@@ -365,6 +379,17 @@ mod tests {
         assert_eq!(info("skb_copy_datagram_iovec").role, ROLE_DELIVER);
         assert_eq!(info("tcp_whatever").subsystem, "tcp");
         assert_eq!(info("brand_new").subsystem, "other");
+    }
+
+    #[test]
+    fn write_queue_sites_need_functions_or_start_at() {
+        for name in WRITE_QUEUE {
+            assert!(CONTINUATIONS.contains(name), "{name}");
+            assert!(!can_follow(name, false, None));
+            assert!(can_follow(name, true, None));
+            assert!(can_follow(name, false, Some(name)));
+        }
+        assert!(can_follow("netif_receive_skb", false, None));
     }
 
     #[test]

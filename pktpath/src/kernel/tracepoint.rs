@@ -197,7 +197,10 @@ impl Tracer {
     ) -> Result<Tracer> {
         super::caps::require_bpf()?;
         capture_libbpf_log();
-        let plan = plan(inv);
+        let mut plan = plan(inv);
+        let start_at = sel.start_at.as_deref();
+        plan.slots
+            .retain(|tp| sites::can_follow(&tp.name, functions.is_some(), start_at));
         let flavours = match flavour {
             Some(f) => vec![f],
             None => vec![Flavour::TpBtf, Flavour::RawTp],
