@@ -630,18 +630,12 @@ static __always_inline bool known_rejected(__u64 skb, struct skb_ident *id, __u8
  * network header, TTL/hop limit and IPv4 checksum left out; 0 without an IP
  * network header.
  */
-static __always_inline __u64 pkt_key(struct skb_ident *id)
+static __always_inline __u64 key_digest(__u64 *w)
 {
-	__u16 nh = id->nh;
-	__u64 w[PKT_KEY_LEN / 8] = {}, h = 0x9e3779b97f4a7c15ULL;
 	__u8 *b = (__u8 *)w;
+	__u64 h = 0x9e3779b97f4a7c15ULL;
 	int i;
 
-	/* 0: never set (or no headroom); ~0: unset on kernels that mark it. */
-	if (!nh || nh == (__u16)~0U)
-		return 0;
-	if (bpf_probe_read_kernel(w, sizeof(w), (void *)id->head + nh))
-		return 0;
 	if ((b[0] >> 4) == 4)
 		w[1] &= ~0xffff00ffULL; /* bytes 8 (TTL), 10 and 11 (checksum) */
 	else if ((b[0] >> 4) == 6)
@@ -652,6 +646,48 @@ static __always_inline __u64 pkt_key(struct skb_ident *id)
 		h = (h ^ w[i]) * 0x100000001b3ULL;
 	return (h ^ (h >> 29)) | 1;
 }
+
+/* Whether there is a network header to digest (0: never set, or no
+ * headroom; ~0: unset, on kernels that mark it). */
+static __always_inline bool has_nh(__u16 nh)
+{
+	return nh && nh != (__u16)~0U;
+}
+
+static __always_inline __u64 pkt_key(struct skb_ident *id)
+{
+	__u64 w[PKT_KEY_LEN / 8] = {};
+
+	if (!has_nh(id->nh) || bpf_probe_read_kernel(w, sizeof(w), (void *)id->head + id->nh))
+		return 0;
+	return key_digest(w);
+}
+
+#ifndef PKTPATH_RAW_TP
+/*
+ * pkt_key() with plain loads the verifier guards (a fault reads as 0)
+ * through bpf_rdonly_cast() (6.2), where the helper call cost as much as
+ * the rest of a start site's check; the helper before 6.2.
+ */
+static __always_inline __u64 pkt_key_loads(struct skb_ident *id)
+{
+	__u64 w[PKT_KEY_LEN / 8];
+	__u64 p = id->head + id->nh;
+	int i;
+
+	if (!bpf_ksym_exists(bpf_rdonly_cast))
+		return pkt_key(id);
+	if (!has_nh(id->nh))
+		return 0;
+	for (i = 0; i < PKT_KEY_LEN / 16; i++) {
+		struct in6_addr *a = bpf_core_cast((void *)(p + 16 * i), struct in6_addr);
+
+		w[2 * i] = a->in6_u.u6_addr32[0] | (__u64)a->in6_u.u6_addr32[1] << 32;
+		w[2 * i + 1] = a->in6_u.u6_addr32[2] | (__u64)a->in6_u.u6_addr32[3] << 32;
+	}
+	return key_digest(w);
+}
+#endif
 
 /* The word of a packet turned down by packet (see rejected). */
 static __always_inline __u64 pkt_word(__u64 head, __u64 key)
@@ -810,7 +846,7 @@ struct obs {
 	__u8 have_id;
 	__u8 pre;	/* PRE_*: what the site program already read */
 	__u8 have_key;	/* key is computed */
-	__u8 pad1;
+	__u8 checked;	/* turned_down() said: not followed, not turned down */
 	__u16 skb_dev_type; /* skb->dev->type (PRE_SKB) */
 	__u16 pad2;
 	__u32 ifindex;	/* of the event's device (PRE_DEV) */
@@ -951,14 +987,17 @@ __noinline int obs_begin(struct obs *o)
 	 * Where no journey starts, a packet not followed ends here, with one
 	 * lookup. Frees go on: a free clears the packet's rejected slot.
 	 */
-	t = maybe_tracked(key) ? bpf_map_lookup_elem(&tracked, &key) : NULL;
+	if (o->checked)
+		t = NULL;
+	else
+		t = maybe_tracked(key) ? bpf_map_lookup_elem(&tracked, &key) : NULL;
 	if (!t && !o->may_start && o->role != ROLE_FREE)
 		return OBS_DONE;
 	if (!(o->pre & PRE_SKB))
 		o->have_id = skb_ident(skb, &o->id);
 	/* Unselected packets end here: one more read, one array load (see
 	 * rejected). A followed one has no need: its stale check tells. */
-	if (!t) {
+	if (!t && !o->checked) {
 		if (!o->have_key)
 			o->key = o->have_id ? pkt_key(&o->id) : 0;
 		o->have_key = 1;
@@ -1105,10 +1144,14 @@ static __always_inline void observe(struct obs *o)
 #ifndef PKTPATH_RAW_TP
 /*
  * tp_btf: the reads of obs_begin() and obs_emit() that plain loads can do
- * here (see PRE_SKB), each a helper call there. Faults read as 0.
+ * here (see PRE_SKB), each a helper call there. Faults read as 0. The
+ * device's only with dev_too: not for a packet on its way to the filter
+ * (most are turned down; the first event of one selected reads them with
+ * helpers).
  */
 static __always_inline void pre_read(struct obs *o, struct sk_buff *skb,
-				     struct net_device *site_dev, struct sock *site_sk, __u8 role)
+				     struct net_device *site_dev, struct sock *site_sk, __u8 role,
+				     bool dev_too)
 {
 	struct net_device *sdev, *dev;
 
@@ -1137,6 +1180,8 @@ static __always_inline void pre_read(struct obs *o, struct sk_buff *skb,
 	o->skb_dev = (__u64)sdev;
 	o->skb_dev_type = sdev ? sdev->type : ARPHRD_ETHER;
 	o->pre = PRE_SKB;
+	if (!dev_too)
+		return;
 	dev = site_dev ? site_dev : sdev;
 	if (!dev) {
 		/* The socket's netns (skb_netns()), no device. */
@@ -1183,6 +1228,7 @@ struct start_arg {
 	__u64 skb;
 	struct skb_ident id;
 	__u64 key; /* out: pkt_key(), when the answer is 0 */
+	__u64 checked; /* out: not followed, not turned down */
 };
 
 /*
@@ -1200,18 +1246,19 @@ __noinline int turned_down(struct start_arg *a)
 	key = a->skb;
 	if (maybe_tracked(key) && bpf_map_lookup_elem(&tracked, &key))
 		return 0;
-	a->key = pkt_key(&a->id);
+	a->key = pkt_key_loads(&a->id);
 	if (a->key ? known_rejected_pkt(a->id.head, a->key, ROLE_PASS) :
 		     known_rejected(key, &a->id, ROLE_PASS)) {
 		forget_seen();
 		return 1;
 	}
+	a->checked = 1;
 	return 0;
 }
 #endif
 
 /* Everything a site sees of its packet, observed (see observe()). */
-static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key)
+static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key, bool checked)
 {
 	struct obs o = {};
 	__u64 n;
@@ -1238,8 +1285,10 @@ static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key)
 			 (struct net_device *)ctx_arg(ctx, cfg.slots[slot].dev_arg) : NULL,
 		 cfg.slots[slot].sock_arg < MAX_ARGS ?
 			 (struct sock *)ctx_arg(ctx, cfg.slots[slot].sock_arg) : NULL,
-		 cfg.slots[slot].role);
-	if (key) { /* from turned_down(): the same skb, not changed since */
+		 cfg.slots[slot].role, !checked);
+	/* From turned_down(), for the same skb, not changed since. */
+	o.checked = checked;
+	if (key) {
 		o.key = key;
 		o.have_key = 1;
 	}
@@ -1250,6 +1299,7 @@ static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key)
 static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 {
 	__u64 key = 0;
+	bool checked = false;
 
 	/*
 	 * Most packets at a site are not followed (all of them when the
@@ -1277,13 +1327,16 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 			a.id.nh = skb->network_header;
 			a.id.mac = skb->mac_header;
 			a.id.proto = skb->protocol;
-			if (a.id.head && turned_down(&a))
-				return 0;
-			key = a.key;
+			if (a.id.head) {
+				if (turned_down(&a))
+					return 0;
+				key = a.key;
+				checked = a.checked;
+			}
 		}
 	}
 #endif
-	observe_skb(ctx, slot, key);
+	observe_skb(ctx, slot, key, checked);
 	return 0;
 }
 

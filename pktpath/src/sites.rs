@@ -264,14 +264,20 @@ pub fn starts_journey(name: &str) -> bool {
 /// until it is acknowledged, of which each transmission sends a clone.
 /// Only a function site (skb_clone's return) links that skb to a journey;
 /// with tracepoints alone it is never followed there, and these sites, hit
-/// for every send() (the most frequent TCP tracepoint), are left out,
-/// unless --start-at names one.
+/// for every send() (the most frequent TCP tracepoint), are left out.
 pub const WRITE_QUEUE: &[&str] = &["tcp_sendmsg_locked", "tcp_retransmit_skb"];
 
-/// Whether tracepoint `name` can see a followed packet: without function
-/// sites, not the write-queue ones (see WRITE_QUEUE).
-pub fn can_follow(name: &str, functions: bool, start_at: Option<&str>) -> bool {
-    functions || start_at == Some(name) || !WRITE_QUEUE.contains(&name)
+/// Tracepoints that always fire right before another one for the same skb,
+/// with nothing between that could change or drop it: netif_rx_entry, then
+/// netif_rx at the top of netif_rx_internal() (which dev_forward_skb()
+/// calls too). A step more in every journey, and a run more per packet.
+pub const REDUNDANT: &[&str] = &["netif_rx_entry"];
+
+/// Whether tracepoint `name` is attached: not the write-queue ones without
+/// function sites, nor the redundant ones, unless --start-at names them.
+pub fn attached(name: &str, functions: bool, start_at: Option<&str>) -> bool {
+    start_at == Some(name)
+        || !(REDUNDANT.contains(&name) || (!functions && WRITE_QUEUE.contains(&name)))
 }
 
 /// Sites that free a packet the kernel was done with (not a drop): a free
@@ -385,11 +391,16 @@ mod tests {
     fn write_queue_sites_need_functions_or_start_at() {
         for name in WRITE_QUEUE {
             assert!(CONTINUATIONS.contains(name), "{name}");
-            assert!(!can_follow(name, false, None));
-            assert!(can_follow(name, true, None));
-            assert!(can_follow(name, false, Some(name)));
+            assert!(!attached(name, false, None));
+            assert!(attached(name, true, None));
+            assert!(attached(name, false, Some(name)));
         }
-        assert!(can_follow("netif_receive_skb", false, None));
+        for name in REDUNDANT {
+            assert!(KNOWN.iter().any(|s| s.name == *name), "{name}");
+            assert!(!attached(name, true, None));
+            assert!(attached(name, true, Some(name)));
+        }
+        assert!(attached("netif_receive_skb", false, None));
     }
 
     #[test]

@@ -130,6 +130,7 @@ struct Qdisc {
 struct in6_addr {
 	union {
 		__u8 u6_addr8[16];
+		__be32 u6_addr32[4];
 	} in6_u;
 };
 

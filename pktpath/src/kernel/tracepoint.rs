@@ -200,7 +200,7 @@ impl Tracer {
         let mut plan = plan(inv);
         let start_at = sel.start_at.as_deref();
         plan.slots
-            .retain(|tp| sites::can_follow(&tp.name, functions.is_some(), start_at));
+            .retain(|tp| sites::attached(&tp.name, functions.is_some(), start_at));
         let flavours = match flavour {
             Some(f) => vec![f],
             None => vec![Flavour::TpBtf, Flavour::RawTp],
