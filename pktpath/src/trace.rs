@@ -72,12 +72,16 @@ impl Summary {
             ),
             None => String::new(),
         };
+        let lost = match self.lost {
+            0 => String::new(),
+            _ => " (a larger --ring-size, or a narrower filter, loses fewer)".to_string(),
+        };
         let evicted = match self.evicted {
             0 => String::new(),
             n => format!(", {n} handed out before their end (too many open: memory bound)"),
         };
         format!(
-            "{} journeys, {} events, {} lost in the ring buffer, {} late{evicted} ({} backend, \
+            "{} journeys, {} events, {} lost in the ring buffer{lost}, {} late{evicted} ({} backend, \
              {} sites; filter run {} times){nft}",
             self.journeys,
             self.events,
