@@ -126,6 +126,28 @@ struct skb_ident {
 	__u16 pad[3];
 };
 
+#ifndef PKTPATH_RAW_TP
+/*
+ * Copies chunks x 16 bytes of kernel memory at src to w with loads through
+ * bpf_rdonly_cast() (6.2), which the verifier guards and the JIT keeps
+ * plain (a fault reads as 0), where a helper call costs as much as the rest
+ * of a site's check. Only where bpf_ksym_exists(bpf_rdonly_cast). Stored
+ * as the 64-bit words callers read (stores of another type would not
+ * alias their loads for the compiler).
+ */
+static __always_inline void read_loads(__u64 *w, __u64 src, const __u32 chunks)
+{
+	__u32 i;
+
+	for (i = 0; i < chunks; i++) {
+		struct in6_addr *a = bpf_core_cast((void *)(src + 16 * i), struct in6_addr);
+
+		w[2 * i] = a->in6_u.u6_addr32[0] | (__u64)a->in6_u.u6_addr32[1] << 32;
+		w[2 * i + 1] = a->in6_u.u6_addr32[2] | (__u64)a->in6_u.u6_addr32[3] << 32;
+	}
+}
+#endif
+
 /*
  * protocol, network_header, mac_header, tail, end, head and data sit next
  * to each other in struct sk_buff (5.x and 6.x without KCOV): one 40-byte
@@ -555,6 +577,17 @@ static __always_inline bool well_formed(struct filter_scratch *s, bool l3, __u64
 	       ethertype == 0x8100 || ethertype == 0x88a8;
 }
 
+/* The bytes the filter is given of a view with caplen linear bytes: only
+ * what it reads (34 for "ip host X"), at least what well_formed() reads. */
+static __always_inline __u64 filter_len(__u64 caplen)
+{
+	if (caplen > cfg.filter_bytes && cfg.filter_bytes >= 20)
+		caplen = cfg.filter_bytes;
+	if (caplen > FILTER_PKT_MAX)
+		caplen = FILTER_PKT_MAX;
+	return caplen;
+}
+
 /*
  * First half of the selection of an untracked packet: is it where -i,
  * --netns and --mark look; if so, copy what the filter reads into the
@@ -577,13 +610,7 @@ static __always_inline __u64 prepare_filter(struct sk_buff *skb, struct net_devi
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
-	/* Only what the filter reads (34 bytes for "ip host X"), and at
-	 * least what well_formed() looks at. */
-	caplen = v->caplen;
-	if (caplen > cfg.filter_bytes && cfg.filter_bytes >= 20)
-		caplen = cfg.filter_bytes;
-	if (caplen > FILTER_PKT_MAX)
-		caplen = FILTER_PKT_MAX;
+	caplen = filter_len(v->caplen);
 	if (!caplen || bpf_probe_read_kernel(s->pkt, caplen, v->start))
 		return 0;
 	s->wirelen = v->wirelen;
@@ -672,19 +699,12 @@ static __always_inline __u64 pkt_key(struct skb_ident *id)
 static __always_inline __u64 pkt_key_loads(struct skb_ident *id)
 {
 	__u64 w[PKT_KEY_LEN / 8];
-	__u64 p = id->head + id->nh;
-	int i;
 
 	if (!bpf_ksym_exists(bpf_rdonly_cast))
 		return pkt_key(id);
 	if (!has_nh(id->nh))
 		return 0;
-	for (i = 0; i < PKT_KEY_LEN / 16; i++) {
-		struct in6_addr *a = bpf_core_cast((void *)(p + 16 * i), struct in6_addr);
-
-		w[2 * i] = a->in6_u.u6_addr32[0] | (__u64)a->in6_u.u6_addr32[1] << 32;
-		w[2 * i + 1] = a->in6_u.u6_addr32[2] | (__u64)a->in6_u.u6_addr32[3] << 32;
-	}
+	read_loads(w, id->head + id->nh, PKT_KEY_LEN / 16);
 	return key_digest(w);
 }
 #endif
@@ -693,6 +713,79 @@ static __always_inline __u64 pkt_key_loads(struct skb_ident *id)
 static __always_inline __u64 pkt_word(__u64 head, __u64 key)
 {
 	return mix(mix(0x706b74, head), key) | 1;
+}
+
+/* The byte mask of the 8 bytes at off that lie before n. */
+static __always_inline __u64 valid_bytes(__u32 n, __u32 off)
+{
+	if (off >= n)
+		return 0;
+	if (n - off >= 8)
+		return ~0ULL;
+	return (1ULL << (8 * (n - off))) - 1;
+}
+
+/*
+ * The word of a packet turned down by the bytes the filter read (rs, see
+ * struct read_set), in two halves: flow_abs() over the view's first 64
+ * bytes (w), flow_word() over the 32 at xoff (= X, x); n: how many the
+ * filter was given, bytes past it count as 0. Content-addressed: every
+ * packet with the same bytes has it (all of a flow's, for a filter on
+ * addresses, ports and protocols), wherever its buffer; a rewritten packet
+ * (NAT) has another.
+ */
+static __always_inline __u64 flow_abs(const volatile struct read_set *rs, const __u64 *w, __u32 n,
+				      __u32 set)
+{
+	__u64 h = 0x666c6f77ULL ^ set;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		h = (h ^ (w[i] & rs->abs[i] & valid_bytes(n, 8 * i))) * 0x100000001b3ULL;
+	return h;
+}
+
+static __always_inline __u64 flow_word(__u64 h, const volatile struct read_set *rs,
+				       const __u64 *x, __u32 xoff, __u32 n)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		h = (h ^ (x[i] & rs->ind[i] & valid_bytes(n, xoff + 8 * i))) * 0x100000001b3ULL;
+	h = (h ^ n) * 0x100000001b3ULL;
+	return (h ^ (h >> 29)) | 1;
+}
+
+/*
+ * Which of the filter's read sets (cfg.reads) a view's packet is in: by
+ * its ethertype (Ethernet) or IP version, as the filter tells them apart
+ * first (cbpf::classes); w: its first bytes, n: how many it has.
+ */
+static __always_inline __u32 read_set_of(bool l3, const __u64 *w, __u32 n)
+{
+	const __u8 *b = (const __u8 *)w;
+	__u64 i;
+
+	if (l3) {
+		__u8 v = n >= 1 ? b[0] >> 4 : 0;
+
+		i = v == 4 ? 3 : v == 6 ? 4 : 5;
+	} else {
+		__u16 et = n >= 14 ? (__u16)b[12] << 8 | b[13] : 0;
+
+		i = et == 0x0800 ? 0 : et == 0x86dd ? 1 : 2;
+	}
+	/* Bounds the verifier sees: the compiler would drop a plain check. */
+	asm volatile("%0 &= 7" : "+r"(i));
+	return i > 5 ? 5 : i;
+}
+
+/* X of the read set: 4 x the low nibble of the header-length byte. */
+static __always_inline __u32 flow_xoff(const volatile struct read_set *rs, const __u64 *w, __u32 n)
+{
+	__u32 m = rs->msh & 63;
+
+	return m < n ? 4 * (((const __u8 *)w)[m] & 0xf) : 0;
 }
 
 /* Whether this packet (in any skb of it) is one the filter turned down. */
@@ -843,6 +936,7 @@ struct obs {
 	__u64 skb_dev;	/* skb->dev */
 	__u64 key;	/* pkt_key(), 0: none */
 	__u64 fbytes;	/* bytes in scratch for the filter */
+	__u64 flow;	/* flow_word() from turned_down(), 0: none */
 	__u8 have_id;
 	__u8 pre;	/* PRE_*: what the site program already read */
 	__u8 have_key;	/* key is computed */
@@ -967,6 +1061,42 @@ static __always_inline void obs_end(struct obs *o, struct track *t)
 }
 
 /*
+ * Whether the bytes the filter reads of this packet were turned down
+ * already (see turned_down()), for sites that did not ask before: frees,
+ * function sites. Read into scratch, which the filter's copy overwrites
+ * next (the stack has no room left here). Sets o->flow for obs_select().
+ */
+static __always_inline bool flow_seen(struct obs *o)
+{
+#ifndef PKTPATH_RAW_TP
+	const volatile struct read_set *rs;
+	struct filter_scratch *s;
+	__u32 zero = 0, n, xoff, set;
+	__u64 *w, h;
+
+	if (!bpf_ksym_exists(bpf_rdonly_cast))
+		return false;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return false;
+	w = (__u64 *)s->pkt;
+	n = filter_len(o->v.caplen);
+	read_loads(w, (__u64)o->v.start, 4);
+	set = read_set_of(o->v.l3, w, n);
+	rs = &cfg.reads[set];
+	if (!rs->on)
+		return false;
+	xoff = flow_xoff(rs, w, n);
+	h = flow_abs(rs, w, n, set);
+	read_loads(w, (__u64)o->v.start + xoff, 2);
+	o->flow = flow_word(h, rs, w, xoff, n);
+	return reject_hit(o->flow, o->flow, ROLE_PASS);
+#else
+	return false;
+#endif
+}
+
+/*
  * Whether this skb belongs to a journey. Tracked: emit its event (OBS_DONE).
  * Unselected and known: OBS_DONE at once (one read, one lookup). Unknown:
  * the packet's bytes are in scratch, OBS_FILTER.
@@ -1067,8 +1197,37 @@ __noinline int obs_begin(struct obs *o)
 	}
 	if (!o->v.caplen || !o->may_start || is_netlink(skb, skb_dev, o->id.proto))
 		return OBS_DONE;
+	if (!o->checked && flow_seen(o))
+		return OBS_DONE;
 	o->fbytes = prepare_filter(skb, skb_dev, &o->v);
 	return o->fbytes ? OBS_FILTER : OBS_DONE;
+}
+
+/* A no by the bytes the filter read too (see turned_down()), from
+ * turned_down() or from what scratch holds. */
+static __always_inline void flow_put(struct obs *o, struct filter_scratch *s)
+{
+#ifndef PKTPATH_RAW_TP
+	const volatile struct read_set *rs;
+	__u64 word = o->flow;
+	__u32 n, xoff, set;
+
+	if (!bpf_ksym_exists(bpf_rdonly_cast))
+		return;
+	if (!word) {
+		if (!s)
+			return;
+		n = o->fbytes;
+		set = read_set_of(o->v.l3, (__u64 *)s->pkt, n);
+		rs = &cfg.reads[set];
+		if (!rs->on)
+			return;
+		xoff = flow_xoff(rs, (__u64 *)s->pkt, n);
+		word = flow_word(flow_abs(rs, (__u64 *)s->pkt, n, set), rs,
+				 (__u64 *)(s->pkt + xoff), xoff, n);
+	}
+	reject_put(word, word);
+#endif
 }
 
 /* The filter's answer for an untracked packet: remember a no, start a
@@ -1100,6 +1259,7 @@ __noinline int obs_select(struct obs *o, int yes)
 			reject_put(head, pkt_word(head, digest));
 		else if (o->have_id)
 			reject_put(key, skb_word(key, &o->id));
+		flow_put(o, s);
 		return 0;
 	}
 	nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
@@ -1229,6 +1389,9 @@ struct start_arg {
 	struct skb_ident id;
 	__u64 key; /* out: pkt_key(), when the answer is 0 */
 	__u64 checked; /* out: not followed, not turned down */
+	__u64 flow; /* out: flow_word(), when the filter's read set is on */
+	__u32 dev_type; /* skb->dev->type */
+	__u32 pad;
 };
 
 /*
@@ -1239,6 +1402,7 @@ struct start_arg {
  */
 __noinline int turned_down(struct start_arg *a)
 {
+	struct pkt_view v;
 	__u64 key;
 
 	if (!a)
@@ -1246,6 +1410,26 @@ __noinline int turned_down(struct start_arg *a)
 	key = a->skb;
 	if (maybe_tracked(key) && bpf_map_lookup_elem(&tracked, &key))
 		return 0;
+	/* By the bytes the filter reads: every packet of a flow turned down. */
+	if (bpf_ksym_exists(bpf_rdonly_cast) && pkt_view(a->dev_type, &a->id, 0, &v)) {
+		__u64 w[8], h;
+		__u32 n = filter_len(v.caplen), xoff, set;
+		const volatile struct read_set *rs;
+
+		read_loads(w, (__u64)v.start, 4);
+		set = read_set_of(v.l3, w, n);
+		rs = &cfg.reads[set];
+		if (rs->on) {
+			xoff = flow_xoff(rs, w, n);
+			h = flow_abs(rs, w, n, set);
+			read_loads(w, (__u64)v.start + xoff, 2); /* x, in w's room */
+			a->flow = flow_word(h, rs, w, xoff, n);
+			if (reject_hit(a->flow, a->flow, ROLE_PASS)) {
+				forget_seen();
+				return 1;
+			}
+		}
+	}
 	a->key = pkt_key_loads(&a->id);
 	if (a->key ? known_rejected_pkt(a->id.head, a->key, ROLE_PASS) :
 		     known_rejected(key, &a->id, ROLE_PASS)) {
@@ -1258,7 +1442,8 @@ __noinline int turned_down(struct start_arg *a)
 #endif
 
 /* Everything a site sees of its packet, observed (see observe()). */
-static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key, bool checked)
+static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key, bool checked,
+					__u64 flow)
 {
 	struct obs o = {};
 	__u64 n;
@@ -1288,6 +1473,7 @@ static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key,
 		 cfg.slots[slot].role, !checked);
 	/* From turned_down(), for the same skb, not changed since. */
 	o.checked = checked;
+	o.flow = flow;
 	if (key) {
 		o.key = key;
 		o.have_key = 1;
@@ -1298,7 +1484,7 @@ static __always_inline void observe_skb(__u64 *ctx, const __u32 slot, __u64 key,
 
 static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 {
-	__u64 key = 0;
+	__u64 key = 0, flow = 0;
 	bool checked = false;
 
 	/*
@@ -1327,16 +1513,18 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 			a.id.nh = skb->network_header;
 			a.id.mac = skb->mac_header;
 			a.id.proto = skb->protocol;
+			a.dev_type = skb->dev ? skb->dev->type : ARPHRD_ETHER;
 			if (a.id.head) {
 				if (turned_down(&a))
 					return 0;
 				key = a.key;
 				checked = a.checked;
+				flow = a.flow;
 			}
 		}
 	}
 #endif
-	observe_skb(ctx, slot, key, checked);
+	observe_skb(ctx, slot, key, checked, flow);
 	return 0;
 }
 

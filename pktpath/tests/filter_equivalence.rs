@@ -58,6 +58,9 @@ const FILTERS: &[&str] = &[
     "udp port 53 and not src net 192.168.0.0/16",
     "ip6 proto 44",
     "ip6 and ip6[6] == 17",
+    "ip[0] & 0xf = 6 and ip[20] = 148",
+    "ip[0] = 0x46 and ip[20] = 148",
+    "ip[0] & 0xf != 5 or udp",
     "ip[ip[8] % 3] = 69",
     "ip[(ip[9] * 0) / (ip[8] - ip[8])] = 1",
 ];
@@ -272,5 +275,115 @@ fn ebpf_translation_matches_libpcap() {
     assert!(
         matched > checked / 20 && matched < checked * 19 / 20,
         "{matched}/{checked} matched"
+    );
+}
+
+/// The class of a packet the probes pick a read set by (cbpf::classes;
+/// read_set_of() in the BPF program): 0 IPv4, 1 IPv6, 2 other.
+fn class_of(layer: Layer, pkt: &[u8], n: usize) -> usize {
+    let byte = |i: usize| if i < n { pkt[i] } else { 0 };
+    match layer {
+        Layer::L2 if n >= 14 => match [byte(12), byte(13)] {
+            [0x08, 0x00] => 0,
+            [0x86, 0xdd] => 1,
+            _ => 2,
+        },
+        Layer::L3 if n >= 1 => match byte(0) >> 4 {
+            4 => 0,
+            6 => 1,
+            _ => 2,
+        },
+        _ => 2,
+    }
+}
+
+/// What the probes remember a turned-down packet by, when the filter reads
+/// few fixed bytes of its class (cbpf::read_set): those bytes of the packet
+/// (0 past its first n), and n. Mirrors flow_word() in the BPF program.
+fn read_set_key(set: &cbpf::ReadSet, pkt: &[u8], n: usize) -> (Vec<u8>, usize) {
+    let byte = |i: usize| if i < n { pkt[i] } else { 0 };
+    let x = 4 * (byte(set.msh as usize) & 0xf) as usize;
+    let mut key: Vec<u8> = (0..64)
+        .map(|i| if set.abs >> i & 1 == 1 { byte(i) } else { 0 })
+        .collect();
+    key.extend((0..32).map(|i| {
+        if set.ind >> i & 1 == 1 {
+            byte(x + i)
+        } else {
+            0
+        }
+    }));
+    (key, n)
+}
+
+#[test]
+fn the_bytes_of_a_read_set_decide_the_verdict() {
+    let mut r = Rng(0x2545f4914f6cdd1d);
+    let packets: Vec<Vec<u8>> = (0..1500).map(|_| ether(&mut r)).collect();
+    let raw: Vec<Vec<u8>> = packets
+        .iter()
+        .filter(|p| p.len() > 14 && p[12..14] != [0x81, 0x00])
+        .map(|p| p[14..].to_vec())
+        .collect();
+    let (mut sets, mut checked) = (0, 0);
+    for expr in FILTERS {
+        let Ok(filter) = pktpath::filter::Filter::new(expr) else {
+            continue;
+        };
+        for (li, layer, pkts) in [(0, Layer::L2, &packets), (1, Layer::L3, &raw)] {
+            let Ok(prog) = cbpf::program(expr, layer) else {
+                continue;
+            };
+            sets += filter.reads[li].iter().flatten().count();
+            let mut seen = std::collections::HashMap::new();
+            for pkt in pkts.iter() {
+                let n = pkt.len().min(filter.bytes as usize);
+                let class = class_of(layer, pkt, n);
+                let Some(set) = filter.reads[li][class] else {
+                    continue;
+                };
+                let want = prog.filter(pkt);
+                // Every byte outside the set changed: the same verdict.
+                let (key, _) = read_set_key(&set, pkt, n);
+                let x = 4 * (pkt.get(set.msh as usize).copied().unwrap_or(0) & 0xf) as usize;
+                let mut other = pkt.clone();
+                for (i, b) in other.iter_mut().enumerate() {
+                    // The bytes that pick the class stay too.
+                    let class_byte = match layer {
+                        Layer::L2 => i == 12 || i == 13,
+                        Layer::L3 => i == 0,
+                    };
+                    let kept = class_byte
+                        || (i < 64 && set.abs >> i & 1 == 1)
+                        || (i >= x && i - x < 32 && set.ind >> (i - x) & 1 == 1);
+                    if !kept {
+                        *b = r.next() as u8;
+                    }
+                }
+                assert_eq!(
+                    class_of(layer, &other, n),
+                    class,
+                    "{expr:?}: class bytes kept"
+                );
+                assert_eq!(read_set_key(&set, &other, n).0, key);
+                assert_eq!(
+                    prog.filter(&other),
+                    want,
+                    "filter {expr:?} ({layer:?}, class {class}, {set:?}): {pkt:02x?} and {other:02x?}"
+                );
+                // Packets with the same class and key: the same verdict.
+                let k = (class, read_set_key(&set, pkt, n));
+                assert_eq!(
+                    *seen.entry(k).or_insert(want),
+                    want,
+                    "filter {expr:?} ({layer:?})"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        sets > 150 && checked > 40_000,
+        "{sets} read sets, {checked} checks"
     );
 }

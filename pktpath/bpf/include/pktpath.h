@@ -79,6 +79,19 @@ struct slot_cfg {
 	unsigned char pad;
 };
 
+/*
+ * The bytes a filter reads, when they are few and at fixed places
+ * (cbpf::read_set): its answer is a function of them, remembered for every
+ * packet that has the same ones (see flow_word()).
+ */
+struct read_set {
+	unsigned long long abs[8]; /* byte masks over the view's first 64 bytes */
+	unsigned long long ind[4]; /* over the 32 at X = 4 * (P[msh] & 0xf) */
+	unsigned char on;	   /* the filter reads nothing else */
+	unsigned char msh;	   /* where the header-length byte is, < 64 */
+	unsigned char pad[6];
+};
+
 struct config {
 	unsigned long long stale_ns;  /* tracking entries idle longer are reused */
 	unsigned int netns;	      /* only packets in this netns (inode), 0: any */
@@ -89,6 +102,9 @@ struct config {
 	unsigned char funcs_active;   /* function sites attached: see end() */
 	unsigned short filter_bytes;  /* bytes of the packet the filter reads */
 	unsigned char pad[4];
+	/* The filter's, for Ethernet (IPv4, IPv6, other ethertypes), then for
+	 * IP (IPv4, IPv6, other versions); see read_set_of(). */
+	struct read_set reads[6];
 	struct slot_cfg slots[MAX_SLOTS];
 };
 

@@ -52,6 +52,9 @@ pub struct Filter {
     /// Bytes of a packet the filter can read (at most FILTER_PKT_MAX):
     /// what the probes copy for it.
     pub bytes: u16,
+    /// The bytes each variant reads from each class of packets (Ethernet,
+    /// IP; cbpf::classes), when few and fixed (cbpf::read_set).
+    pub reads: [[Option<cbpf::ReadSet>; 3]; 2],
 }
 
 impl Filter {
@@ -79,6 +82,8 @@ impl Filter {
             l2,
             l3,
             bytes: bytes as u16,
+            reads: [(&c2, Layer::L2), (&c3, Layer::L3)]
+                .map(|(c, l)| cbpf::classes(l).map(|f| cbpf::read_set(c, f))),
         })
     }
 }

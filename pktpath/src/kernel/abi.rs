@@ -71,6 +71,42 @@ pub struct SlotCfg {
     pub pad: u8,
 }
 
+/// `struct read_set`: the bytes a filter reads, as byte masks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadSetCfg {
+    pub abs: [u64; 8],
+    pub ind: [u64; 4],
+    pub on: u8,
+    pub msh: u8,
+    pub pad: [u8; 6],
+}
+
+impl ReadSetCfg {
+    /// The masks of `set` (None: off, the filter reads other bytes too).
+    pub fn new(set: Option<crate::filter::cbpf::ReadSet>) -> ReadSetCfg {
+        let Some(set) = set else {
+            return ReadSetCfg::default();
+        };
+        let mut c = ReadSetCfg {
+            on: 1,
+            msh: set.msh,
+            ..ReadSetCfg::default()
+        };
+        for i in 0..64 {
+            if set.abs >> i & 1 == 1 {
+                c.abs[i / 8] |= 0xff << (8 * (i % 8));
+            }
+        }
+        for i in 0..32 {
+            if set.ind >> i & 1 == 1 {
+                c.ind[i / 8] |= 0xff << (8 * (i % 8));
+            }
+        }
+        c
+    }
+}
+
 /// `struct config`: the read-only config, written between open and load.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +121,8 @@ pub struct Config {
     /// Bytes of the packet the filter reads (see Filter::bytes).
     pub filter_bytes: u16,
     pub pad: [u8; 4],
+    /// The filter's read sets for Ethernet, then IP: IPv4, IPv6, other.
+    pub reads: [ReadSetCfg; 6],
     pub slots: [SlotCfg; MAX_SLOTS],
 }
 
@@ -100,6 +138,7 @@ impl Default for Config {
             funcs_active: 0,
             filter_bytes: FILTER_PKT_MAX as u16,
             pad: [0; 4],
+            reads: [ReadSetCfg::default(); 6],
             slots: [SlotCfg::default(); MAX_SLOTS],
         }
     }
@@ -197,6 +236,7 @@ mod tests {
         assert_eq!(struct_size(&btf, "event"), size_of::<RawEvent>());
         assert_eq!(struct_size(&btf, "config"), size_of::<Config>());
         assert_eq!(struct_size(&btf, "slot_cfg"), size_of::<SlotCfg>());
+        assert_eq!(struct_size(&btf, "read_set"), size_of::<ReadSetCfg>());
         assert_eq!(struct_size(&btf, "func_cfg"), size_of::<FuncCfg>());
         assert_eq!(
             struct_size(&btf, "filter_scratch"),

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, OpenObject};
 
-use super::abi::{self, Config, SlotCfg, MAX_ARGS, MAX_SLOTS};
+use super::abi::{self, Config, ReadSetCfg, SlotCfg, MAX_ARGS, MAX_SLOTS};
 use super::btf::{Inventory, Tracepoint};
 use super::fentry;
 use super::functions::FuncSite;
@@ -239,6 +239,10 @@ impl Tracer {
             mark_mask: sel.mark_mask,
             funcs_active: functions.is_some() as u8,
             filter_bytes: filter.bytes,
+            reads: {
+                let [l2, l3] = filter.reads.map(|r| r.map(ReadSetCfg::new));
+                [l2[0], l2[1], l2[2], l3[0], l3[1], l3[2]]
+            },
             ..Config::default()
         };
         for (i, tp) in plan.slots.iter().enumerate() {
