@@ -740,8 +740,11 @@ static __always_inline __u64 flow_abs(const volatile struct read_set *rs, const 
 	__u64 h = 0x666c6f77ULL ^ set;
 	int i;
 
+	/* Only the words the filter reads: with a read set the verifier
+	 * knows (flow_at()), the others leave no code. */
 	for (i = 0; i < 8; i++)
-		h = (h ^ (w[i] & rs->abs[i] & valid_bytes(n, 8 * i))) * 0x100000001b3ULL;
+		if (rs->abs[i])
+			h = (h ^ (w[i] & rs->abs[i] & valid_bytes(n, 8 * i))) * 0x100000001b3ULL;
 	return h;
 }
 
@@ -751,7 +754,9 @@ static __always_inline __u64 flow_word(__u64 h, const volatile struct read_set *
 	int i;
 
 	for (i = 0; i < 4; i++)
-		h = (h ^ (x[i] & rs->ind[i] & valid_bytes(n, xoff + 8 * i))) * 0x100000001b3ULL;
+		if (rs->ind[i])
+			h = (h ^ (x[i] & rs->ind[i] & valid_bytes(n, xoff + 8 * i))) *
+			    0x100000001b3ULL;
 	h = (h ^ n) * 0x100000001b3ULL;
 	return (h ^ (h >> 29)) | 1;
 }
@@ -787,6 +792,54 @@ static __always_inline __u32 flow_xoff(const volatile struct read_set *rs, const
 
 	return m < n ? 4 * (((const __u8 *)w)[m] & 0xf) : 0;
 }
+
+#ifndef PKTPATH_RAW_TP
+/*
+ * flow_abs() and flow_word() of the packet at start, read from kernel
+ * memory into w (8 words; the first 16 bytes already there), with read set
+ * `set` a constant: only the 16-byte chunks the filter reads are loaded.
+ */
+static __always_inline __u64 flow_at(const __u32 set, __u64 start, __u64 *w, __u32 n)
+{
+	const volatile struct read_set *rs = &cfg.reads[set];
+	__u32 c, xoff;
+	__u64 h;
+
+	if (!rs->on)
+		return 0;
+	for (c = 1; c < 4; c++)
+		if (rs->abs[2 * c] | rs->abs[2 * c + 1])
+			read_loads(w + 2 * c, start + 16 * c, 1);
+	h = flow_abs(rs, w, n, set);
+	if (!(rs->ind[0] | rs->ind[1] | rs->ind[2] | rs->ind[3]))
+		return flow_word(h, rs, w, 0, n);
+	xoff = flow_xoff(rs, w, n);
+	read_loads(w, start + xoff, 2); /* x, in w's room */
+	return flow_word(h, rs, w, xoff, n);
+}
+
+/*
+ * The word of the packet in view v by the bytes the filter reads (0: its
+ * read set is off), w: room for 8 words. Its class picks the read set
+ * (read_set_of()), dispatched to constants so that flow_at() loads and
+ * hashes only what that set needs.
+ */
+static __always_inline __u64 flow_of(struct pkt_view *v, __u64 *w)
+{
+	__u32 n = filter_len(v->caplen);
+
+	read_loads(w, (__u64)v->start, 1);
+	switch (read_set_of(v->l3, w, n)) {
+	case 0: return flow_at(0, (__u64)v->start, w, n);
+	case 1: return flow_at(1, (__u64)v->start, w, n);
+	case 2: return flow_at(2, (__u64)v->start, w, n);
+	case 3: return flow_at(3, (__u64)v->start, w, n);
+	case 4: return flow_at(4, (__u64)v->start, w, n);
+	default: return flow_at(5, (__u64)v->start, w, n);
+	}
+}
+#endif
+
 
 /* Whether this packet (in any skb of it) is one the filter turned down. */
 static __always_inline bool known_rejected_pkt(__u64 head, __u64 key, __u8 role)
@@ -1069,28 +1122,16 @@ static __always_inline void obs_end(struct obs *o, struct track *t)
 static __always_inline bool flow_seen(struct obs *o)
 {
 #ifndef PKTPATH_RAW_TP
-	const volatile struct read_set *rs;
 	struct filter_scratch *s;
-	__u32 zero = 0, n, xoff, set;
-	__u64 *w, h;
+	__u32 zero = 0;
 
 	if (!bpf_ksym_exists(bpf_rdonly_cast))
 		return false;
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return false;
-	w = (__u64 *)s->pkt;
-	n = filter_len(o->v.caplen);
-	read_loads(w, (__u64)o->v.start, 4);
-	set = read_set_of(o->v.l3, w, n);
-	rs = &cfg.reads[set];
-	if (!rs->on)
-		return false;
-	xoff = flow_xoff(rs, w, n);
-	h = flow_abs(rs, w, n, set);
-	read_loads(w, (__u64)o->v.start + xoff, 2);
-	o->flow = flow_word(h, rs, w, xoff, n);
-	return reject_hit(o->flow, o->flow, ROLE_PASS);
+	o->flow = flow_of(&o->v, (__u64 *)s->pkt);
+	return o->flow && reject_hit(o->flow, o->flow, ROLE_PASS);
 #else
 	return false;
 #endif
@@ -1412,22 +1453,12 @@ __noinline int turned_down(struct start_arg *a)
 		return 0;
 	/* By the bytes the filter reads: every packet of a flow turned down. */
 	if (bpf_ksym_exists(bpf_rdonly_cast) && pkt_view(a->dev_type, &a->id, 0, &v)) {
-		__u64 w[8], h;
-		__u32 n = filter_len(v.caplen), xoff, set;
-		const volatile struct read_set *rs;
+		__u64 w[8];
 
-		read_loads(w, (__u64)v.start, 4);
-		set = read_set_of(v.l3, w, n);
-		rs = &cfg.reads[set];
-		if (rs->on) {
-			xoff = flow_xoff(rs, w, n);
-			h = flow_abs(rs, w, n, set);
-			read_loads(w, (__u64)v.start + xoff, 2); /* x, in w's room */
-			a->flow = flow_word(h, rs, w, xoff, n);
-			if (reject_hit(a->flow, a->flow, ROLE_PASS)) {
-				forget_seen();
-				return 1;
-			}
+		a->flow = flow_of(&v, w);
+		if (a->flow && reject_hit(a->flow, a->flow, ROLE_PASS)) {
+			forget_seen();
+			return 1;
 		}
 	}
 	a->key = pkt_key_loads(&a->id);
