@@ -179,9 +179,9 @@ pub struct TraceArgs {
     /// Write this file once the probes are attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
-    /// Ring buffer size in MiB (a power of two). 8 MiB hold ~32k events:
-    /// ~60 ms of a 100k packets/s flow, every packet selected.
-    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    /// Ring buffer size in MiB (a power of two). 16 MiB hold ~45k events:
+    /// ~90 ms of a 100k packets/s flow, every packet selected.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub ring_size: u32,
     #[command(flatten)]
     pub output: OutputArgs,

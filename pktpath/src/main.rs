@@ -584,7 +584,7 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         filter: filter(demo::FILTER)?,
         selection: Selection::default(),
         backend: None,
-        ring_bytes: 8 << 20,
+        ring_bytes: 16 << 20,
         count: None,
         duration: None,
         idle: Duration::from_millis(500),
