@@ -819,10 +819,34 @@ static __always_inline __u64 flow_at(const __u32 set, __u64 start, __u64 *w, __u
 }
 
 /*
+ * flow_of() without the dispatch: every chunk loaded, the read set's masks
+ * tested at run time. For the rarer sites that ask (frees, function sites):
+ * every program carries this code, and six copies of flow_at() in each
+ * cost ~3 MB of libbpf's instruction copies.
+ */
+static __always_inline __u64 flow_any(struct pkt_view *v, __u64 *w)
+{
+	const volatile struct read_set *rs;
+	__u32 n = filter_len(v->caplen), xoff, set;
+	__u64 h;
+
+	read_loads(w, (__u64)v->start, 4);
+	set = read_set_of(v->l3, w, n);
+	rs = &cfg.reads[set];
+	if (!rs->on)
+		return 0;
+	xoff = flow_xoff(rs, w, n);
+	h = flow_abs(rs, w, n, set);
+	read_loads(w, (__u64)v->start + xoff, 2);
+	return flow_word(h, rs, w, xoff, n);
+}
+
+/*
  * The word of the packet in view v by the bytes the filter reads (0: its
  * read set is off), w: room for 8 words. Its class picks the read set
- * (read_set_of()), dispatched to constants so that flow_at() loads and
- * hashes only what that set needs.
+ * (read_set_of()); IPv4's (Ethernet and IP) are dispatched to constants so
+ * that flow_at() loads and hashes only what the set needs; the others,
+ * rarer, take flow_any() (each copy is code in every program).
  */
 static __always_inline __u64 flow_of(struct pkt_view *v, __u64 *w)
 {
@@ -831,11 +855,8 @@ static __always_inline __u64 flow_of(struct pkt_view *v, __u64 *w)
 	read_loads(w, (__u64)v->start, 1);
 	switch (read_set_of(v->l3, w, n)) {
 	case 0: return flow_at(0, (__u64)v->start, w, n);
-	case 1: return flow_at(1, (__u64)v->start, w, n);
-	case 2: return flow_at(2, (__u64)v->start, w, n);
 	case 3: return flow_at(3, (__u64)v->start, w, n);
-	case 4: return flow_at(4, (__u64)v->start, w, n);
-	default: return flow_at(5, (__u64)v->start, w, n);
+	default: return flow_any(v, w);
 	}
 }
 #endif
@@ -1130,7 +1151,7 @@ static __always_inline bool flow_seen(struct obs *o)
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return false;
-	o->flow = flow_of(&o->v, (__u64 *)s->pkt);
+	o->flow = flow_any(&o->v, (__u64 *)s->pkt);
 	return o->flow && reject_hit(o->flow, o->flow, ROLE_PASS);
 #else
 	return false;
