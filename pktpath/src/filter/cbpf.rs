@@ -93,7 +93,7 @@ pub fn bytes_read(prog: &[CInsn]) -> Option<u64> {
 pub struct ReadSet {
     /// Bit i: byte i of the packet (i < 64).
     pub abs: u64,
-    /// Bit i: byte X + i (i < 32), X = 4 * (P[msh] & 0xf): behind an IPv4
+    /// Bit i: byte X + i (i < 32), `X = 4 * (P[msh] & 0xf)`: behind an IPv4
     /// header (ports, TCP flags).
     pub ind: u32,
     /// Where the header-length byte is (ldx msh), when an indexed load needs it.
