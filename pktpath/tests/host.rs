@@ -199,16 +199,12 @@ fn unselected_traffic_is_absent() {
     assert!(all[0]["packet"].as_str().unwrap().contains("> 5001"));
 }
 
-/// Packets the filter turned down are remembered: later sites skip them
-/// with a map lookup, and the filter runs again only where the headers
-/// moved (a layer pushed or pulled), not at every site.
-#[test]
-fn rejected_packets_are_not_filtered_at_every_site() {
-    require_root!();
-    let net = Net::new(215);
-    // --netns: only this namespace's packets reach the filter, so other
-    // tests' traffic does not count.
-    let p = Pktpath::start(&["--netns", &net.client, &net.only("udp port 1")]);
+/// How often pktpath ran `filter` (turning everything down) while the
+/// client flood-pinged the server 300 times. --netns: only the client
+/// namespace's packets reach the filter, so other tests' traffic does not
+/// count.
+fn filter_runs_in_ping_flood(net: &Net, filter: &str) -> u64 {
+    let p = Pktpath::start(&["--netns", &net.client, filter]);
     net.lab
         .exec(
             &net.client,
@@ -217,12 +213,21 @@ fn rejected_packets_are_not_filtered_at_every_site() {
         .unwrap();
     let (status, all, err) = p.stop_with(libc::SIGINT);
     assert!(status.success() && all.is_empty(), "{err}");
-    let runs: u64 = err
-        .split("filter run ")
+    err.split("filter run ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no filter count in: {err}"));
+        .unwrap_or_else(|| panic!("no filter count in: {err}"))
+}
+
+/// Packets the filter turned down are remembered: later sites skip them
+/// with a map lookup, and the filter runs again only where the headers
+/// moved (a layer pushed or pulled), not at every site.
+#[test]
+fn rejected_packets_are_not_filtered_at_every_site() {
+    require_root!();
+    let net = Net::new(215);
+    let runs = filter_runs_in_ping_flood(&net, &net.only("udp port 1"));
     // 300 requests out and 300 replies in, seen at 7 or so sites in the
     // client's namespace. Rejections are remembered by packet (buffer and
     // header bytes) and by the bytes the filter read: where a port would
@@ -243,21 +248,7 @@ fn rejected_packets_are_not_filtered_at_every_site() {
 fn a_flow_turned_down_is_filtered_once() {
     require_root!();
     let net = Net::new(216);
-    let p = Pktpath::start(&["--netns", &net.client, "host 192.0.2.1"]);
-    net.lab
-        .exec(
-            &net.client,
-            &["ping", "-q", "-f", "-c", "300", &net.server_ip()],
-        )
-        .unwrap();
-    let (status, all, err) = p.stop_with(libc::SIGINT);
-    assert!(status.success() && all.is_empty(), "{err}");
-    let runs: u64 = err
-        .split("filter run ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no filter count in: {err}"));
+    let runs = filter_runs_in_ping_flood(&net, "host 192.0.2.1");
     // 600 packets in two directions, each seen as Ethernet and as IP, and
     // an ARP exchange or two: a handful of distinct read sets.
     assert!(runs >= 2, "the flow was filtered: {runs}");
