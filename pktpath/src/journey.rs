@@ -690,6 +690,16 @@ pub enum Attached {
     Gone,
 }
 
+/// Appends a step, growing the journey by half (4, 6, 9, 13...) rather
+/// than doubling: most journeys have 4 to 8 steps of 208 bytes, and a
+/// doubled Vec kept three empty ones for each 5-step datagram.
+fn push_step(steps: &mut Vec<Step>, step: Step) {
+    if steps.len() == steps.capacity() {
+        steps.reserve_exact((steps.len() / 2).max(4));
+    }
+    steps.push(step);
+}
+
 /// Groups steps into journeys and decides when each is finished.
 pub struct Journeys {
     open: HashMap<u64, Open>,
@@ -772,7 +782,7 @@ impl Journeys {
         }
         let role = step.role();
         let o = self.open.entry(id).or_insert_with(|| Open {
-            // Grown as steps come (4, 8, 16...): a reserve of 12 (3.5 kB)
+            // Grown as steps come (push_step): a reserve of 12 (3.5 kB)
             // per journey was 40 % of the heap with 5-step UDP journeys.
             steps: Vec::new(),
             last_ts: 0,
@@ -830,7 +840,7 @@ impl Journeys {
             }
         }
         let ts = step.ts_ns;
-        o.steps.push(step);
+        push_step(&mut o.steps, step);
         self.steps += 1;
         let freed = role == ROLE_FREE && o.live.is_empty();
         for other in read_before {
@@ -897,7 +907,7 @@ impl Journeys {
         let Some(step) = make(steps, ended) else {
             return Attached::NotYet;
         };
-        steps.push(step);
+        push_step(steps, step);
         self.steps += 1;
         Attached::Yes
     }
@@ -905,6 +915,25 @@ impl Journeys {
     /// Journeys that went quiet by kernel time `now_ns`, and held ones
     /// whose time is up, oldest first.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Journey> {
+        let mut out = self.close_quiet(now_ns);
+        let due: Vec<u64> = self
+            .held
+            .values()
+            .filter(|h| h.until <= now_ns)
+            .map(|h| h.id)
+            .collect();
+        for id in due {
+            let h = self.held.remove(&id).expect("held journey");
+            out.push(self.release(h));
+        }
+        out.sort_by_key(|j| j.id);
+        out
+    }
+
+    /// Open journeys that went quiet by kernel time `now_ns` (and those
+    /// another journey's step closed), oldest first; held ones stay (their
+    /// late nftables steps come by another way, read between polls).
+    pub fn close_quiet(&mut self, now_ns: u64) -> Vec<Journey> {
         let open = &self.open;
         self.unread.sweep(|id| open.contains_key(&id), open.len());
         let ready = std::mem::take(&mut self.ready);
@@ -932,16 +961,6 @@ impl Journeys {
             .into_iter()
             .filter_map(|id| self.close(id, false, now_ns))
             .collect();
-        let due: Vec<u64> = self
-            .held
-            .values()
-            .filter(|h| h.until <= now_ns)
-            .map(|h| h.id)
-            .collect();
-        for id in due {
-            let h = self.held.remove(&id).expect("held journey");
-            out.push(self.release(h));
-        }
         out.extend(ready);
         out.sort_by_key(|j| j.id);
         out
@@ -1356,6 +1375,30 @@ mod tests {
         j.push(2, traced);
         assert!(j.push(2, free(4)).is_none(), "held: namespace 7 is traced");
         assert_eq!(j.expire(4 + 300_000_001)[0].id, 2);
+    }
+
+    /// The sweep inside a long poll closes quiet open journeys but keeps
+    /// held ones: their trace messages are read between polls.
+    #[test]
+    fn a_sweep_keeps_held_journeys() {
+        let mut j = Journeys {
+            hold_ns: 1_000,
+            hold_netns: Some([7].into()),
+            ..Journeys::default()
+        };
+        let mut traced = step(1, "netif_receive_skb", "a", Detail::None);
+        traced.netns = 7;
+        j.push(1, traced);
+        let free = step(2, "consume_skb", "a", Detail::Free { location: None });
+        assert!(j.push(1, free).is_none(), "held");
+        j.push(2, step(3, "netif_receive_skb", "a", Detail::None));
+        let later = 3 + j.settled_ns + 1;
+        let swept = j.close_quiet(later);
+        assert_eq!(swept.iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            j.expire(later).iter().map(|j| j.id).collect::<Vec<_>>(),
+            [1]
+        );
     }
 
     /// A TCP segment with data waits in the receive queue for the reader;

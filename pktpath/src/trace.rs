@@ -201,12 +201,16 @@ pub fn run(
         rules,
         bridges: Bridges::default(),
         summary,
+        next_sweep: 0,
         going: true,
         error: None,
     });
-    let map = tracer.events_map()?;
+    // Before the ring is mapped (twice its size): the peak stays that of
+    // loading, or of tracing, not both.
+    give_back_setup_memory();
+    let map = tracer.events_map();
     let mut builder = RingBufferBuilder::new();
-    builder.add(&map, |data: &[u8]| {
+    builder.add(map, |data: &[u8]| {
         let mut c = consumer.borrow_mut();
         if let Some(raw) = RawEvent::from_bytes(data) {
             c.record(&raw);
@@ -219,7 +223,6 @@ pub fn run(
         }
     })?;
     let rb = builder.build()?;
-    give_back_setup_memory();
     on_ready(&tracer)?;
 
     let started = Instant::now();
@@ -272,6 +275,10 @@ pub fn run(
     Ok(summary)
 }
 
+/// Event time between sweeps for quiet journeys inside one poll, ns: the
+/// shortest wait (a datagram's, 10 ms) is not stretched by more than half.
+const SWEEP_NS: u64 = 5_000_000;
+
 /// Decodes records, groups them into journeys and hands finished ones to
 /// the sink.
 struct Consumer<'a> {
@@ -284,6 +291,8 @@ struct Consumer<'a> {
     rules: Option<RuleTracer>,
     bridges: Bridges,
     summary: Summary,
+    /// Event time of the next sweep for quiet journeys.
+    next_sweep: u64,
     /// False once the output is gone or the count is reached.
     going: bool,
     /// The first error writing the output.
@@ -309,11 +318,19 @@ impl Consumer<'_> {
         if let Some(j) = self.journeys.push(raw.journey, step) {
             self.emit(j);
         }
-        // Memory stays bounded however fast the events come: first what
-        // has ended by now (a busy ring keeps one poll, and so the tick's
-        // expiry, going for long), then the quietest of the rest.
+        // A busy ring keeps one poll, and so the tick's expiry, going for
+        // long (100 ms of events when the reader was held up): what has
+        // ended by this event's time is handed out every few ms of it.
         // (By this event's time, not the clock's: the ring may lag, and
         // what follows a quiet journey may still be in it.)
+        if ts >= self.next_sweep {
+            self.next_sweep = ts.saturating_add(SWEEP_NS);
+            for j in self.journeys.close_quiet(ts) {
+                self.emit(j);
+            }
+        }
+        // Memory stays bounded however fast the events come: first what
+        // has ended by now, then the quietest of the rest.
         if self.journeys.over_limit() {
             for j in self.journeys.expire(ts) {
                 self.emit(j);

@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
-use libbpf_rs::{Link, MapCore, MapFlags, Object, ObjectBuilder, OpenObject};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, OpenObject};
 
 use super::abi::{self, Config, ReadSetCfg, SlotCfg, MAX_ARGS, MAX_SLOTS};
 use super::btf::{Inventory, Tracepoint};
@@ -140,7 +140,11 @@ pub fn plan(inv: &Inventory) -> Plan {
 
 /// Loaded and attached programs. Dropping it detaches them.
 pub struct Tracer {
-    obj: Object,
+    /// The loaded object, until everything is attached (see `start_one`).
+    obj: Option<Object>,
+    /// What stays in use after: the ring and the counters.
+    events: MapHandle,
+    counters: MapHandle,
     links: Vec<Link>,
     pub flavour: Flavour,
     pub plan: Plan,
@@ -280,8 +284,18 @@ impl Tracer {
                 }
             )
         })?;
+        let map = |name: &str| -> Result<MapHandle> {
+            let m = obj
+                .maps()
+                .find(|m| m.name() == name)
+                .ok_or_else(|| anyhow!("{name} map missing"))?;
+            Ok(MapHandle::try_from(&m)?)
+        };
+        let (events, counters) = (map("events")?, map("counters")?);
         let mut t = Tracer {
-            obj,
+            obj: Some(obj),
+            events,
+            counters,
             links: Vec::new(),
             flavour,
             plan: plan.clone(),
@@ -296,6 +310,10 @@ impl Tracer {
         if let Some(f) = functions {
             t.attach_functions(f, sel.start_at.as_deref(), progress)?;
         }
+        // The links hold the programs, the programs their maps: libbpf's
+        // copy of every program's instructions (~4 MB, kept for reloads
+        // we never do) can go.
+        t.obj = None;
         t.attach_time = started.elapsed();
         Ok(t)
     }
@@ -309,6 +327,8 @@ impl Tracer {
     ) -> Result<()> {
         let map = self
             .obj
+            .as_ref()
+            .ok_or_else(|| anyhow!("the BPF object is released"))?
             .maps()
             .find(|m| m.name() == "func_cfgs")
             .ok_or_else(|| anyhow!("func_cfgs map missing"))?;
@@ -461,6 +481,8 @@ impl Tracer {
         for (prog_name, tp) in targets {
             let Some(prog) = self
                 .obj
+                .as_ref()
+                .ok_or_else(|| anyhow!("the BPF object is released"))?
                 .progs_mut()
                 .find(|p| p.name() == prog_name.as_str())
             else {
@@ -493,20 +515,13 @@ impl Tracer {
     }
 
     /// The ring buffer map events arrive on.
-    pub fn events_map(&self) -> Result<libbpf_rs::Map<'_>> {
-        self.obj
-            .maps()
-            .find(|m| m.name() == "events")
-            .ok_or_else(|| anyhow!("events map missing"))
+    pub fn events_map(&self) -> &MapHandle {
+        &self.events
     }
 
     /// Kernel-side counters summed over CPUs: [lost, filtered, selected, events].
     pub fn counters(&self) -> Result<[u64; abi::CNT_MAX as usize]> {
-        let map = self
-            .obj
-            .maps()
-            .find(|m| m.name() == "counters")
-            .ok_or_else(|| anyhow!("counters map missing"))?;
+        let map = &self.counters;
         let mut out = [0u64; abi::CNT_MAX as usize];
         for (i, slot) in out.iter_mut().enumerate() {
             let per_cpu = map
@@ -523,8 +538,10 @@ impl Tracer {
 }
 
 /// A loaded program of the object, by name.
-fn program<'a>(obj: &'a Object, name: &str) -> Result<libbpf_rs::ProgramMut<'a>> {
-    obj.progs_mut()
+fn program<'a>(obj: &'a Option<Object>, name: &str) -> Result<libbpf_rs::ProgramMut<'a>> {
+    obj.as_ref()
+        .ok_or_else(|| anyhow!("the BPF object is released"))?
+        .progs_mut()
         .find(|p| p.name() == name)
         .ok_or_else(|| anyhow!("{name} not loaded"))
 }
