@@ -316,6 +316,13 @@ static __always_inline bool maybe_tracked(__u64 skb)
 	return !n || *n;
 }
 
+/* skb's tracking entry, NULL when not followed: most skbs are told by
+ * their empty bucket, without the hash lookup. */
+static __always_inline struct track *followed(__u64 skb)
+{
+	return maybe_tracked(skb) ? bpf_map_lookup_elem(&tracked, &skb) : NULL;
+}
+
 static __always_inline void track_put(__u64 skb, struct track *t)
 {
 	__u32 *n = track_bucket(skb);
@@ -685,29 +692,20 @@ static __always_inline __u64 pkt_key(struct skb_ident *id)
 {
 	__u64 w[PKT_KEY_LEN / 8] = {};
 
-	if (!has_nh(id->nh) || bpf_probe_read_kernel(w, sizeof(w), (void *)id->head + id->nh))
-		return 0;
-	return key_digest(w);
-}
-
-#ifndef PKTPATH_RAW_TP
-/*
- * pkt_key() with plain loads the verifier guards (a fault reads as 0)
- * through bpf_rdonly_cast() (6.2), where the helper call cost as much as
- * the rest of a start site's check; the helper before 6.2.
- */
-static __always_inline __u64 pkt_key_loads(struct skb_ident *id)
-{
-	__u64 w[PKT_KEY_LEN / 8];
-
-	if (!bpf_ksym_exists(bpf_rdonly_cast))
-		return pkt_key(id);
 	if (!has_nh(id->nh))
 		return 0;
-	read_loads(w, id->head + id->nh, PKT_KEY_LEN / 16);
+#ifndef PKTPATH_RAW_TP
+	/* Plain loads the verifier guards where it can (6.2): the helper call
+	 * cost as much as the rest of a start site's check. */
+	if (bpf_ksym_exists(bpf_rdonly_cast)) {
+		read_loads(w, id->head + id->nh, PKT_KEY_LEN / 16);
+		return key_digest(w);
+	}
+#endif
+	if (bpf_probe_read_kernel(w, sizeof(w), (void *)id->head + id->nh))
+		return 0;
 	return key_digest(w);
 }
-#endif
 
 /* The word of a packet turned down by packet (see rejected). */
 static __always_inline __u64 pkt_word(__u64 head, __u64 key)
@@ -819,26 +817,38 @@ static __always_inline __u64 flow_at(const __u32 set, __u64 start, __u64 *w, __u
 }
 
 /*
- * flow_of() without the dispatch: every chunk loaded, the read set's masks
- * tested at run time. For the rarer sites that ask (frees, function sites):
- * every program carries this code, and six copies of flow_at() in each
- * cost ~3 MB of libbpf's instruction copies.
+ * The word by its read set of the packet whose first 64 bytes w holds (n
+ * valid), the set picked at run time by its class. The 32 bytes at X are
+ * loaded from kernel memory at start + X into w once its first half is
+ * hashed, or, when `whole` (w is a copy of the whole packet), read in w
+ * itself. 0: the set is off.
  */
-static __always_inline __u64 flow_any(struct pkt_view *v, __u64 *w)
+static __always_inline __u64 flow_in(__u64 *w, __u32 n, bool l3, __u64 start, const bool whole)
 {
-	const volatile struct read_set *rs;
-	__u32 n = filter_len(v->caplen), xoff, set;
+	__u32 set = read_set_of(l3, w, n), xoff;
+	const volatile struct read_set *rs = &cfg.reads[set];
 	__u64 h;
 
-	read_loads(w, (__u64)v->start, 4);
-	set = read_set_of(v->l3, w, n);
-	rs = &cfg.reads[set];
 	if (!rs->on)
 		return 0;
 	xoff = flow_xoff(rs, w, n);
 	h = flow_abs(rs, w, n, set);
-	read_loads(w, (__u64)v->start + xoff, 2);
+	if (whole)
+		return flow_word(h, rs, (__u64 *)((__u8 *)w + xoff), xoff, n);
+	read_loads(w, start + xoff, 2);
 	return flow_word(h, rs, w, xoff, n);
+}
+
+/*
+ * flow_of() without the dispatch: every chunk loaded, the read set's masks
+ * tested at run time. For the rarer sites that ask (frees, function
+ * sites): every program carries this code, and a copy of flow_at() for
+ * each set would cost verifier time in each.
+ */
+static __always_inline __u64 flow_any(struct pkt_view *v, __u64 *w)
+{
+	read_loads(w, (__u64)v->start, 4);
+	return flow_in(w, filter_len(v->caplen), v->l3, (__u64)v->start, false);
 }
 
 /*
@@ -1182,7 +1192,7 @@ __noinline int obs_begin(struct obs *o)
 	if (o->checked)
 		t = NULL;
 	else
-		t = maybe_tracked(key) ? bpf_map_lookup_elem(&tracked, &key) : NULL;
+		t = followed(key);
 	if (!t && !o->may_start && o->role != ROLE_FREE)
 		return OBS_DONE;
 	if (!(o->pre & PRE_SKB))
@@ -1270,25 +1280,14 @@ __noinline int obs_begin(struct obs *o)
 static __always_inline void flow_put(struct obs *o, struct filter_scratch *s)
 {
 #ifndef PKTPATH_RAW_TP
-	const volatile struct read_set *rs;
 	__u64 word = o->flow;
-	__u32 n, xoff, set;
 
 	if (!bpf_ksym_exists(bpf_rdonly_cast))
 		return;
-	if (!word) {
-		if (!s)
-			return;
-		n = o->fbytes;
-		set = read_set_of(o->v.l3, (__u64 *)s->pkt, n);
-		rs = &cfg.reads[set];
-		if (!rs->on)
-			return;
-		xoff = flow_xoff(rs, (__u64 *)s->pkt, n);
-		word = flow_word(flow_abs(rs, (__u64 *)s->pkt, n, set), rs,
-				 (__u64 *)(s->pkt + xoff), xoff, n);
-	}
-	reject_put(word, word);
+	if (!word && s)
+		word = flow_in((__u64 *)s->pkt, o->fbytes, o->v.l3, 0, true);
+	if (word)
+		reject_put(word, word);
 #endif
 }
 
@@ -1438,7 +1437,7 @@ __noinline int not_followed(struct skb_arg *a)
 	if (!a)
 		return 0;
 	key = a->skb;
-	if (maybe_tracked(key) && bpf_map_lookup_elem(&tracked, &key))
+	if (followed(key))
 		return 0;
 	forget_seen();
 	return 1;
@@ -1470,7 +1469,7 @@ __noinline int turned_down(struct start_arg *a)
 	if (!a)
 		return 0;
 	key = a->skb;
-	if (maybe_tracked(key) && bpf_map_lookup_elem(&tracked, &key))
+	if (followed(key))
 		return 0;
 	/* By the bytes the filter reads: every packet of a flow turned down. */
 	if (bpf_ksym_exists(bpf_rdonly_cast) && pkt_view(a->dev_type, &a->id, 0, &v)) {
@@ -1482,7 +1481,7 @@ __noinline int turned_down(struct start_arg *a)
 			return 1;
 		}
 	}
-	a->key = pkt_key_loads(&a->id);
+	a->key = pkt_key(&a->id);
 	if (a->key ? known_rejected_pkt(a->id.head, a->key, ROLE_PASS) :
 		     known_rejected(key, &a->id, ROLE_PASS)) {
 		forget_seen();
@@ -1621,8 +1620,8 @@ __noinline int inherit(__u64 parent, __u64 ret)
 	struct pkt_view v = {};
 	struct skb_meta m = {};
 
-	pt = bpf_map_lookup_elem(&tracked, &parent);
-	if (!pt || bpf_map_lookup_elem(&tracked, &ret))
+	pt = followed(parent);
+	if (!pt || followed(ret))
 		return 0;
 	child.journey = pt->journey;
 	child.last_ts = bpf_ktime_get_ns();
