@@ -2,7 +2,8 @@
 # The VM suite: boots each stock Debian kernel once (QEMU software emulation
 # through virtme-ng, on the host's root filesystem) and runs the function-level
 # tests (pktpath/tests/vm.rs) inside it, for every backend that kernel has.
-# tests/vm/setup.sh installs what this needs.
+# tests/vm/setup.sh installs what this needs. Arguments go to the test
+# binary: `tests/vm/run.sh clones` runs the tests whose names contain it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE=${PKTPATH_VM_CACHE:-/var/cache/pktpath-vm}
@@ -41,7 +42,7 @@ while read -r k; do
 	set +e
 	vng -r "$CACHE/vmlinux-$k" --user root --disable-kvm --force-9p \
 		-a "module_blacklist=$BLACKLIST" --rwdir="$out" -- \
-		"PKTPATH_VM_BACKENDS='$b' PKTPATH_TEST_SETTLE_MS=4000 PKTPATH_TEST_READY_S=240 RUST_BACKTRACE=1 '$bin' --test-threads=1" \
+		"PKTPATH_VM_BACKENDS='$b' PKTPATH_TEST_SETTLE_MS=4000 PKTPATH_TEST_READY_S=240 RUST_BACKTRACE=1 '$bin' --test-threads=1 $*" \
 		</dev/null 2>&1 | cat
 	rc=${PIPESTATUS[0]}
 	set -e
