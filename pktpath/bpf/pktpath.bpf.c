@@ -1308,15 +1308,16 @@ __noinline int obs_select(struct obs *o, int yes)
 	digest = o->key;
 	count(CNT_FILTERED);
 	if (!yes) {
-		if (o->role == ROLE_FREE)
-			return 0;
 		s = bpf_map_lookup_elem(&scratch, &zero);
 		/*
 		 * Well-formed headers turned down: by packet (all its skbs).
 		 * Not yet a network packet (headers unwritten): by skb, until
-		 * its layout changes.
+		 * its layout changes. Not a packet being freed: it is not seen
+		 * again (its flow may be).
 		 */
-		if (s && digest && well_formed(s, o->v.l3, o->fbytes))
+		if (o->role == ROLE_FREE)
+			;
+		else if (s && digest && well_formed(s, o->v.l3, o->fbytes))
 			reject_put(head, pkt_word(head, digest));
 		else if (o->have_id)
 			reject_put(key, skb_word(key, &o->id));
@@ -1452,7 +1453,7 @@ struct start_arg {
 	__u64 checked; /* out: not followed, not turned down */
 	__u64 flow; /* out: flow_word(), when the filter's read set is on */
 	__u32 dev_type; /* skb->dev->type */
-	__u32 pad;
+	__u32 may_start; /* free_turned_down(): a journey may start here */
 };
 
 /*
@@ -1489,6 +1490,46 @@ __noinline int turned_down(struct start_arg *a)
 	}
 	a->checked = 1;
 	return 0;
+}
+
+/*
+ * turned_down() for a free: 1 when the skb is not followed and nothing
+ * more is to be done. Its packet's rejected slot is cleared (the address
+ * will be another packet's); a drop of a packet the filter turned down by
+ * flow ends here too, and a packet never seen goes on to the filter
+ * (drops start journeys, consumes do not). skb->dev is not read: where
+ * packets are freed it may hold something else (see pre_read()), and a
+ * fault costs microseconds; the view takes the MAC header to be Ethernet
+ * when there is one before the network header, so that of a packet from
+ * another link type differs from its start sites' and it is filtered
+ * again, no more.
+ */
+__noinline int free_turned_down(struct start_arg *a)
+{
+	struct pkt_view v;
+
+	if (!a)
+		return 0;
+	if (followed(a->skb))
+		return 0;
+	a->key = pkt_key(&a->id);
+	if (a->key ? known_rejected_pkt(a->id.head, a->key, ROLE_FREE) :
+		     known_rejected(a->skb, &a->id, ROLE_FREE))
+		goto done;
+	if (!a->may_start)
+		goto done;
+	if (bpf_ksym_exists(bpf_rdonly_cast) && pkt_view(ARPHRD_ETHER, &a->id, 0, &v)) {
+		__u64 w[8];
+
+		a->flow = flow_of(&v, w);
+		if (a->flow && reject_hit(a->flow, a->flow, ROLE_PASS))
+			goto done;
+	}
+	a->checked = 1;
+	return 0;
+done:
+	forget_seen();
+	return 1;
 }
 #endif
 
@@ -1552,7 +1593,8 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 			return 0;
 	}
 #ifndef PKTPATH_RAW_TP
-	if (!(cfg.slots[slot].flags & SLOT_F_NO_START) && cfg.slots[slot].role == ROLE_PASS) {
+	if ((!(cfg.slots[slot].flags & SLOT_F_NO_START) && cfg.slots[slot].role == ROLE_PASS) ||
+	    cfg.slots[slot].role == ROLE_FREE) {
 		struct sk_buff *skb = (struct sk_buff *)ctx_arg(ctx, cfg.slots[slot].skb_arg);
 		struct start_arg a = {};
 
@@ -1564,14 +1606,18 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 			a.id.nh = skb->network_header;
 			a.id.mac = skb->mac_header;
 			a.id.proto = skb->protocol;
-			a.dev_type = skb->dev ? skb->dev->type : ARPHRD_ETHER;
-			if (a.id.head) {
-				if (turned_down(&a))
+			if (cfg.slots[slot].role == ROLE_FREE) {
+				a.may_start = !(cfg.slots[slot].flags & SLOT_F_NO_START);
+				if (a.id.head && free_turned_down(&a))
 					return 0;
-				key = a.key;
-				checked = a.checked;
-				flow = a.flow;
+			} else {
+				a.dev_type = skb->dev ? skb->dev->type : ARPHRD_ETHER;
+				if (a.id.head && turned_down(&a))
+					return 0;
 			}
+			key = a.key;
+			checked = a.checked;
+			flow = a.flow;
 		}
 	}
 #endif

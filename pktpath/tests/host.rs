@@ -255,6 +255,49 @@ fn a_flow_turned_down_is_filtered_once() {
     assert!(runs <= 40, "filtered again for every packet: {runs}");
 }
 
+/// A packet dropped before any site where journeys start (here by an
+/// nftables output rule, before it reaches a device) starts its journey
+/// where it dies; the drops of a flow the filter turned down end at the
+/// free's first check: the filter runs for the first of them only.
+#[test]
+fn a_packet_dropped_at_its_first_site_starts_its_journey_there() {
+    require_root!();
+    let net = Net::new(218);
+    net.lab
+        .nft(
+            &net.client,
+            "table ip d {\n chain out {\n type filter hook output priority 0;\n \
+             udp dport { 5040, 5041 } drop\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&["--netns", &net.client, &net.only("udp port 5040")]);
+    let dst = net.server_ip();
+    pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..50 {
+            // EPERM: the rule dropped it.
+            s.send_to(b"turned down", format!("{dst}:5041")).ok();
+        }
+        s.send_to(b"taken", format!("{dst}:5040")).ok();
+    })
+    .unwrap();
+    let (status, all, err) = p.stop_with(libc::SIGINT);
+    assert!(status.success(), "{err}");
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["end"]["kind"], "dropped", "{:#}", all[0]);
+    assert_eq!(all[0]["end"]["reason"], "NETFILTER_DROP");
+    assert_eq!(common::path(&all[0])[0].0, "kfree_skb", "{:#}", all[0]);
+    let runs: u64 = err
+        .split("filter run ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no filter count in: {err}"));
+    // 51 drops: the first of port 5041 and the one of 5040, and whatever
+    // else the namespace sends (IPv6 solicitations).
+    assert!(runs <= 10, "each drop filtered: {runs}");
+}
+
 /// A packet of a flow turned down is still selected when a byte the filter
 /// reads differs: here the first payload bytes, behind the IPv4 header.
 #[test]
