@@ -140,9 +140,8 @@ pub fn plan(inv: &Inventory) -> Plan {
 
 /// Loaded and attached programs. Dropping it detaches them.
 pub struct Tracer {
-    /// The loaded object, until everything is attached (see `start_one`).
-    obj: Option<Object>,
-    /// What stays in use after: the ring and the counters.
+    /// Of the loaded object, what stays in use once everything is attached
+    /// (see `start_one`): the ring and the counters.
     events: MapHandle,
     counters: MapHandle,
     links: Vec<Link>,
@@ -293,7 +292,6 @@ impl Tracer {
         };
         let (events, counters) = (map("events")?, map("counters")?);
         let mut t = Tracer {
-            obj: Some(obj),
             events,
             counters,
             links: Vec::new(),
@@ -306,14 +304,14 @@ impl Tracer {
             copies: Vec::new(),
             attach_time: std::time::Duration::ZERO,
         };
-        t.attach()?;
+        t.attach(&obj)?;
         if let Some(f) = functions {
-            t.attach_functions(f, sel.start_at.as_deref(), progress)?;
+            t.attach_functions(&obj, f, sel.start_at.as_deref(), progress)?;
         }
         // The links hold the programs, the programs their maps: libbpf's
         // copy of every program's instructions (~4 MB, kept for reloads
-        // we never do) can go.
-        t.obj = None;
+        // we never do) goes with the object.
+        drop(obj);
         t.attach_time = started.elapsed();
         Ok(t)
     }
@@ -321,14 +319,12 @@ impl Tracer {
     /// Writes the function sites' config and attaches them.
     fn attach_functions(
         &mut self,
+        obj: &Object,
         f: &Functions,
         start_at: Option<&str>,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<()> {
-        let map = self
-            .obj
-            .as_ref()
-            .ok_or_else(|| anyhow!("the BPF object is released"))?
+        let map = obj
             .maps()
             .find(|m| m.name() == "func_cfgs")
             .ok_or_else(|| anyhow!("func_cfgs map missing"))?;
@@ -388,7 +384,7 @@ impl Tracer {
                     if list.is_empty() {
                         continue;
                     }
-                    let template = program(&self.obj, prog)?;
+                    let template = program(obj, prog)?;
                     let funcs = fentry::FuncTypes::of(template.as_fd());
                     let insns = splice::program_insns(&template);
                     let c = fentry::attach_all(&insns, funcs.as_ref(), list, exit, &tick);
@@ -407,13 +403,7 @@ impl Tracer {
                     }
                     let mut links = Vec::new();
                     let mut failed = Vec::new();
-                    attach_multi(
-                        &program(&self.obj, prog)?,
-                        list,
-                        ret,
-                        &mut links,
-                        &mut failed,
-                    );
+                    attach_multi(&program(obj, prog)?, list, ret, &mut links, &mut failed);
                     for _ in 0..list.len() {
                         tick();
                     }
@@ -430,7 +420,7 @@ impl Tracer {
                     if list.is_empty() {
                         continue;
                     }
-                    let p = program(&self.obj, prog)?;
+                    let p = program(obj, prog)?;
                     for (id, site) in list.iter() {
                         let opts = libbpf_rs::KprobeOpts {
                             cookie: *id as u64,
@@ -461,7 +451,7 @@ impl Tracer {
         Ok(())
     }
 
-    fn attach(&mut self) -> Result<()> {
+    fn attach(&mut self, obj: &Object) -> Result<()> {
         let mut targets: Vec<(String, String)> = self
             .plan
             .slots
@@ -479,13 +469,7 @@ impl Tracer {
             }
         }
         for (prog_name, tp) in targets {
-            let Some(prog) = self
-                .obj
-                .as_ref()
-                .ok_or_else(|| anyhow!("the BPF object is released"))?
-                .progs_mut()
-                .find(|p| p.name() == prog_name.as_str())
-            else {
+            let Some(prog) = obj.progs_mut().find(|p| p.name() == prog_name.as_str()) else {
                 continue;
             };
             let link = match self.flavour {
@@ -538,10 +522,8 @@ impl Tracer {
 }
 
 /// A loaded program of the object, by name.
-fn program<'a>(obj: &'a Option<Object>, name: &str) -> Result<libbpf_rs::ProgramMut<'a>> {
-    obj.as_ref()
-        .ok_or_else(|| anyhow!("the BPF object is released"))?
-        .progs_mut()
+fn program<'a>(obj: &'a Object, name: &str) -> Result<libbpf_rs::ProgramMut<'a>> {
+    obj.progs_mut()
         .find(|p| p.name() == name)
         .ok_or_else(|| anyhow!("{name} not loaded"))
 }
