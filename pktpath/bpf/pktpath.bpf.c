@@ -1315,12 +1315,12 @@ __noinline int obs_select(struct obs *o, int yes)
 		 * its layout changes. Not a packet being freed: it is not seen
 		 * again (its flow may be).
 		 */
-		if (o->role == ROLE_FREE)
-			;
-		else if (s && digest && well_formed(s, o->v.l3, o->fbytes))
-			reject_put(head, pkt_word(head, digest));
-		else if (o->have_id)
-			reject_put(key, skb_word(key, &o->id));
+		if (o->role != ROLE_FREE) {
+			if (s && digest && well_formed(s, o->v.l3, o->fbytes))
+				reject_put(head, pkt_word(head, digest));
+			else if (o->have_id)
+				reject_put(key, skb_word(key, &o->id));
+		}
 		flow_put(o, s);
 		return 0;
 	}
