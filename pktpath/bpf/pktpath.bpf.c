@@ -1456,6 +1456,28 @@ struct start_arg {
 	__u32 may_start; /* free_turned_down(): a journey may start here */
 };
 
+/* Whether a's packet was turned down, by its header digest (then a->key)
+ * or, without one, by skb; a free clears the slot. */
+static __always_inline bool by_packet(struct start_arg *a, __u8 role)
+{
+	a->key = pkt_key(&a->id);
+	return a->key ? known_rejected_pkt(a->id.head, a->key, role) :
+			known_rejected(a->skb, &a->id, role);
+}
+
+/* Whether a's flow was turned down (a->flow: its word), viewed as on a
+ * device of link type `type`. */
+static __always_inline bool by_flow(struct start_arg *a, __u16 type)
+{
+	struct pkt_view v;
+	__u64 w[8];
+
+	if (!bpf_ksym_exists(bpf_rdonly_cast) || !pkt_view(type, &a->id, 0, &v))
+		return false;
+	a->flow = flow_of(&v, w);
+	return a->flow && reject_hit(a->flow, a->flow, ROLE_PASS);
+}
+
 /*
  * The check of obs_begin() that ends most runs of start sites (every one
  * when the filter matches nothing): 1 when the skb is not followed and its
@@ -1464,27 +1486,13 @@ struct start_arg {
  */
 __noinline int turned_down(struct start_arg *a)
 {
-	struct pkt_view v;
-	__u64 key;
-
 	if (!a)
 		return 0;
-	key = a->skb;
-	if (followed(key))
+	if (followed(a->skb))
 		return 0;
-	/* By the bytes the filter reads: every packet of a flow turned down. */
-	if (bpf_ksym_exists(bpf_rdonly_cast) && pkt_view(a->dev_type, &a->id, 0, &v)) {
-		__u64 w[8];
-
-		a->flow = flow_of(&v, w);
-		if (a->flow && reject_hit(a->flow, a->flow, ROLE_PASS)) {
-			forget_seen();
-			return 1;
-		}
-	}
-	a->key = pkt_key(&a->id);
-	if (a->key ? known_rejected_pkt(a->id.head, a->key, ROLE_PASS) :
-		     known_rejected(key, &a->id, ROLE_PASS)) {
+	/* By the bytes the filter reads (every packet of a flow turned down),
+	 * then by packet. */
+	if (by_flow(a, a->dev_type) || by_packet(a, ROLE_PASS)) {
 		forget_seen();
 		return 1;
 	}
@@ -1506,30 +1514,16 @@ __noinline int turned_down(struct start_arg *a)
  */
 __noinline int free_turned_down(struct start_arg *a)
 {
-	struct pkt_view v;
-
 	if (!a)
 		return 0;
 	if (followed(a->skb))
 		return 0;
-	a->key = pkt_key(&a->id);
-	if (a->key ? known_rejected_pkt(a->id.head, a->key, ROLE_FREE) :
-		     known_rejected(a->skb, &a->id, ROLE_FREE))
-		goto done;
-	if (!a->may_start)
-		goto done;
-	if (bpf_ksym_exists(bpf_rdonly_cast) && pkt_view(ARPHRD_ETHER, &a->id, 0, &v)) {
-		__u64 w[8];
-
-		a->flow = flow_of(&v, w);
-		if (a->flow && reject_hit(a->flow, a->flow, ROLE_PASS))
-			goto done;
+	if (by_packet(a, ROLE_FREE) || !a->may_start || by_flow(a, ARPHRD_ETHER)) {
+		forget_seen();
+		return 1;
 	}
 	a->checked = 1;
 	return 0;
-done:
-	forget_seen();
-	return 1;
 }
 #endif
 

@@ -213,6 +213,11 @@ fn filter_runs_in_ping_flood(net: &Net, filter: &str) -> u64 {
         .unwrap();
     let (status, all, err) = p.stop_with(libc::SIGINT);
     assert!(status.success() && all.is_empty(), "{err}");
+    filter_runs(&err)
+}
+
+/// The filter's run count from pktpath's summary line ("filter run N").
+fn filter_runs(err: &str) -> u64 {
     err.split("filter run ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
@@ -287,12 +292,7 @@ fn a_packet_dropped_at_its_first_site_starts_its_journey_there() {
     assert_eq!(all[0]["end"]["kind"], "dropped", "{:#}", all[0]);
     assert_eq!(all[0]["end"]["reason"], "NETFILTER_DROP");
     assert_eq!(common::path(&all[0])[0].0, "kfree_skb", "{:#}", all[0]);
-    let runs: u64 = err
-        .split("filter run ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no filter count in: {err}"));
+    let runs = filter_runs(&err);
     // 51 drops: the first of port 5041 and the one of 5040, and whatever
     // else the namespace sends (IPv6 solicitations).
     assert!(runs <= 10, "each drop filtered: {runs}");
