@@ -240,7 +240,11 @@ fn rejected_packets_are_not_filtered_at_every_site() {
     // packet, so each is filtered once (600 measured; ~1.5 per packet when
     // remembered by packet alone, one per packet and layer by skb alone,
     // one per site with nothing remembered: 2,424).
-    assert!(runs >= 600, "every packet filtered at least once: {runs}");
+    // Not quite every one: the read bytes include ICMP's type, code and
+    // checksum, and a checksum that repeats in the flood (16 bits; runs of
+    // 593-598 seen, 1 run in 5) makes a packet whose bytes the filter
+    // already turned down, skipped by design.
+    assert!(runs >= 570, "every packet filtered about once: {runs}");
     assert!(runs <= 1000, "filtered again after a header moved: {runs}");
 }
 
