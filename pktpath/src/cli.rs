@@ -154,6 +154,11 @@ pub struct TraceArgs {
     /// or tracepoint name, dev:IFNAME or netns:NAME.
     #[arg(long, value_name = "SITE")]
     pub start_at: Option<String>,
+    /// Also attach the tracepoints left out by default because another one
+    /// fires for the same packet right before or after (netif_rx_entry,
+    /// netif_rx, net_dev_xmit): more steps, a program run more per packet.
+    #[arg(long)]
+    pub all_tracepoints: bool,
     /// Only attach to functions matching this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub functions: Option<String>,

@@ -239,7 +239,10 @@ fn parse_u32(s: &str) -> Option<u32> {
 
 /// Turns -i/--netns/--mark into what the BPF side compares.
 fn selection(args: &TraceArgs) -> Result<Selection> {
-    let mut sel = Selection::default();
+    let mut sel = Selection {
+        all_tracepoints: args.all_tracepoints,
+        ..Selection::default()
+    };
     let mut ns_path = None;
     let mut netns = args.netns.clone();
     let mut interface = args.interface.clone();
@@ -378,18 +381,32 @@ fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
     let mut shown = 0;
     for tp in plan.slots.iter().filter(|t| matches(&t.name)) {
         let info = pktpath::sites::info(&tp.name);
+        // When a run attaches it (see sites::attached).
+        let when = if pktpath::sites::ADJACENT.contains(&tp.name.as_str()) {
+            "with --all-tracepoints"
+        } else if pktpath::sites::WRITE_QUEUE.contains(&tp.name.as_str()) {
+            "with function sites"
+        } else {
+            "always"
+        };
         if json {
             let v = serde_json::json!({"site": tp.name, "kind": "tracepoint",
-                "skb_arg": tp.skb_arg(), "subsystem": info.subsystem, "attachable": true});
+                "skb_arg": tp.skb_arg(), "subsystem": info.subsystem, "attachable": true,
+                "attached": when});
             writeln!(out, "{v}")?;
         } else {
             writeln!(
                 out,
-                "{:<40} tracepoint  arg {}   {:<10} {}",
+                "{:<40} tracepoint  arg {}   {:<10} {}{}",
                 tp.name,
                 tp.skb_arg().unwrap_or(0),
                 info.subsystem,
-                info.source
+                info.source,
+                if when == "always" {
+                    String::new()
+                } else {
+                    format!(" (attached {when})")
+                }
             )?;
         }
         shown += 1;

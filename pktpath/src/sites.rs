@@ -232,8 +232,8 @@ pub const NEIGH: SiteInfo = site(
 /// (netif_rx_entry, then netif_rx), or it is TCP's own write-queue skb
 /// (sendmsg, retransmissions), which has no headers to filter on. A packet
 /// not followed costs one map lookup there instead of two reads of its
-/// headers to learn whether the filter turned it down: of the ~10 sites a
-/// TCP segment passes over veth, 3 still read them.
+/// headers to learn whether the filter turned it down: of the 5 sites a
+/// TCP segment passes over veth (attached by default), 2 still read them.
 const CONTINUATIONS: &[&str] = &[
     "net_dev_start_xmit",
     "net_dev_xmit",
@@ -267,17 +267,33 @@ pub fn starts_journey(name: &str) -> bool {
 /// for every send() (the most frequent TCP tracepoint), are left out.
 pub const WRITE_QUEUE: &[&str] = &["tcp_sendmsg_locked", "tcp_retransmit_skb"];
 
-/// Tracepoints that always fire right before another one for the same skb,
-/// with nothing between that could change or drop it: netif_rx_entry, then
-/// netif_rx at the top of netif_rx_internal() (which dev_forward_skb()
-/// calls too). A step more in every journey, and a run more per packet.
-pub const REDUNDANT: &[&str] = &["netif_rx_entry"];
+/// Tracepoints that fire for the same skb right before or after another
+/// one, left out unless asked for (`--all-tracepoints`, or `--start-at`
+/// naming one): each is a run of a program for every packet that passes,
+/// armed or not, for a step that tells little the next one does not.
+/// - netif_rx_entry: netif_rx fires next, at the top of
+///   netif_rx_internal() (which dev_forward_skb() calls too), nothing
+///   between that could change or drop the packet.
+/// - netif_rx (queued to a CPU's backlog): netif_receive_skb fires for the
+///   same skb when the backlog is processed, and a packet the backlog
+///   drops is kfree_skb's (reason CPU_BACKLOG). On veth it fires inside the
+///   sender's transmit, between its net_dev_start_xmit and net_dev_xmit, so
+///   a journey without it also reads in order.
+/// - net_dev_xmit: the driver's return, right after net_dev_start_xmit;
+///   its return code is all it adds (a busy driver's requeue shows as a
+///   second net_dev_start_xmit).
+///
+/// Retis's default probes make the same choice: net_dev_start_xmit and
+/// netif_receive_skb.
+pub const ADJACENT: &[&str] = &["netif_rx_entry", "netif_rx", "net_dev_xmit"];
 
 /// Whether tracepoint `name` is attached: not the write-queue ones without
-/// function sites, nor the redundant ones, unless --start-at names them.
-pub fn attached(name: &str, functions: bool, start_at: Option<&str>) -> bool {
-    start_at == Some(name)
-        || !(REDUNDANT.contains(&name) || (!functions && WRITE_QUEUE.contains(&name)))
+/// function sites, nor the adjacent ones unless `all` (--all-tracepoints),
+/// unless --start-at names them.
+pub fn attached(name: &str, functions: bool, start_at: Option<&str>, all: bool) -> bool {
+    let left_out =
+        (ADJACENT.contains(&name) && !all) || (WRITE_QUEUE.contains(&name) && !functions);
+    start_at == Some(name) || !left_out
 }
 
 /// Sites that free a packet the kernel was done with (not a drop): a free
@@ -388,19 +404,22 @@ mod tests {
     }
 
     #[test]
-    fn write_queue_sites_need_functions_or_start_at() {
+    fn left_out_sites_are_attached_when_asked() {
         for name in WRITE_QUEUE {
             assert!(CONTINUATIONS.contains(name), "{name}");
-            assert!(!attached(name, false, None));
-            assert!(attached(name, true, None));
-            assert!(attached(name, false, Some(name)));
+            assert!(!attached(name, false, None, false));
+            assert!(!attached(name, false, None, true));
+            assert!(attached(name, true, None, false));
+            assert!(attached(name, false, Some(name), false));
         }
-        for name in REDUNDANT {
+        for name in ADJACENT {
             assert!(KNOWN.iter().any(|s| s.name == *name), "{name}");
-            assert!(!attached(name, true, None));
-            assert!(attached(name, true, Some(name)));
+            assert!(!attached(name, true, None, false));
+            assert!(attached(name, true, Some(name), false));
+            assert!(attached(name, false, None, true));
         }
-        assert!(attached("netif_receive_skb", false, None));
+        assert!(attached("netif_receive_skb", false, None, false));
+        assert!(attached("net_dev_start_xmit", false, None, false));
     }
 
     #[test]

@@ -66,6 +66,51 @@ fn routed_and_bridged_ping_path() {
     );
 }
 
+/// netif_rx and net_dev_xmit are left out by default (each fires right
+/// before or after another tracepoint for the same skb) and come back with
+/// --all-tracepoints.
+#[test]
+fn adjacent_tracepoints_come_with_all_tracepoints() {
+    require_root!();
+    let net = Net::new(219);
+    let expr = format!("icmp and host {}", net.client_ip());
+    let sites_of = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.push(&expr);
+        let p = Pktpath::start(&args);
+        net.ping();
+        let all = p.stop();
+        let req = journeys_with(&all, &["ICMP echo request", &net.client_ip()]);
+        assert_eq!(req.len(), 1, "one echo request journey: {all:#?}");
+        let sites: Vec<String> = req[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["site"].as_str().unwrap_or("").to_string())
+            .collect();
+        (req[0].clone(), sites)
+    };
+    let (_, default) = sites_of(&[]);
+    for left_out in ["netif_rx", "netif_rx_entry", "net_dev_xmit"] {
+        assert!(
+            !default.iter().any(|s| s == left_out),
+            "{left_out}: {default:?}"
+        );
+    }
+    let (j, all) = sites_of(&["--all-tracepoints"]);
+    let (c, r) = (&net.client, &net.router);
+    assert_in_order(
+        &j,
+        &[
+            ("net_dev_start_xmit", c, "eth0"),
+            ("netif_rx", r, "in0"),
+            ("net_dev_xmit", c, "eth0"),
+            ("netif_receive_skb", r, "in0"),
+        ],
+    );
+    assert!(all.len() > default.len(), "{default:?} vs {all:?}");
+}
+
 #[test]
 fn nftables_drop_in_router_is_explained() {
     require_root!();

@@ -171,6 +171,24 @@ fn points_to(btf: &Btf, id: u32, depth: u8, name: &str) -> bool {
     false
 }
 
+/// Functions of the tracing machinery that take a tracepoint's skb argument
+/// (its iterator, stub, and the BPF, perf and ftrace handlers): not places
+/// the packet goes. Probing them would repeat every tracepoint hit as a
+/// step (ours among them), at the cost of a run more per hit.
+const TRACING_PLUMBING: &[&str] = &[
+    "__traceiter_",
+    "__probestub_",
+    "__bpf_trace_",
+    "perf_trace_",
+    "trace_event_raw_event_",
+    "trace_raw_output_",
+    "bpf_trace_run",
+];
+
+fn is_tracing_plumbing(name: &str) -> bool {
+    TRACING_PLUMBING.iter().any(|p| name.starts_with(p))
+}
+
 fn scan(btf: &Btf, module: Option<&str>, seen: &mut HashSet<String>, out: &mut Vec<FuncSite>) {
     let mut iter = btf.type_iter();
     while let Ok(Some(t)) = fallible_next(&mut iter) {
@@ -178,7 +196,7 @@ fn scan(btf: &Btf, module: Option<&str>, seen: &mut HashSet<String>, out: &mut V
         let Ok(name) = btf.resolve_name(&f) else {
             continue;
         };
-        if seen.contains(&name) {
+        if seen.contains(&name) || is_tracing_plumbing(&name) {
             continue;
         }
         let Ok(Type::FuncProto(proto)) = btf.resolve_chained_type(&f) else {
@@ -313,6 +331,10 @@ mod tests {
         let rcv = get("ip_rcv").expect("ip_rcv takes an skb");
         assert_eq!(rcv.skb_arg, Some(0));
         assert!(get("skb_clone").expect("skb_clone").returns_skb);
+        // The tracepoint machinery is not a place packets go.
+        assert!(get("netif_receive_skb").is_some());
+        assert!(get("__traceiter_netif_receive_skb").is_none());
+        assert!(get("__bpf_trace_netif_receive_skb").is_none());
         assert!(inv.sites.len() > 500, "{}", inv.sites.len());
     }
 }

@@ -89,6 +89,8 @@ pub struct Selection {
     pub mark_mask: u32,
     /// Only this site (tracepoint or function name) starts journeys.
     pub start_at: Option<String>,
+    /// Attach the tracepoints left out by default (`sites::ADJACENT`).
+    pub all_tracepoints: bool,
 }
 
 /// The tracepoints one run attaches to.
@@ -202,8 +204,9 @@ impl Tracer {
         capture_libbpf_log();
         let mut plan = plan(inv);
         let start_at = sel.start_at.as_deref();
-        plan.slots
-            .retain(|tp| sites::attached(&tp.name, functions.is_some(), start_at));
+        plan.slots.retain(|tp| {
+            sites::attached(&tp.name, functions.is_some(), start_at, sel.all_tracepoints)
+        });
         let flavours = match flavour {
             Some(f) => vec![f],
             None => vec![Flavour::TpBtf, Flavour::RawTp],

@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod scenarios;
@@ -55,10 +57,41 @@ pub struct Net {
     pub router: String,
     pub switch: String,
     pub server: String,
+    /// Dropped after `lab`: the number is free once the namespaces are gone.
+    _claim: Claim,
+}
+
+/// Sandbox numbers in use by this test binary's running tests.
+static CLAIMED: Mutex<BTreeSet<u8>> = Mutex::new(BTreeSet::new());
+
+/// Holds sandbox number N while a test uses it: two tests of one binary
+/// (they run in parallel) given the same N would share subnets and
+/// namespace names, and each one's set-up would remove the other's.
+struct Claim(u8);
+
+impl Claim {
+    fn take(n: u8) -> Claim {
+        let fresh = CLAIMED.lock().unwrap_or_else(|e| e.into_inner()).insert(n);
+        assert!(
+            fresh,
+            "sandbox number {n} is in use by another test: pick a free one"
+        );
+        Claim(n)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        CLAIMED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
 }
 
 impl Net {
     pub fn new(n: u8) -> Net {
+        let claim = Claim::take(n);
         let mut lab = Lab::new(&format!("pt{n}-")).expect("lab");
         let client = lab.netns("client").unwrap();
         let router = lab.netns("router").unwrap();
@@ -94,6 +127,7 @@ impl Net {
             router,
             switch,
             server,
+            _claim: claim,
         }
     }
 
