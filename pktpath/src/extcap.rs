@@ -52,6 +52,8 @@ pub struct ExtcapArgs {
     pub functions: Option<String>,
     #[arg(long, value_parser = parse_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub per_step: bool,
+    #[arg(long, value_parser = parse_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub all_tracepoints: bool,
 }
 
 /// Wireshark passes booleans as flags, or as "true"/"false".
@@ -145,6 +147,11 @@ pub fn config(out: &mut impl Write) -> std::io::Result<()> {
         out,
         "arg {{number=5}}{{call=--per-step}}{{display=One packet per step}}{{type=boolflag}}\
          {{tooltip=Write one record per step, so NAT rewrites show frame by frame}}"
+    )?;
+    writeln!(
+        out,
+        "arg {{number=6}}{{call=--all-tracepoints}}{{display=All tracepoints}}{{type=boolflag}}\
+         {{tooltip=Also attach netif_rx, netif_rx_entry and net_dev_xmit (left out by default)}}"
     )
 }
 
@@ -164,9 +171,10 @@ mod tests {
             "--backend",
             "tracepoint",
             "--per-step",
+            "--all-tracepoints=false",
         ])
         .unwrap();
-        assert!(a.capture && a.per_step);
+        assert!(a.capture && a.per_step && !a.all_tracepoints);
         assert_eq!(a.extcap_interface.as_deref(), Some("pktpath"));
         assert_eq!(a.backend, Backend::Tracepoint);
         let args: Vec<String> = ["pktpath", "--extcap-interfaces"].map(String::from).into();
@@ -178,7 +186,7 @@ mod tests {
                 .unwrap()
                 .matches("arg {number=")
                 .count(),
-            6
+            7
         );
     }
 }

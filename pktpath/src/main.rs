@@ -124,6 +124,9 @@ fn extcap_cli(argv: &[String]) -> Result<Option<Cli>> {
             trace.extend([flag.to_string(), v.clone()]);
         }
     }
+    if args.all_tracepoints {
+        trace.push("--all-tracepoints".into());
+    }
     if args.per_step {
         trace.push("--per-step".into());
     }
@@ -644,4 +647,38 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         return Err(e.context("demo traffic"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wireshark's capture dialog choices reach the trace command line.
+    #[test]
+    fn extcap_capture_becomes_a_trace_command() {
+        let argv: Vec<String> = [
+            "pktpath",
+            "--capture",
+            "--extcap-interface",
+            "pktpath",
+            "--fifo",
+            "/tmp/fifo",
+            "--extcap-capture-filter",
+            "icmp",
+            "--all-tracepoints",
+            "--dev",
+            "eth0",
+        ]
+        .map(String::from)
+        .into();
+        let cli = extcap_cli(&argv).unwrap().expect("a trace command");
+        assert!(cli.trace.all_tracepoints);
+        assert_eq!(cli.trace.interface.as_deref(), Some("eth0"));
+        assert_eq!(cli.trace.filter, ["icmp"]);
+        let argv: Vec<String> = argv
+            .into_iter()
+            .filter(|a| a != "--all-tracepoints")
+            .collect();
+        assert!(!extcap_cli(&argv).unwrap().unwrap().trace.all_tracepoints);
+    }
 }
