@@ -384,18 +384,11 @@ fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
     let mut shown = 0;
     for tp in plan.slots.iter().filter(|t| matches(&t.name)) {
         let info = pktpath::sites::info(&tp.name);
-        // When a run attaches it (see sites::attached).
-        let when = if pktpath::sites::ADJACENT.contains(&tp.name.as_str()) {
-            "with --all-tracepoints"
-        } else if pktpath::sites::WRITE_QUEUE.contains(&tp.name.as_str()) {
-            "with function sites"
-        } else {
-            "always"
-        };
+        let when = pktpath::sites::AttachWhen::of(&tp.name);
         if json {
             let v = serde_json::json!({"site": tp.name, "kind": "tracepoint",
                 "skb_arg": tp.skb_arg(), "subsystem": info.subsystem, "attachable": true,
-                "attached": when});
+                "attached": when.text()});
             writeln!(out, "{v}")?;
         } else {
             writeln!(
@@ -405,10 +398,9 @@ fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
                 tp.skb_arg().unwrap_or(0),
                 info.subsystem,
                 info.source,
-                if when == "always" {
-                    String::new()
-                } else {
-                    format!(" (attached {when})")
+                match when {
+                    pktpath::sites::AttachWhen::Always => String::new(),
+                    w => format!(" (attached {})", w.text()),
                 }
             )?;
         }

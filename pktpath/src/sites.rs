@@ -287,13 +287,47 @@ pub const WRITE_QUEUE: &[&str] = &["tcp_sendmsg_locked", "tcp_retransmit_skb"];
 /// netif_receive_skb.
 pub const ADJACENT: &[&str] = &["netif_rx_entry", "netif_rx", "net_dev_xmit"];
 
+/// When a run attaches a tracepoint (besides --start-at naming it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachWhen {
+    Always,
+    /// One of [`ADJACENT`]: with --all-tracepoints.
+    AllTracepoints,
+    /// One of [`WRITE_QUEUE`]: with function sites.
+    FunctionSites,
+}
+
+impl AttachWhen {
+    pub fn of(name: &str) -> AttachWhen {
+        if ADJACENT.contains(&name) {
+            AttachWhen::AllTracepoints
+        } else if WRITE_QUEUE.contains(&name) {
+            AttachWhen::FunctionSites
+        } else {
+            AttachWhen::Always
+        }
+    }
+
+    /// How `pktpath sites` says it.
+    pub fn text(self) -> &'static str {
+        match self {
+            AttachWhen::Always => "always",
+            AttachWhen::AllTracepoints => "with --all-tracepoints",
+            AttachWhen::FunctionSites => "with function sites",
+        }
+    }
+}
+
 /// Whether tracepoint `name` is attached: not the write-queue ones without
 /// function sites, nor the adjacent ones unless `all` (--all-tracepoints),
 /// unless --start-at names them.
 pub fn attached(name: &str, functions: bool, start_at: Option<&str>, all: bool) -> bool {
-    let left_out =
-        (ADJACENT.contains(&name) && !all) || (WRITE_QUEUE.contains(&name) && !functions);
-    start_at == Some(name) || !left_out
+    start_at == Some(name)
+        || match AttachWhen::of(name) {
+            AttachWhen::Always => true,
+            AttachWhen::AllTracepoints => all,
+            AttachWhen::FunctionSites => functions,
+        }
 }
 
 /// Sites that free a packet the kernel was done with (not a drop): a free
