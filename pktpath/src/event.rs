@@ -380,12 +380,7 @@ impl Step {
                 rc => format!("transmit returned {rc}"),
             },
             Detail::Qdisc(q) => {
-                format!(
-                    "{} qdisc {} {}",
-                    sites::info(&self.site).what,
-                    q.kind,
-                    q.handle
-                )
+                format!("{} {} {}", sites::info(&self.site).what, q.kind, q.handle)
             }
             Detail::Deliver { bytes } => format!("{bytes} bytes copied to user space"),
             Detail::Route(r) => {

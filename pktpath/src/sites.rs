@@ -227,18 +227,17 @@ pub const NEIGH: SiteInfo = site(
 );
 
 /// Tracepoints a packet never reaches first: it passed a site where
-/// journeys start just before (the driver half of a transmit after
-/// net_dev_queue, the socket layer after receive), or right after
-/// (netif_rx_entry, then netif_rx), or it is TCP's own write-queue skb
-/// (sendmsg, retransmissions), which has no headers to filter on. A packet
-/// not followed costs one map lookup there instead of two reads of its
-/// headers to learn whether the filter turned it down: of the 5 sites a
-/// TCP segment passes over veth (attached by default), 2 still read them.
+/// journeys start just before (the driver's return after
+/// net_dev_start_xmit, the dequeue after qdisc_enqueue, the socket layer
+/// after receive), or right after (netif_rx_entry, then netif_rx), or it is
+/// TCP's own write-queue skb (sendmsg, retransmissions), which has no
+/// headers to filter on. A packet not followed costs one map lookup there
+/// instead of two reads of its headers to learn whether the filter turned
+/// it down: of the 5 sites a TCP segment passes over veth (attached by
+/// default), 2 still read them (net_dev_start_xmit, netif_receive_skb).
 const CONTINUATIONS: &[&str] = &[
-    "net_dev_start_xmit",
     "net_dev_xmit",
     "netif_rx_entry",
-    "qdisc_enqueue",
     "qdisc_dequeue",
     "icmp_send",
     "tcp_probe",
@@ -279,13 +278,24 @@ pub const WRITE_QUEUE: &[&str] = &["tcp_sendmsg_locked", "tcp_retransmit_skb"];
 ///   drops is kfree_skb's (reason CPU_BACKLOG). On veth it fires inside the
 ///   sender's transmit, between its net_dev_start_xmit and net_dev_xmit, so
 ///   a journey without it also reads in order.
+/// - net_dev_queue: the top of a transmit, after tc egress, right before
+///   the device's qdisc. On a device without one (veth, bridges, VLANs,
+///   tunnels: noqueue) net_dev_start_xmit fires next for the same skb; with
+///   one, qdisc_enqueue does (net_dev_start_xmit when an empty qdisc is
+///   bypassed). Both start journeys; a packet dropped in between (a full
+///   qdisc, a device down) is kfree_skb's, with the reason.
 /// - net_dev_xmit: the driver's return, right after net_dev_start_xmit;
 ///   its return code is all it adds (a busy driver's requeue shows as a
 ///   second net_dev_start_xmit).
 ///
 /// Retis's default probes make the same choice: net_dev_start_xmit and
 /// netif_receive_skb.
-pub const ADJACENT: &[&str] = &["netif_rx_entry", "netif_rx", "net_dev_xmit"];
+pub const ADJACENT: &[&str] = &[
+    "netif_rx_entry",
+    "netif_rx",
+    "net_dev_queue",
+    "net_dev_xmit",
+];
 
 /// When a run attaches a tracepoint (besides --start-at naming it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -465,6 +475,8 @@ mod tests {
         }
         for name in [
             "net_dev_queue",
+            "qdisc_enqueue",
+            "net_dev_start_xmit",
             "netif_rx",
             "netif_receive_skb",
             "kfree_skb",

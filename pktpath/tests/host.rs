@@ -29,13 +29,12 @@ fn routed_and_bridged_ping_path() {
     assert_in_order(
         req[0],
         &[
-            ("net_dev_queue", c, "eth0"),
             ("net_dev_start_xmit", c, "eth0"),
             ("netif_receive_skb", r, "in0"),
             ("fib_table_lookup", r, ""),
-            ("net_dev_queue", r, "out0"),
+            ("net_dev_start_xmit", r, "out0"),
             ("netif_receive_skb", sw, "p-router"),
-            ("net_dev_queue", sw, "p-server"),
+            ("net_dev_start_xmit", sw, "p-server"),
             ("netif_receive_skb", s, "eth0"),
             ("consume_skb", s, ""),
         ],
@@ -60,13 +59,13 @@ fn routed_and_bridged_ping_path() {
     assert_in_order(
         reply[0],
         &[
-            ("net_dev_queue", s, "eth0"),
+            ("net_dev_start_xmit", s, "eth0"),
             ("netif_receive_skb", c, "eth0"),
         ],
     );
 }
 
-/// netif_rx and net_dev_xmit are left out by default (each fires right
+/// net_dev_queue, netif_rx and net_dev_xmit are left out by default (each fires right
 /// before or after another tracepoint for the same skb) and come back with
 /// --all-tracepoints.
 #[test]
@@ -91,7 +90,12 @@ fn adjacent_tracepoints_come_with_all_tracepoints() {
         (req[0].clone(), sites)
     };
     let (_, default) = sites_of(&[]);
-    for left_out in ["netif_rx", "netif_rx_entry", "net_dev_xmit"] {
+    for left_out in [
+        "net_dev_queue",
+        "netif_rx",
+        "netif_rx_entry",
+        "net_dev_xmit",
+    ] {
         assert!(
             !default.iter().any(|s| s == left_out),
             "{left_out}: {default:?}"
@@ -102,6 +106,7 @@ fn adjacent_tracepoints_come_with_all_tracepoints() {
     assert_in_order(
         &j,
         &[
+            ("net_dev_queue", c, "eth0"),
             ("net_dev_start_xmit", c, "eth0"),
             ("netif_rx", r, "in0"),
             ("net_dev_xmit", c, "eth0"),
@@ -109,6 +114,47 @@ fn adjacent_tracepoints_come_with_all_tracepoints() {
         ],
     );
     assert!(all.len() > default.len(), "{default:?} vs {all:?}");
+}
+
+/// A packet sent from a device with a qdisc starts its journey when the
+/// qdisc takes it (net_dev_queue, just before, is left out by default), and
+/// the queue's steps name the qdisc.
+#[test]
+fn a_packet_sent_through_a_qdisc_starts_at_its_enqueue() {
+    require_root!();
+    let net = Net::new(225);
+    // tbf never bypasses its queue (an empty pfifo_fast would).
+    net.lab
+        .exec(
+            &net.client,
+            &[
+                "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", "1gbit", "burst",
+                "64kb", "latency", "50ms",
+            ],
+        )
+        .expect("tc qdisc replace ... tbf");
+    let p = Pktpath::start(&[&format!("icmp and host {}", net.client_ip())]);
+    net.ping();
+    let all = p.stop();
+    let req = journeys_with(&all, &["ICMP echo request", &net.client_ip()]);
+    assert_eq!(req.len(), 1, "one echo request journey: {all:#?}");
+    let (c, r) = (&net.client, &net.router);
+    assert_in_order(
+        req[0],
+        &[
+            ("qdisc_enqueue", c, "eth0"),
+            ("qdisc_dequeue", c, "eth0"),
+            ("net_dev_start_xmit", c, "eth0"),
+            ("netif_receive_skb", r, "in0"),
+        ],
+    );
+    let steps = req[0]["steps"].as_array().unwrap();
+    let first_on_a_device = steps
+        .iter()
+        .find(|s| s["dev"].as_str().is_some_and(|d| !d.is_empty()))
+        .unwrap();
+    assert_eq!(first_on_a_device["site"], "qdisc_enqueue", "{:#}", req[0]);
+    assert_eq!(first_on_a_device["detail"]["kind"], "tbf", "{:#}", req[0]);
 }
 
 #[test]
@@ -141,7 +187,7 @@ fn nftables_drop_in_router_is_explained() {
     assert_in_order(
         j,
         &[
-            ("net_dev_queue", &net.client, "eth0"),
+            ("net_dev_start_xmit", &net.client, "eth0"),
             ("netif_receive_skb", &net.router, "in0"),
             ("kfree_skb", &net.router, ""),
         ],
@@ -216,7 +262,7 @@ fn tcp_data_is_delivered_to_the_server_socket() {
     assert_in_order(
         data[0],
         &[
-            ("net_dev_queue", &net.client, "eth0"),
+            ("net_dev_start_xmit", &net.client, "eth0"),
             ("netif_receive_skb", &net.server, "eth0"),
             ("skb_copy_datagram_iovec", &net.server, ""),
         ],
@@ -797,7 +843,7 @@ fn ipv6_ping_with_route_lookups() {
     assert_in_order(
         j,
         &[
-            ("net_dev_queue", &a, "eth0"),
+            ("net_dev_start_xmit", &a, "eth0"),
             ("netif_receive_skb", &b, "eth0"),
             ("fib6_table_lookup", &b, ""),
         ],
@@ -840,6 +886,6 @@ fn pcapng_is_read_by_tcpdump_with_the_path_in_comments() {
     let bytes = std::fs::read(&file).unwrap();
     let raw = String::from_utf8_lossy(&bytes);
     assert!(raw.contains("pktpath journey #"), "path in the comments");
-    assert!(raw.contains("net_dev_queue") && raw.contains("netif_receive_skb"));
+    assert!(raw.contains("net_dev_start_xmit") && raw.contains("netif_receive_skb"));
     std::fs::remove_file(&file).ok();
 }
