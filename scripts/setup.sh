@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
 	clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config  # build: BPF C, libbpf, libpcap
 	iproute2 nftables iputils-ping util-linux procps tcpdump # demo and tests: netns, rules, traffic, pcap
-	iptables                                                 # tests: iptables (nft-backed and legacy) rules
+	iptables ethtool                                         # tests: iptables (nft-backed and legacy) rules, device offloads
 	tshark                                                   # tests of the Wireshark dissector (wireshark/)
 )
 

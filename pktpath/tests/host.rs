@@ -227,6 +227,66 @@ fn closed_udp_port_is_no_socket_with_icmp_error() {
     assert!(args.contains(&serde_json::json!(["code", "3"])), "{icmp}");
 }
 
+/// With TSO off, the sender's device cuts TCP's large skb into segments
+/// in software (validate_xmit_skb), each a new skb: every segment starts
+/// its own journey at net_dev_start_xmit and reaches the server.
+#[test]
+fn segments_cut_by_software_gso_start_their_own_journeys() {
+    require_root!();
+    let net = Net::new(226);
+    net.lab
+        .exec(&net.client, &["ethtool", "-K", "eth0", "tso", "off"])
+        .expect("ethtool -K eth0 tso off (scripts/setup.sh installs ethtool)");
+    let addr = format!("{}:8081", net.server_ip());
+    let bind = addr.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = pktpath::netlab::in_netns(&net.server, move || {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind(bind).unwrap();
+        tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        buf.len()
+    })
+    .unwrap();
+    rx.recv().unwrap();
+    let p = Pktpath::start(&[&net.only("tcp dst port 8081 and greater 1000")]);
+    pktpath::netlab::in_netns(&net.client, move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&[0x5a; 30000]).unwrap();
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(server.join().unwrap(), 30000);
+    let all = p.stop();
+    let data = journeys_with(&all, &["TCP", "> 8081"]);
+    // 30000 bytes at an MSS of 1448: 21 segments.
+    assert!(data.len() >= 20, "{} journeys: {all:#?}", data.len());
+    for j in data {
+        let steps = j["steps"].as_array().unwrap();
+        let first = steps
+            .iter()
+            .find(|s| s["dev"].as_str().is_some_and(|d| !d.is_empty()))
+            .unwrap();
+        assert_eq!(first["site"], "net_dev_start_xmit", "{j:#}");
+        assert_eq!(first["netns_name"], net.client.as_str(), "{j:#}");
+        assert!(first["len"].as_u64().unwrap() <= 1514, "a segment: {j:#}");
+        // Its end may be silence: TCP frees a segment it merged into its
+        // backlog without a tracepoint.
+        assert_in_order(
+            j,
+            &[
+                ("net_dev_start_xmit", &net.client, "eth0"),
+                ("netif_receive_skb", &net.server, "eth0"),
+            ],
+        );
+        assert_ne!(j["end"]["kind"], "dropped", "{j:#}");
+    }
+}
+
 #[test]
 fn tcp_data_is_delivered_to_the_server_socket() {
     require_root!();
