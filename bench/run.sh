@@ -278,6 +278,9 @@ start_case() {
 	b0) start_pktpath --no-nft-trace -w /dev/null "host $NOMATCH" ;;
 	c0) start_pktpath --no-nft-trace -w /dev/null "host $ADDR_B" ;;
 	d) start_bpftrace ;;
+	fa) TRACER= ;;
+	fb) start_pktpath -w /dev/null "host $NOMATCH" ;;
+	fb0) start_pktpath --no-nft-trace -w /dev/null "host $NOMATCH" ;;
 	esac
 }
 declare -A R HWM ANON LOST EVENTS CPU
@@ -329,6 +332,28 @@ if [ "$SHORT" != 1 ]; then
 fi
 say "UDP packets/s: iperf3 -u -l 64 -b 0, $REPS x ${SECS} s per case"
 measure udp
+
+# --- TCP with a firewall: what tracing its rules costs ----------------------
+# The namespaces above have no nftables rules, so pktpath adds no tracing
+# table there (b0 repeats b). A host with a firewall is traced: pktpath adds
+# its own prerouting and output chains (priority -500, `meta nftrace set 1`
+# for the packets its filter takes) in each namespace with rules, and every
+# packet passes them. Each namespace gets a small stateful ruleset
+# (conntrack, input policy drop, established and iperf3's port accepted):
+# (fa) untraced, (fb) armed, (fb0) armed with --no-nft-trace; ratios to fa.
+FIREWALL='table inet ppbench {
+	chain input {
+		type filter hook input priority 0; policy drop;
+		ct state established,related accept
+		iif "lo" accept
+		tcp dport 5201 accept
+		udp dport 5201 accept
+	}
+}'
+say "TCP with a firewall (nftables ruleset in both namespaces): $REPS x ${SECS} s per case"
+for n in "$NS_A" "$NS_B"; do ip netns exec "$n" nft -f - <<<"$FIREWALL"; done
+CASES="fa fb fb0" measure tcp
+for n in "$NS_A" "$NS_B"; do ip netns exec "$n" nft delete table inet ppbench; done
 
 # --- TCP unpinned, as a diagnosis (see iperf()) --------------------------------
 say "TCP throughput, iperf3 not pinned (diagnosis): $REPS x ${SECS} s per case"
@@ -472,6 +497,17 @@ table() {
 		r=$(ratio "$TA" "$(med tcp.$c)")
 		row "$name" "$(fmt "$(med tcp.$c)") Gbit/s" "$r$(spread "${R[tcp.a]}" "${R[tcp.$c]}")" "$goal" "$([ -n "$expr" ] && met "$expr" "$r")"
 	done
+	local fa
+	fa=$(med tcp.fa)
+	row "TCP (fa) untraced, with a firewall (nftables with conntrack in both namespaces)" "$(fmt "$fa") Gbit/s" "$(ratio "$TA" "$fa") of (a)" "(diagnosis)" ""
+	for c in fb fb0; do
+		case "$c" in
+		fb) name="TCP (fb) armed, with the firewall$([ -n "${NFT[fb]:-}" ] && echo ', its rules traced (pktpath'"'"'s nftrace chains in both namespaces)' || echo ': pktpath did NOT trace nftables here')" ;;
+		fb0) name="TCP (fb) with --no-nft-trace" ;;
+		esac
+		r=$(ratio "$fa" "$(med tcp.$c)")
+		row "$name" "$(fmt "$(med tcp.$c)") Gbit/s" "$r$(spread "${R[tcp.fa]}" "${R[tcp.$c]}") of (fa)" "(diagnosis)" ""
+	done
 	local ua
 	ua=$(median ${RU[a]})
 	row "TCP not pinned (a) untraced (diagnosis)" "$(fmt "$ua") Gbit/s" "1" "" ""
@@ -519,7 +555,7 @@ table() {
 			"$([ $s = json ] || [ $s = pcapng ] && met 'x>=2e6' "$(pl ${s}_events_per_s)")"
 	done
 	row "pipeline peak RSS (VmHWM)" "$(mb "$(pl vmhwm_kb)") MB" "" "< 64 MB" "$(met 'x<64*1024' "$(pl vmhwm_kb)")"
-	for k in tcp.b tcp.c tcp.c0 udp.b udp.c udp.c0 goal.c goal.c0; do
+	for k in tcp.b tcp.c tcp.c0 tcp.fb udp.b udp.c udp.c0 goal.c goal.c0; do
 		local h a
 		if [ "${k%%.*}" = goal ]; then h=${GOAL_HWM[${k#goal.}]:-0} a=${GOAL_ANON[${k#goal.}]:-0}; else h=$(maxof ${HWM[$k]}) a=$(maxof ${ANON[$k]}); fi
 		row "live pktpath peak RSS (VmHWM), $(echo "$k" | sed 's/^goal\./UDP at 100k pkt\/s /; s/^tcp\./TCP /; s/^udp\./UDP -b 0 /') (anonymous RSS at stop)" \
@@ -531,7 +567,7 @@ table() {
 	echo "Every repetition (TCP Gbit/s, UDP pkt/s):"
 	echo
 	for k in tcp udp; do
-		echo "- $k: $(for c in $CASES; do printf '%s [%s] ' "$c" "$(echo ${R[$k.$c]} | tr ' ' ',')"; done)"
+		echo "- $k: $(for c in $CASES $([ $k = tcp ] && echo fa fb fb0); do printf '%s [%s] ' "$c" "$(echo ${R[$k.$c]} | tr ' ' ',')"; done)"
 	done
 	echo "- tcp not pinned: $(for c in a b c; do printf '%s [%s] ' "$c" "$(echo ${RU[$c]} | tr ' ' ',')"; done)"
 	echo "- function backends: timed in the VM only (bench/vm-startup.sh, emulated)"
