@@ -155,8 +155,9 @@ pub struct TraceArgs {
     #[arg(long, value_name = "SITE")]
     pub start_at: Option<String>,
     /// Also attach the tracepoints left out by default because another one
-    /// fires for the same packet right before or after (netif_rx_entry,
-    /// netif_rx, net_dev_xmit): more steps, a program run more per packet.
+    /// fires for the same packet right before or after (net_dev_queue,
+    /// netif_rx_entry, netif_rx, net_dev_xmit): more steps, a program run
+    /// more per packet.
     #[arg(long)]
     pub all_tracepoints: bool,
     /// Only attach to functions matching this regular expression.

@@ -151,7 +151,7 @@ pub fn config(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "arg {{number=6}}{{call=--all-tracepoints}}{{display=All tracepoints}}{{type=boolflag}}\
-         {{tooltip=Also attach netif_rx, netif_rx_entry and net_dev_xmit (left out by default)}}"
+         {{tooltip=Also attach net_dev_queue, netif_rx, netif_rx_entry and net_dev_xmit (left out by default)}}"
     )
 }
 
