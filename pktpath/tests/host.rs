@@ -237,30 +237,10 @@ fn segments_cut_by_software_gso_start_their_own_journeys() {
     net.lab
         .exec(&net.client, &["ethtool", "-K", "eth0", "tso", "off"])
         .expect("ethtool -K eth0 tso off (scripts/setup.sh installs ethtool)");
-    let addr = format!("{}:8081", net.server_ip());
-    let bind = addr.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = pktpath::netlab::in_netns(&net.server, move || {
-        use std::io::Read;
-        let l = std::net::TcpListener::bind(bind).unwrap();
-        tx.send(()).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).unwrap();
-        buf.len()
-    })
-    .unwrap();
-    rx.recv().unwrap();
+    let server = net.tcp_server(8081);
     let p = Pktpath::start(&[&net.only("tcp dst port 8081 and greater 1000")]);
-    pktpath::netlab::in_netns(&net.client, move || {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(&[0x5a; 30000]).unwrap();
-    })
-    .unwrap()
-    .join()
-    .unwrap();
-    assert_eq!(server.join().unwrap(), 30000);
+    net.tcp_send(8081, &[0x5a; 30000]);
+    assert_eq!(server.join().unwrap().len(), 30000);
     let all = p.stop();
     let data = journeys_with(&all, &["TCP", "> 8081"]);
     // 30000 bytes at an MSS of 1448: 21 segments.
@@ -291,29 +271,9 @@ fn segments_cut_by_software_gso_start_their_own_journeys() {
 fn tcp_data_is_delivered_to_the_server_socket() {
     require_root!();
     let net = Net::new(204);
-    let addr = format!("{}:8080", net.server_ip());
-    let bind = addr.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = pktpath::netlab::in_netns(&net.server, move || {
-        use std::io::Read;
-        let l = std::net::TcpListener::bind(bind).unwrap();
-        tx.send(()).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).unwrap();
-        buf
-    })
-    .unwrap();
-    rx.recv().unwrap();
+    let server = net.tcp_server(8080);
     let p = Pktpath::start(&[&net.only("tcp port 8080 and tcp[tcpflags] & tcp-push != 0")]);
-    pktpath::netlab::in_netns(&net.client, move || {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"hello pktpath").unwrap();
-    })
-    .unwrap()
-    .join()
-    .unwrap();
+    net.tcp_send(8080, b"hello pktpath");
     assert_eq!(server.join().unwrap(), b"hello pktpath");
     let all = p.stop();
     let data = journeys_with(&all, &["TCP", "> 8080"]);

@@ -148,6 +148,38 @@ impl Net {
             .exec(&self.client, &["ping", "-c1", "-W2", &self.server_ip()])
             .expect("ping");
     }
+    /// A TCP listener on the server's `port`, listening when this returns;
+    /// joining it gives what one connection sent, to its end.
+    pub fn tcp_server(&self, port: u16) -> pktpath::netlab::NsThread<Vec<u8>> {
+        let bind = format!("{}:{port}", self.server_ip());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = pktpath::netlab::in_netns(&self.server, move || {
+            use std::io::Read;
+            let l = std::net::TcpListener::bind(bind).unwrap();
+            tx.send(()).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).unwrap();
+            buf
+        })
+        .unwrap();
+        rx.recv().expect("the server thread listens");
+        server
+    }
+    /// One TCP connection from the client to the server's `port`, sending
+    /// `data` and closing.
+    pub fn tcp_send(&self, port: u16, data: &[u8]) {
+        let dst = format!("{}:{port}", self.server_ip());
+        let data = data.to_vec();
+        pktpath::netlab::in_netns(&self.client, move || {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(dst).unwrap();
+            s.write_all(&data).unwrap();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    }
     /// One UDP datagram from the client to the server's port.
     pub fn udp(&self, port: u16) {
         let dst = format!("{}:{port}", self.server_ip());
