@@ -148,13 +148,9 @@ fn a_packet_sent_through_a_qdisc_starts_at_its_enqueue() {
             ("netif_receive_skb", r, "in0"),
         ],
     );
-    let steps = req[0]["steps"].as_array().unwrap();
-    let first_on_a_device = steps
-        .iter()
-        .find(|s| s["dev"].as_str().is_some_and(|d| !d.is_empty()))
-        .unwrap();
-    assert_eq!(first_on_a_device["site"], "qdisc_enqueue", "{:#}", req[0]);
-    assert_eq!(first_on_a_device["detail"]["kind"], "tbf", "{:#}", req[0]);
+    let first = common::first_on_a_device(req[0]);
+    assert_eq!(first["site"], "qdisc_enqueue", "{:#}", req[0]);
+    assert_eq!(first["detail"]["kind"], "tbf", "{:#}", req[0]);
 }
 
 #[test]
@@ -246,11 +242,7 @@ fn segments_cut_by_software_gso_start_their_own_journeys() {
     // 30000 bytes at an MSS of 1448: 21 segments.
     assert!(data.len() >= 20, "{} journeys: {all:#?}", data.len());
     for j in data {
-        let steps = j["steps"].as_array().unwrap();
-        let first = steps
-            .iter()
-            .find(|s| s["dev"].as_str().is_some_and(|d| !d.is_empty()))
-            .unwrap();
+        let first = common::first_on_a_device(j);
         assert_eq!(first["site"], "net_dev_start_xmit", "{j:#}");
         assert_eq!(first["netns_name"], net.client.as_str(), "{j:#}");
         assert!(first["len"].as_u64().unwrap() <= 1514, "a segment: {j:#}");

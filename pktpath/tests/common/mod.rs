@@ -342,6 +342,17 @@ pub fn path(j: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The journey's first step on a device (route lookups and the like have
+/// none).
+pub fn first_on_a_device(j: &Value) -> &Value {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["dev"].as_str().is_some_and(|d| !d.is_empty()))
+        .unwrap_or_else(|| panic!("no step on a device: {j:#}"))
+}
+
 /// Asserts that `expected` (site, netns, dev) appear in this order in the
 /// journey (other steps may come between).
 pub fn assert_in_order(j: &Value, expected: &[(&str, &str, &str)]) {
