@@ -308,10 +308,24 @@ static __always_inline __u32 *track_bucket(__u64 skb)
 	return bpf_map_lookup_elem(&track_count, &b);
 }
 
+/*
+ * How many skbs are tracked, the sum of track_count: 0 while nothing is
+ * followed (always, when the filter matches nothing), told by one word all
+ * sites share and keep in cache, where a bucket is a line of its own (a
+ * continuation site's run went from ~330 to ~240 ns by bpf_stats, 6.18,
+ * an empty program's being ~230 there). Like a bucket, it stays above the
+ * truth after LRU evictions.
+ */
+__u64 tracked_total = 0;
+
 /* Whether skb may be tracked (false: it is not). */
 static __always_inline bool maybe_tracked(__u64 skb)
 {
-	__u32 *n = track_bucket(skb);
+	__u32 *n;
+
+	if (!tracked_total)
+		return false;
+	n = track_bucket(skb);
 
 	return !n || *n;
 }
@@ -327,7 +341,14 @@ static __always_inline void track_put(__u64 skb, struct track *t)
 {
 	__u32 *n = track_bucket(skb);
 
-	if (!bpf_map_update_elem(&tracked, &skb, t, BPF_NOEXIST) && n)
+	/* Counted before the insert: a site never finds it tracked with a
+	 * total of 0. */
+	__sync_fetch_and_add(&tracked_total, 1);
+	if (bpf_map_update_elem(&tracked, &skb, t, BPF_NOEXIST)) {
+		__sync_fetch_and_add(&tracked_total, -1);
+		return;
+	}
+	if (n)
 		__sync_fetch_and_add(n, 1);
 }
 
@@ -335,7 +356,10 @@ static __always_inline void track_del(__u64 skb)
 {
 	__u32 *n = track_bucket(skb);
 
-	if (!bpf_map_delete_elem(&tracked, &skb) && n)
+	if (bpf_map_delete_elem(&tracked, &skb))
+		return;
+	__sync_fetch_and_add(&tracked_total, -1);
+	if (n)
 		__sync_fetch_and_add(n, -1);
 }
 
@@ -884,7 +908,8 @@ static __always_inline void forget_seen(void)
 	__u32 zero = 0;
 	struct cpu_seen *seen = bpf_map_lookup_elem(&cpu_seen, &zero);
 
-	if (seen)
+	/* Written only when set: most runs leave the line clean. */
+	if (seen && seen->skb)
 		seen->skb = 0;
 }
 
@@ -1575,14 +1600,19 @@ static __always_inline int handle_skb(__u64 *ctx, const __u32 slot)
 
 	/*
 	 * Most packets at a site are not followed (all of them when the
-	 * filter matches nothing): where no journey starts, one lookup tells;
-	 * where one does (tp_btf), one lookup and the rejected check. Only
+	 * filter matches nothing): where no journey starts, tracked_total or
+	 * one lookup tells, with no call while nothing is followed; where one
+	 * does (tp_btf), one lookup and the rejected check. Only
 	 * then is an observation set up. cfg is constant: the verifier drops
 	 * the branches of other slots.
 	 */
 	if ((cfg.slots[slot].flags & SLOT_F_NO_START) && cfg.slots[slot].role != ROLE_FREE) {
 		struct skb_arg a = { .skb = ctx_arg(ctx, cfg.slots[slot].skb_arg) };
 
+		if (!tracked_total) {
+			forget_seen();
+			return 0;
+		}
 		if (not_followed(&a))
 			return 0;
 	}
