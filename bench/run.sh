@@ -506,7 +506,11 @@ armed_row() {
 	if [ "$SHORT" != 1 ] && py "import sys; sys.exit(0 if $lo < 0.97 <= $hi else 1)" 2>/dev/null; then
 		v="$v (the interval holds 0.97)"
 	fi
-	row "$1" "$(fmt "$(med tcp.b)") Gbit/s (median)" "$r of the means, 95 % CI $lo-$hi, $n repetitions each$(spread "${R[tcp.a]}" "${R[tcp.b]}")" "$2" "$v"
+	if [ "$n" -lt 2 ]; then
+		row "$1" "$(fmt "$(med tcp.b)") Gbit/s" "$r (one repetition)" "$2" "$v"
+		return
+	fi
+	row "$1" "$(fmt "$(med tcp.b)") Gbit/s (median)" "$r of the means, 95 % CI $lo-$hi, $n repetitions of each$(spread "${R[tcp.a]}" "${R[tcp.b]}")" "$2" "$v"
 }
 
 table() {
