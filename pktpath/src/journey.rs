@@ -297,7 +297,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
                         last.netns_name
                     )),
                 ),
-                _ => (explanation, hint.map(str::to_string)),
+                _ => (explanation, Some(hint)),
             },
         };
         let (explanation, hint) = if ping_reply {

@@ -771,3 +771,36 @@ impl VlanBridge {
         assert!(on_wire, "{j:#}");
     }
 }
+
+/// Every drop reason of this stock kernel has words, and the list of its
+/// reasons that the unit tests check (src/enrich/drop_reasons/) is its own.
+#[test]
+fn every_drop_reason_of_this_kernel_is_described() {
+    let Some(_) = backends() else { return };
+    let inv = pktpath::kernel::btf::Inventory::load().unwrap();
+    let reasons = inv.drop_reasons();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let file = format!(
+        "{}/src/enrich/drop_reasons/{}",
+        env!("CARGO_MANIFEST_DIR"),
+        release.trim()
+    );
+    let listed = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{file}: {e} (make it with scripts/drop-reasons.sh)"));
+    let listed: Vec<&str> = listed
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(reasons, listed, "{file} is stale");
+    assert_eq!(
+        pktpath::enrich::drop::undescribed(reasons),
+        Vec::<&str>::new(),
+        "reasons of this kernel without words"
+    );
+    let doctor = std::process::Command::new(common::BIN)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(!text.contains("without a description"), "{text}");
+}

@@ -80,6 +80,18 @@ impl Inventory {
         Ok(Self::from_btf(&btf))
     }
 
+    /// The kernel's drop reasons (enum skb_drop_reason) by name, without
+    /// the `SKB_DROP_REASON_` prefix and the enum's bookkeeping entries.
+    pub fn drop_reasons(&self) -> Vec<&str> {
+        self.enums
+            .get("skb_drop_reason")
+            .into_iter()
+            .flat_map(|e| e.values())
+            .filter_map(|r| r.strip_prefix("SKB_DROP_REASON_"))
+            .filter(|r| !matches!(*r, "MAX" | "SUBSYS_MASK"))
+            .collect()
+    }
+
     pub fn from_btf(btf: &Btf<'_>) -> Inventory {
         let mut inv = Inventory::default();
         // btf_trace_* prototypes have anonymous parameters; the

@@ -31,6 +31,9 @@ pub struct Report {
     pub privileges: String,
     pub backends: Vec<Probe>,
     pub nftrace: Probe,
+    /// Drop reasons of this kernel that pktpath has no words for (a newer
+    /// kernel than its table): journeys show them by their kernel name.
+    pub undescribed_drop_reasons: Vec<String>,
 }
 
 impl Report {
@@ -262,8 +265,9 @@ pub fn best_function_backend() -> Option<super::tracepoint::FuncBackend> {
 /// Runs every probe.
 pub fn examine() -> Report {
     let uts = nix_uname();
-    let btf = Inventory::load().map(|inv| {
-        let plan = tracepoint::plan(&inv);
+    let inv = Inventory::load();
+    let btf = inv.as_ref().map(|inv| {
+        let plan = tracepoint::plan(inv);
         format!(
             "{} present: {} tracepoints, {} of them take a packet",
             super::btf::VMLINUX_BTF,
@@ -271,6 +275,15 @@ pub fn examine() -> Report {
             plan.slots.len() + plan.skipped.len()
         )
     });
+    let undescribed_drop_reasons = inv
+        .as_ref()
+        .map(|inv| {
+            crate::enrich::drop::undescribed(inv.drop_reasons())
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     // libbpf's own messages would repeat what the probes say.
     libbpf_rs::set_print(None);
     let backends = vec![
@@ -288,6 +301,7 @@ pub fn examine() -> Report {
         privileges: privileges(),
         backends,
         nftrace: probe_nftrace(),
+        undescribed_drop_reasons,
     }
 }
 
@@ -355,6 +369,13 @@ pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     }
     if r.nftrace.works {
         writeln!(out, "nftables tracing is usable")?;
+    }
+    if !r.undescribed_drop_reasons.is_empty() {
+        writeln!(
+            out,
+            "reasons without a description on this kernel (shown by their kernel name): {}",
+            r.undescribed_drop_reasons.join(", ")
+        )?;
     }
     Ok(())
 }
