@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         match extcap_cli(&argv) {
             Ok(Some(cli)) => cli,
             Ok(None) => return ExitCode::SUCCESS,
+            Err(e) if closed_pipe(&e) => return ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("pktpath extcap: {e:#}");
                 return ExitCode::from(2);
@@ -63,6 +64,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`| head`): what it wanted, it got.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pktpath: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
@@ -72,6 +75,14 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Whether writing failed because stdout's reader closed the pipe.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Answers Wireshark's extcap queries; for `--capture`, the trace command
@@ -102,7 +113,8 @@ fn extcap_cli(argv: &[String]) -> Result<Option<Cli>> {
     if !args.capture {
         // Filter check: nothing on stdout means valid, else the message.
         if let Err(e) = filter(&expr) {
-            println!("{e}");
+            use std::io::Write;
+            writeln!(out, "{e}")?;
         }
         return Ok(None);
     }
