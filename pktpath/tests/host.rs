@@ -486,8 +486,9 @@ fn netlink_request(fd: i32) {
 fn a_reused_skb_address_does_not_end_the_last_packet_there() {
     require_root!();
     let net = Net::new(247);
+    let p = Pktpath::start(&[&net.only("udp port 7003")]);
     let (server, client) = (net.server_ip(), net.client_ip());
-    let rx = pktpath::netlab::in_netns(&net.server, move || {
+    let rx = common::listening(&net.server, move |ready| {
         let s = std::net::UdpSocket::bind(format!("{server}:7003")).unwrap();
         s.connect(format!("{client}:7004")).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
@@ -516,6 +517,7 @@ fn a_reused_skb_address_does_not_end_the_last_packet_there() {
             )
         };
         assert!(fd >= 0, "netlink socket");
+        ready();
         let mut buf = [0u8; 64];
         let mut n = 0;
         while s.recv(&mut buf).is_ok() {
@@ -525,10 +527,7 @@ fn a_reused_skb_address_does_not_end_the_last_packet_there() {
         // SAFETY: our fd.
         unsafe { libc::close(fd) };
         n
-    })
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let p = Pktpath::start(&[&net.only("udp port 7003")]);
+    });
     let (client, server) = (net.client_ip(), net.server_ip());
     pktpath::netlab::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind(format!("{client}:7004")).unwrap();

@@ -59,17 +59,16 @@ fn route_lookups_belong_to_their_packet() {
         .unwrap();
     // The selected datagrams wait in a socket (no free ends their
     // journeys' last step on the CPU), the flood is dropped (no socket).
+    let p = Pktpath::start(&[&net.only("udp port 7001")]);
     let server = net.server_ip();
-    let rx = pktpath::netlab::in_netns(&net.server, move || {
+    let rx = common::listening(&net.server, move |ready| {
         let s = std::net::UdpSocket::bind(format!("{server}:7001")).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
             .unwrap();
+        ready();
         let mut buf = [0u8; 64];
         while s.recv(&mut buf).is_ok() {}
-    })
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let p = Pktpath::start(&[&net.only("udp port 7001")]);
+    });
     let to = format!("{flood_dst}:7002");
     let flood = pktpath::netlab::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();

@@ -152,19 +152,15 @@ impl Net {
     /// joining it gives what one connection sent, to its end.
     pub fn tcp_server(&self, port: u16) -> pktpath::netlab::NsThread<Vec<u8>> {
         let bind = format!("{}:{port}", self.server_ip());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server = pktpath::netlab::in_netns(&self.server, move || {
+        listening(&self.server, move |ready| {
             use std::io::Read;
             let l = std::net::TcpListener::bind(bind).unwrap();
-            tx.send(()).unwrap();
+            ready();
             let (mut s, _) = l.accept().unwrap();
             let mut buf = Vec::new();
             s.read_to_end(&mut buf).unwrap();
             buf
         })
-        .unwrap();
-        rx.recv().expect("the server thread listens");
-        server
     }
     /// One TCP connection from the client to the server's `port`, sending
     /// `data` and closing.
@@ -191,6 +187,27 @@ impl Net {
         .join()
         .unwrap();
     }
+}
+
+/// Runs `f` on a thread in network namespace `ns` and returns once `f`
+/// calls the `ready` it is given (its socket bound and set up), so traffic
+/// sent after this finds it. Start receivers after `Pktpath::start`: a read
+/// timeout then counts from the test's own traffic, never from how long
+/// pktpath took to be ready.
+pub fn listening<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce(&dyn Fn()) -> T + Send + 'static,
+) -> pktpath::netlab::NsThread<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = pktpath::netlab::in_netns(ns, move || {
+        f(&move || {
+            tx.send(()).ok();
+        })
+    })
+    .unwrap();
+    rx.recv()
+        .expect("the receiver thread failed before it was ready");
+    t
 }
 
 /// A running pktpath.
