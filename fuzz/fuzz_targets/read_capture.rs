@@ -1,18 +1,16 @@
 //! Any bytes as a capture file (pcapng, pcap, mbuf_trace, JSON lines): an
-//! error or journeys, never a panic, and the journeys render.
+//! error, journeys, or journeys and then an error; never a panic, and the journeys render.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pktpath::output::{json::Json, pcapng, terminal::Terminal, Sink};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(journeys) = pktpath::capture::read(data) {
-        let mut term = Terminal::new(std::io::sink(), false, false);
-        let mut json = Json::new(std::io::sink(), false);
-        for r in &journeys {
-            term.journey(&r.journey).unwrap();
-            json.journey(&r.journey).unwrap();
-            let _ = pcapng::comments(&r.journey);
-        }
+    let mut term = Terminal::new(std::io::sink(), false, false);
+    let mut json = Json::new(std::io::sink(), false);
+    for r in &pktpath::capture::read(data).journeys {
+        term.journey(&r.journey).unwrap();
+        json.journey(&r.journey).unwrap();
+        let _ = pcapng::comments(&r.journey);
     }
 });

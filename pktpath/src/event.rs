@@ -320,7 +320,12 @@ impl Step {
                     fdb,
                     vlan,
                 } = &**b;
-                let out = if out_ports.is_empty() {
+                let flooded = fdb.as_deref().is_some_and(|f| f.ends_with("flooded"));
+                let out = if out_ports.is_empty() && flooded {
+                    // br_flood sends clones (new skbs) when the frame is
+                    // also delivered locally, or to all but one port.
+                    "flooded (the other ports get copies, not followed here)".to_string()
+                } else if out_ports.is_empty() {
                     "not forwarded to another port".to_string()
                 } else {
                     format!("out {}", out_ports.join(", "))
@@ -425,6 +430,20 @@ impl Step {
                 Some(e) => format!("resolve next hop {}: {}, {e}", n.addr, n.state),
                 None => format!("resolve next hop {}: {}", n.addr, n.state),
             },
+            Detail::Args { args } if &*self.site == "icmp_send" => {
+                let arg = |k: &str| {
+                    args.iter()
+                        .find(|(n, _)| n == k)
+                        .and_then(|(_, v)| v.parse::<u8>().ok())
+                };
+                match (arg("type"), arg("code")) {
+                    (Some(t), Some(c)) => {
+                        let words = packet::icmp_error_words(false, t, c).unwrap_or("error");
+                        format!("sends ICMP {words} (type {t} code {c}) to its sender")
+                    }
+                    _ => sites::info(&self.site).what.to_string(),
+                }
+            }
             Detail::Args { args } => {
                 let what = sites::info(&self.site).what;
                 let a: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -133,6 +133,10 @@ impl End {
     }
 }
 
+/// What a journey that began before every probe was attached says.
+pub const WHILE_ATTACHING: &str =
+    "began while the probes were still attaching: steps before its first may be missing";
+
 /// A finished journey.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Journey {
@@ -147,6 +151,10 @@ pub struct Journey {
     pub duration_ns: u64,
     pub end: End,
     pub steps: Vec<Step>,
+    /// Its first step came before every probe was attached (the run was
+    /// still starting): steps before it may be missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub while_attaching: bool,
 }
 
 impl Journey {
@@ -170,9 +178,18 @@ impl Journey {
         let first = steps.iter().find(|s| s.packet.is_some()).or(steps.first());
         let flow = first.and_then(|s| s.flow());
         let packet = first.and_then(|s| s.headers.as_deref().map(str::to_string));
+        // A packet first seen half built (at __ip_local_out the IP header's
+        // length is still 0) has its size at a later step.
         let len = flow
             .as_ref()
             .and_then(|f| f.ip_len)
+            .filter(|&l| l > 0)
+            .or_else(|| {
+                steps
+                    .iter()
+                    .filter(|s| s.packet.is_some())
+                    .find_map(|s| s.flow()?.ip_len.filter(|&l| l > 0))
+            })
             .or_else(|| steps.iter().find(|s| !s.correlated).map(|s| s.len))
             .unwrap_or(0);
         let duration_ns = match (steps.first(), steps.last()) {
@@ -187,6 +204,7 @@ impl Journey {
             duration_ns,
             end,
             steps,
+            while_attaching: false,
         }
     }
 }
@@ -284,6 +302,7 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         let said = match found {
             Some(f) => Some((f.clone(), found_hint.clone())),
             None => route_verdict(steps, last, reason, location.as_deref())
+                .or_else(|| ttl_verdict(steps, last, reason, location.as_deref(), flow))
                 .or_else(|| rule_verdict(steps, last)),
         };
         let (explanation, hint) = match said {
@@ -381,6 +400,52 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
             after: "-".into(),
         },
     }
+}
+
+/// A forwarded packet whose time to live (IPv6: hop limit) ran out:
+/// ip_forward and ip6_forward drop it as IP_INHDR, an "invalid header" only
+/// in the kernel's counters, after sending ICMP time exceeded.
+fn ttl_verdict(
+    steps: &[Step],
+    drop: &Step,
+    reason: &str,
+    location: Option<&str>,
+    flow: Option<&crate::packet::Flow>,
+) -> Option<(String, Option<String>)> {
+    let v6 = match location? {
+        l if l.starts_with("ip_forward") => false,
+        l if l.starts_with("ip6_forward") => true,
+        _ => return None,
+    };
+    if reason != "IP_INHDR" {
+        return None;
+    }
+    let (field, icmp) = if v6 {
+        ("hop limit", "ICMPv6 time exceeded")
+    } else {
+        ("time to live (TTL)", "ICMP time exceeded")
+    };
+    let mut why =
+        format!("its {field} ran out at this router (1 or 0 on arrival), so it was not forwarded");
+    let sent = steps.iter().any(|s| {
+        &*s.site == "icmp_send"
+            && s.netns == drop.netns
+            && matches!(&s.detail, Detail::Args { args } if args.iter().any(|(k, v)| k == "type" && v == "11"))
+    });
+    if sent {
+        why.push_str(&format!("; {icmp} sent back"));
+        if let Some(f) = flow.filter(|f| !f.src.is_empty()) {
+            why.push_str(&format!(" to {}", f.src));
+        }
+    }
+    Some((
+        why,
+        Some(
+            "expected for traceroute; otherwise a routing loop (the same routers again and \
+             again in the path) or a sender setting a low TTL"
+                .into(),
+        ),
+    ))
 }
 
 /// The legacy x_tables code a drop location points into, if any.
@@ -1034,6 +1099,11 @@ impl Journeys {
     pub fn open_count(&self) -> usize {
         self.open.len()
     }
+
+    /// Journeys not handed out yet: open, held for late steps, or ready.
+    pub fn pending(&self) -> usize {
+        self.open.len() + self.held.len() + self.ready.len()
+    }
 }
 
 #[cfg(test)]
@@ -1222,6 +1292,26 @@ mod tests {
             "server",
             Detail::Deliver { bytes: 5 },
         )
+    }
+
+    /// A packet first seen before its IP header's length is set (fentry
+    /// on __ip_local_out) is as long as the later steps say, not 0 bytes.
+    #[test]
+    fn size_comes_from_a_built_header() {
+        let echo = |tot_len: u8, ts: u64, site: &str| {
+            let mut p = vec![0x45, 0, 0, tot_len, 0, 0, 0x40, 0, 64, 1, 0, 0];
+            p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
+            p.extend([8, 0, 0, 0, 0x01, 0xea, 0, 1]);
+            let mut s = step(ts, site, "client", Detail::None);
+            s.packet = Some((true, p.into()));
+            s
+        };
+        let j = Journey::from_steps(
+            1,
+            vec![echo(0, 1, "__ip_local_out"), echo(84, 2, "ip_output")],
+            false,
+        );
+        assert_eq!(j.len, 84);
     }
 
     /// A datagram is read whole by one copy: once copied, its journey

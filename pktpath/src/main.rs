@@ -148,31 +148,44 @@ fn extcap_cli(argv: &[String]) -> Result<Option<Cli>> {
     Ok(Some(Cli::try_parse_from(trace)?))
 }
 
-/// Where nftables tracing goes: the namespace of --netns, else ours and
-/// every named one; nothing without nft or when turned off.
-fn nft_trace(off: bool, netns: Option<&str>, expr: &str) -> Option<(Vec<NetnsRef>, String)> {
+/// Where nftables tracing goes (the namespace of --netns, else ours and
+/// every named one; nothing when turned off), and the other namespaces
+/// where tables of killed runs are swept. Nothing at all without nft, or
+/// where nf_tables is a module not loaded (no ruleset exists, and asking
+/// would load it).
+fn nft_trace(
+    off: bool,
+    netns: Option<&str>,
+    expr: &str,
+) -> (Option<(Vec<NetnsRef>, String)>, Vec<NetnsRef>) {
     let have_nft = std::process::Command::new("nft")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if off || !have_nft {
-        return None;
+    if !have_nft || !enrich::nftrace::nftables_loaded() {
+        return (None, Vec::new());
     }
-    let namespaces: Vec<NetnsRef> = match netns {
+    let visible: Vec<NetnsRef> = NetnsRef::own()
+        .into_iter()
+        .chain(
+            netlab::list_netns()
+                .iter()
+                .filter_map(|n| NetnsRef::named(n).ok()),
+        )
+        .collect();
+    let traced: Vec<NetnsRef> = match netns {
+        _ if off => Vec::new(),
         Some(spec) => enrich::netns::resolve(spec)
             .and_then(|ino| NetnsRef::from_inode(ino).ok())
             .into_iter()
             .collect(),
-        None => NetnsRef::own()
-            .into_iter()
-            .chain(
-                netlab::list_netns()
-                    .iter()
-                    .filter_map(|n| NetnsRef::named(n).ok()),
-            )
-            .collect(),
+        None => visible.clone(),
     };
-    Some((namespaces, expr.to_string()))
+    let sweep = visible
+        .into_iter()
+        .filter(|v| traced.iter().all(|t| t.inode != v.inode))
+        .collect();
+    ((!off).then(|| (traced, expr.to_string())), sweep)
 }
 
 fn doctor() -> Result<ExitCode> {
@@ -322,8 +335,14 @@ fn selection(args: &TraceArgs) -> Result<Selection> {
 fn regex(flag: &str, r: &Option<String>) -> Result<Option<regex::Regex>> {
     r.as_ref()
         .map(|r| {
-            regex::Regex::new(r)
-                .map_err(|e| UsageError(format!("invalid {flag} regex: {e}")).into())
+            regex::Regex::new(r).map_err(|e| {
+                // regex's syntax errors draw a caret under the pattern, on
+                // three lines: keep the error to one.
+                let text = e.to_string();
+                let why = text.lines().last().unwrap_or_default();
+                let why = why.trim_start_matches("error: ");
+                UsageError(format!("invalid {flag} regex '{r}': {why}")).into()
+            })
         })
         .transpose()
 }
@@ -344,6 +363,9 @@ fn select_functions(
     exclude: &Option<String>,
     start_at: bool,
 ) -> Result<Option<Functions>> {
+    // Checked whether or not a function backend will use them.
+    let only = regex("--functions", functions)?;
+    let except = regex("--exclude-functions", exclude)?;
     let asked = backend.functions();
     let tracepoints_only = matches!(
         backend,
@@ -368,8 +390,6 @@ fn select_functions(
         },
     };
     let inv = FuncInventory::load()?;
-    let only = regex("--functions", functions)?;
-    let except = regex("--exclude-functions", exclude)?;
     let mut sites = inv.select(only.as_ref(), except.as_ref());
     if sites.is_empty() {
         return Err(UsageError("no kernel function matches --functions".into()).into());
@@ -476,8 +496,7 @@ fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
         std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
     };
     read.map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
-    let journeys =
-        pktpath::capture::read(&data).map_err(|e| UsageError(format!("{shown}: {e}")))?;
+    let capture = pktpath::capture::read(&data);
     let expr = args.filter.join(" ");
     let program = if expr.is_empty() {
         None
@@ -489,7 +508,9 @@ fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
     };
     let mut out = sink(&args.output)?;
     let mut shown_count = 0u64;
-    for r in journeys {
+    // Stopped by -c or a closed pipe before the damage was reached.
+    let mut stopped = false;
+    for r in capture.journeys {
         if let Some(p) = &program {
             match &r.frame {
                 Some(f) if p.filter(f) => {}
@@ -507,10 +528,14 @@ fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
             continue;
         }
         if args.count.is_some_and(|c| shown_count >= c) {
+            stopped = true;
             break;
         }
         match out.journey(&r.journey) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                stopped = true;
+                break;
+            }
             r => r.context("writing output")?,
         }
         shown_count += 1;
@@ -519,7 +544,13 @@ fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         r => r.context("writing output")?,
     }
-    Ok(ExitCode::SUCCESS)
+    // The intact journeys are out; then the damage, as one line (exit 2).
+    // As tcpdump -c: a count reached before the damage does not read it.
+    stopped |= args.count.is_some_and(|c| shown_count >= c);
+    match capture.damage {
+        Some(e) if !stopped => Err(UsageError(format!("{shown}: {e}")).into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
@@ -527,6 +558,7 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
         return run_replay(args, path);
     }
     let expr = args.filter.join(" ");
+    let (nft_trace, nft_sweep) = nft_trace(args.no_nft_trace, args.netns.as_deref(), &expr);
     let opts = TraceOptions {
         filter: filter(&expr)?,
         selection: selection(args)?,
@@ -537,7 +569,8 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
         idle: Duration::from_secs_f64(args.idle_timeout.max(0.01)),
         drops_only: args.output.drops_only,
         functions: functions(args)?,
-        nft_trace: nft_trace(args.no_nft_trace, args.netns.as_deref(), &expr),
+        nft_trace,
+        nft_sweep,
     };
     let inv = Inventory::load()?;
     if let Some(site) = &opts.selection.start_at {
@@ -604,6 +637,7 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         "  client 10.99.1.2 -- router (nftables: drop udp dport 9999; masquerade) -- \
          switch (bridge br0) -- server 10.99.2.2"
     );
+    let (nft_trace, nft_sweep) = nft_trace(false, None, demo::FILTER);
     let opts = TraceOptions {
         filter: filter(demo::FILTER)?,
         selection: Selection::default(),
@@ -615,7 +649,8 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
         drops_only: out.drops_only,
         // The best backend this kernel has (tracepoints only on ours).
         functions: select_functions(Backend::Auto, &None, &None, false)?,
-        nft_trace: nft_trace(false, None, demo::FILTER),
+        nft_trace,
+        nft_sweep,
     };
     let mut sink = sink(out)?;
     let traffic_error = std::sync::Mutex::new(None);

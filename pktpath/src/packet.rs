@@ -261,44 +261,89 @@ fn port_pair(proto: &str, src: u16, dst: u16) -> String {
     [proto, " ", n.format(src), " > "].concat() + n.format(dst)
 }
 
-fn icmp(b: &[u8], v6: bool) -> String {
-    let (Some(&t), Some(&code)) = (b.first(), b.get(1)) else {
-        return if v6 { "ICMP6" } else { "ICMP" }.into();
-    };
-    let echo = |name: &str| match (be16(b, 4), be16(b, 6)) {
-        (Some(id), Some(seq)) => format!("{name} id {id} seq {seq}"),
-        _ => name.to_string(),
-    };
-    if v6 {
-        match t {
-            128 => echo("ICMP6 echo request"),
-            129 => echo("ICMP6 echo reply"),
-            1 => format!("ICMP6 destination unreachable code {code}"),
-            133 => "ICMP6 router solicitation".into(),
-            134 => "ICMP6 router advertisement".into(),
-            135 => "ICMP6 neighbor solicitation".into(),
-            136 => "ICMP6 neighbor advertisement".into(),
-            _ => format!("ICMP6 type {t} code {code}"),
+/// An ICMP (RFC 792) or ICMPv6 (RFC 4443) error type and code in words;
+/// None for the other messages.
+pub fn icmp_error_words(v6: bool, t: u8, code: u8) -> Option<&'static str> {
+    Some(if v6 {
+        match (t, code) {
+            (1, 0) => "destination unreachable (no route)",
+            (1, 1) => "destination unreachable (administratively prohibited)",
+            (1, 2) => "destination unreachable (beyond the scope of the source address)",
+            (1, 3) => "address unreachable",
+            (1, 4) => "port unreachable",
+            (1, 5) => "destination unreachable (source address failed ingress policy)",
+            (1, 6) => "destination unreachable (reject route)",
+            (1, _) => "destination unreachable",
+            (2, _) => "packet too big",
+            (3, 0) => "time exceeded (hop limit exceeded in transit)",
+            (3, _) => "time exceeded (fragment reassembly)",
+            (4, 0) => "parameter problem (erroneous header field)",
+            (4, 1) => "parameter problem (unrecognized next header)",
+            (4, 2) => "parameter problem (unrecognized IPv6 option)",
+            (4, _) => "parameter problem",
+            _ => return None,
         }
     } else {
-        match t {
-            8 => echo("ICMP echo request"),
-            0 => echo("ICMP echo reply"),
-            3 => {
-                let why = match code {
-                    0 => "net",
-                    1 => "host",
-                    2 => "protocol",
-                    3 => "port",
-                    4 => "fragmentation needed",
-                    13 => "administratively prohibited",
-                    _ => "code",
-                };
-                format!("ICMP {why} unreachable")
-            }
-            11 => "ICMP time exceeded".into(),
-            _ => format!("ICMP type {t} code {code}"),
+        match (t, code) {
+            (3, 0) => "net unreachable",
+            (3, 1) => "host unreachable",
+            (3, 2) => "protocol unreachable",
+            (3, 3) => "port unreachable",
+            (3, 4) => "fragmentation needed",
+            (3, 5) => "source route failed",
+            (3, 6) => "destination network unknown",
+            (3, 7) => "destination host unknown",
+            (3, 9) => "network administratively prohibited",
+            (3, 10) => "host administratively prohibited",
+            (3, 13) => "administratively prohibited",
+            (3, _) => "destination unreachable",
+            (4, _) => "source quench",
+            (5, _) => "redirect",
+            (11, 0) => "time exceeded (TTL expired in transit)",
+            (11, _) => "time exceeded (fragment reassembly)",
+            (12, _) => "parameter problem",
+            _ => return None,
         }
+    })
+}
+
+fn icmp(b: &[u8], v6: bool) -> String {
+    let proto = if v6 { "ICMP6" } else { "ICMP" };
+    let (Some(&t), Some(&code)) = (b.first(), b.get(1)) else {
+        return proto.into();
+    };
+    let echo = |name: &str| match (be16(b, 4), be16(b, 6)) {
+        (Some(id), Some(seq)) => format!("{proto} {name} id {id} seq {seq}"),
+        _ => format!("{proto} {name}"),
+    };
+    if let Some(words) = icmp_error_words(v6, t, code) {
+        // The path MTU it announces, and the packet it is about (its first
+        // bytes follow the 8-byte ICMP header): an error reads with its cause.
+        let mtu = match (v6, t, code) {
+            (true, 2, _) => b
+                .get(4..8)
+                .map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]])),
+            (false, 3, 4) => be16(b, 6).map(u32::from),
+            _ => None,
+        };
+        let mut line = format!("{proto} {words}");
+        if let Some(m) = mtu {
+            line.push_str(&format!(" (mtu {m})"));
+        }
+        if let Some(about) = b.get(8..).and_then(|inner| decode(inner, true)) {
+            line.push_str(", for ");
+            line.push_str(&about.line());
+        }
+        return line;
+    }
+    match (v6, t) {
+        (true, 128) | (false, 8) => echo("echo request"),
+        (true, 129) | (false, 0) => echo("echo reply"),
+        (true, 133) => "ICMP6 router solicitation".into(),
+        (true, 134) => "ICMP6 router advertisement".into(),
+        (true, 135) => "ICMP6 neighbor solicitation".into(),
+        (true, 136) => "ICMP6 neighbor advertisement".into(),
+        _ => format!("{proto} type {t} code {code}"),
     }
 }
 
@@ -325,6 +370,43 @@ mod tests {
         assert!(!f.is_echo_reply());
         let l3 = decode(&icmp_echo()[14..], true).unwrap();
         assert_eq!(l3, f);
+    }
+
+    /// An ICMP error reads in words, with the packet it is about.
+    #[test]
+    fn icmp_errors_name_their_cause() {
+        let error = |t: u8, code: u8, rest: [u8; 4]| {
+            let mut p = vec![0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0];
+            p.extend([10, 0, 1, 1, 10, 0, 1, 2]);
+            p.extend([t, code, 0, 0]);
+            p.extend(rest);
+            p.extend([0x45, 0, 0, 40, 0, 0, 0x40, 0, 1, 17, 0, 0]);
+            p.extend([10, 0, 1, 2, 10, 0, 2, 2]);
+            p.extend([0x9c, 0x40, 0x23, 0x28, 0, 20, 0, 0]);
+            decode(&p, true).unwrap().line()
+        };
+        assert_eq!(
+            error(11, 0, [0; 4]),
+            "10.0.1.1 > 10.0.1.2 ICMP time exceeded (TTL expired in transit), for 10.0.1.2 > \
+             10.0.2.2 UDP 40000 > 9000"
+        );
+        assert_eq!(
+            error(3, 4, [0, 0, 0x05, 0x78]),
+            "10.0.1.1 > 10.0.1.2 ICMP fragmentation needed (mtu 1400), for 10.0.1.2 > \
+             10.0.2.2 UDP 40000 > 9000"
+        );
+        assert!(error(3, 3, [0; 4]).contains("ICMP port unreachable, for"));
+        assert!(error(3, 99, [0; 4]).contains("ICMP destination unreachable, for"));
+        // Errors nested in errors (hostile input) end with the bytes.
+        let mut p = Vec::new();
+        for _ in 0..6 {
+            p.extend([
+                0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 1, 1, 10, 0, 1, 2,
+            ]);
+            p.extend([3, 3, 0, 0, 0, 0, 0, 0]);
+        }
+        let line = decode(&p, true).unwrap().line();
+        assert!(line.matches("port unreachable").count() >= 5, "{line}");
     }
 
     #[test]

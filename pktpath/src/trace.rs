@@ -39,6 +39,9 @@ pub struct TraceOptions {
     /// nftables tracing in these namespaces (rule-level verdicts), for
     /// the packets of this filter expression.
     pub nft_trace: Option<(Vec<NetnsRef>, String)>,
+    /// Namespaces not traced where tables of killed pktpath runs are
+    /// looked for and deleted (the traced ones are swept as they are set up).
+    pub nft_sweep: Vec<NetnsRef>,
 }
 
 /// What a run did, printed at the end.
@@ -54,6 +57,10 @@ pub struct Summary {
     pub late: u64,
     /// Journeys handed out before their end to bound memory.
     pub evicted: u64,
+    /// Journeys not shown because the count (-c) was reached first:
+    /// finished after it, still open, or not read yet when tracing stopped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_shown: u64,
     /// Packets the filter was run on, and how many it selected.
     pub filtered: u64,
     pub selected: u64,
@@ -61,6 +68,10 @@ pub struct Summary {
     /// matched no journey (None: not used).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nft: Option<(usize, u64, u64)>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Summary {
@@ -80,9 +91,13 @@ impl Summary {
             0 => String::new(),
             n => format!(", {n} handed out before their end (too many open: memory bound)"),
         };
+        let not_shown = match self.not_shown {
+            0 => String::new(),
+            n => format!(", {n} more not shown (the -c count was reached first)"),
+        };
         format!(
-            "{} journeys, {} events, {} lost in the ring buffer{lost}, {} late{evicted} ({} backend, \
-             {} sites; filter run {} times){nft}",
+            "{} journeys{not_shown}, {} events, {} lost in the ring buffer{lost}, {} late{evicted} \
+             ({} backend, {} sites; filter run {} times){nft}",
             self.journeys,
             self.events,
             self.lost,
@@ -147,6 +162,7 @@ pub fn run(
             }
         },
     )?;
+    let attached_ns = ktime_ns();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -171,11 +187,16 @@ pub fn run(
     journeys.idle_ns = opts.idle.as_nanos() as u64;
     // Rule-level verdicts come over netlink: set up before "ready", and
     // hold finished journeys a moment for their trace messages.
+    let mut swept = crate::enrich::nftrace::sweep_everywhere(&opts.nft_sweep);
     let rules = match &opts.nft_trace {
         Some((namespaces, expr)) => match RuleTracer::start(namespaces.clone(), expr) {
             // No namespace with a ruleset: nothing to wait for.
-            Ok((r, _)) if r.namespaces() == 0 => None,
+            Ok((r, _)) if r.namespaces() == 0 => {
+                swept.extend_from_slice(r.swept());
+                None
+            }
             Ok((r, warning)) => {
+                swept.extend_from_slice(r.swept());
                 if let Some(w) = warning {
                     eprintln!("pktpath: warning: {w}");
                 }
@@ -190,6 +211,17 @@ pub fn run(
         },
         None => None,
     };
+    if !swept.is_empty() {
+        let tables: Vec<String> = swept
+            .iter()
+            .map(|(ns, t)| format!("{t} in netns {ns}"))
+            .collect();
+        eprintln!(
+            "pktpath: deleted {} nftables tracing table(s) left by pktpath runs that were killed: {}",
+            swept.len(),
+            tables.join(", ")
+        );
+    }
     // Records are decoded and grouped inside the ring buffer callback: no
     // copy of a whole poll's records is kept.
     let consumer = RefCell::new(Consumer {
@@ -202,6 +234,7 @@ pub fn run(
         bridges: Bridges::default(),
         summary,
         next_sweep: 0,
+        attached_ns,
         going: true,
         error: None,
     });
@@ -271,6 +304,15 @@ pub fn run(
     summary.selected = counters[CNT_SELECTED as usize];
     summary.late = journeys.late;
     summary.evicted = journeys.evicted;
+    if opts.count.is_some_and(|c| summary.journeys >= c) {
+        // Finished after the count, still open, or never read from the
+        // ring buffer: every packet selected has a journey.
+        summary.not_shown = if opts.drops_only {
+            summary.not_shown + journeys.pending() as u64
+        } else {
+            summary.selected.saturating_sub(summary.journeys)
+        };
+    }
     summary.nft = rules.map(|r| (r.namespaces(), r.lost(), r.unmatched));
     Ok(summary)
 }
@@ -295,6 +337,9 @@ struct Consumer<'a> {
     next_sweep: u64,
     /// False once the output is gone or the count is reached.
     going: bool,
+    /// Event time when every probe was attached: journeys whose first
+    /// step came earlier may lack steps before it.
+    attached_ns: u64,
     /// The first error writing the output.
     error: Option<anyhow::Error>,
 }
@@ -359,14 +404,19 @@ impl Consumer<'_> {
     }
 
     fn emit(&mut self, mut j: Journey) {
-        if !self.going || self.opts.drops_only && !j.end.is_real_drop() {
+        if self.opts.drops_only && !j.end.is_real_drop() {
             return;
         }
-        self.bridges.annotate(&mut j);
         if self.opts.count.is_some_and(|c| self.summary.journeys >= c) {
             self.going = false;
+            self.summary.not_shown += 1;
             return;
         }
+        if !self.going {
+            return;
+        }
+        j.while_attaching = j.steps.first().is_some_and(|s| s.ts_ns < self.attached_ns);
+        self.bridges.annotate(&mut j);
         self.summary.journeys += 1;
         let r = self.sink.journey(&j);
         self.written(r);

@@ -284,6 +284,117 @@ fn corrupt_captures_give_one_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A classic pcap of three FreeBSD mbuf_trace records (UDP ports 5001..5003).
+fn three_records() -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend(0xa1b2c3d4u32.to_le_bytes());
+    p.extend(2u16.to_le_bytes());
+    p.extend(4u16.to_le_bytes());
+    p.extend([0u8; 8]);
+    p.extend(65535u32.to_le_bytes());
+    p.extend(147u32.to_le_bytes());
+    for port in [5001u16, 5002, 5003] {
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        frame.extend([192, 0, 2, 1, 192, 0, 2, 2, 0x13, 0x88]);
+        frame.extend(port.to_be_bytes());
+        frame.extend([0, 8, 0, 0]);
+        let rec = pktpath::capture::mbuf_trace::encode(&["ip_input()".into()], &frame);
+        p.extend(1_700_000_000u32.to_le_bytes());
+        p.extend(0u32.to_le_bytes());
+        p.extend((rec.len() as u32).to_le_bytes());
+        p.extend((rec.len() as u32).to_le_bytes());
+        p.extend(&rec);
+    }
+    p
+}
+
+/// A file cut inside its last record, in each format pktpath reads: the
+/// intact journeys are printed (as tcpdump prints the intact packets), then
+/// one line naming the file and the offset, and the exit code is 2.
+#[test]
+fn damaged_captures_give_their_intact_journeys_then_one_line() {
+    let pcap = temp("three.pcap");
+    std::fs::write(&pcap, three_records()).unwrap();
+    let pcapng = temp("three.pcapng");
+    pktpath(&["-r", pcap.to_str().unwrap(), "-w", pcapng.to_str().unwrap()]);
+    let json = temp("three.json");
+    std::fs::write(&json, pktpath(&["-r", pcap.to_str().unwrap(), "--json"])).unwrap();
+    for whole in [&pcap, &pcapng, &json] {
+        let bytes = std::fs::read(whole).unwrap();
+        assert_eq!(
+            json_lines(&pktpath(&["-r", whole.to_str().unwrap(), "--json"])).len(),
+            3,
+            "{}",
+            whole.display()
+        );
+        let cut = temp("cut");
+        std::fs::write(&cut, &bytes[..bytes.len() - 12]).unwrap();
+        let out = Command::new(BIN)
+            .args(["-r", cut.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let shown = json_lines(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", whole.display());
+        assert_eq!(
+            shown.len(),
+            2,
+            "{}: intact journeys {shown:?}",
+            whole.display()
+        );
+        assert!(
+            shown[1]["packet"].as_str().unwrap().contains("5002"),
+            "{shown:?}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(cut.to_str().unwrap()) && err.contains("offset"),
+            "{err}"
+        );
+        // -c 2 stops before the damage: nothing to report.
+        let out = Command::new(BIN)
+            .args(["-r", cut.to_str().unwrap(), "-c", "2"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&cut).ok();
+    }
+    for f in [pcap, pcapng, json] {
+        std::fs::remove_file(f).ok();
+    }
+}
+
+/// An empty file, or nothing on stdin, is an error, not an empty capture.
+#[test]
+fn empty_captures_are_an_error() {
+    let empty = temp("empty.pcapng");
+    std::fs::write(&empty, b"").unwrap();
+    let out = Command::new(BIN)
+        .args(["-r", empty.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(empty.to_str().unwrap()) && err.contains("empty"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["-r", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::remove_file(&empty).ok();
+}
+
 /// Wireshark's extcap calls, in Wireshark's order: interfaces, link types,
 /// options, a filter check, then a capture into a FIFO read by tshark as a
 /// pipe interface, stopped with SIGTERM.
@@ -378,11 +489,9 @@ fn fuzz_corpus_never_panics() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        if let Ok(journeys) = pktpath::capture::read(&data) {
-            let mut t = Terminal::new(std::io::sink(), false, false);
-            for r in &journeys {
-                t.journey(&r.journey).unwrap();
-            }
+        let mut t = Terminal::new(std::io::sink(), false, false);
+        for r in &pktpath::capture::read(&data).journeys {
+            t.journey(&r.journey).unwrap();
         }
         n += 1;
     }

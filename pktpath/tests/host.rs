@@ -650,6 +650,34 @@ fn steps_are_streamed_live_and_count_stops() {
     );
 }
 
+/// `-c 1` with a burst of datagrams in flight: one journey is printed, and
+/// the summary says how many more were not shown (they once vanished
+/// without a word).
+#[test]
+fn count_says_how_many_journeys_it_did_not_show() {
+    require_root!();
+    let net = Net::new(250);
+    let p = Pktpath::start(&["-c", "1", &net.only("udp port 5031")]);
+    let to = format!("{}:5031", net.server_ip());
+    pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..50 {
+            s.send_to(b"burst", &to).unwrap();
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let (status, all, err) = p.stop_with(libc::SIGINT);
+    assert!(status.success(), "{err}");
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let not_shown: u64 = err
+        .split(", ")
+        .find_map(|part| part.split_once(" more not shown")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no count of journeys not shown: {err}"));
+    assert!((1..=49).contains(&not_shown), "{err}");
+}
+
 fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
     (

@@ -106,3 +106,56 @@ fn route_lookups_belong_to_their_packet() {
         "the selected journeys have their lookups: {selected:#?}"
     );
 }
+
+/// A datagram sent with TTL 1 dies at the router: the journey says its
+/// time to live ran out there (not "invalid IP header", the kernel's
+/// counter for it) and that ICMP time exceeded went back, and that ICMP
+/// error's own journey names the datagram it is about.
+#[test]
+fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
+    require_root!();
+    let net = Net::new(248);
+    let p = Pktpath::start(&[&net.only("udp port 7010 or icmp")]);
+    let to = format!("{}:7010", net.server_ip());
+    pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_ttl(1).unwrap();
+        s.send_to(b"ttl 1", to).unwrap();
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    let j = scenarios::journey_to(&all, &net.server_ip(), Some(7010));
+    let (reason, why, hint) = scenarios::dropped(j);
+    assert_eq!(reason, "IP_INHDR", "{j:#}");
+    assert_eq!(j["end"]["netns"], net.router.as_str(), "{j:#}");
+    assert!(
+        why.contains("time to live (TTL) ran out at this router")
+            && why.contains(&format!(
+                "ICMP time exceeded sent back to {}",
+                net.client_ip()
+            )),
+        "{why}"
+    );
+    assert!(hint.contains("traceroute"), "{hint}");
+    let icmp_send = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "icmp_send")
+        .unwrap_or_else(|| panic!("no icmp_send step: {j:#}"));
+    assert_eq!(icmp_send["netns_name"], net.router.as_str());
+    let error = format!(
+        "10.{}.1.1 > {} ICMP time exceeded (TTL expired in transit), for {} > {} UDP",
+        net.n,
+        net.client_ip(),
+        net.client_ip(),
+        net.server_ip()
+    );
+    assert!(
+        all.iter()
+            .any(|e| e["packet"].as_str().is_some_and(|p| p.starts_with(&error))),
+        "no journey of {error}...: {all:#?}"
+    );
+}

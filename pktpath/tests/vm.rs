@@ -804,3 +804,88 @@ fn every_drop_reason_of_this_kernel_is_described() {
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(!text.contains("without a description"), "{text}");
 }
+
+/// The loaded kernel modules, by name.
+fn modules() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+/// pktpath changes nothing: a run with nftables tracing, on a machine
+/// where nf_tables is a module not loaded, and `pktpath doctor` load no
+/// kernel module (they once loaded nf_tables, nfnetlink and their
+/// dependencies). tests/vm/run.sh runs this test first in each boot,
+/// before other tests' rulesets load nf_tables.
+#[test]
+fn tracing_loads_no_kernel_module() {
+    let Some(backends) = backends() else { return };
+    let before = modules();
+    if before.iter().any(|m| m == "nf_tables") {
+        eprintln!(
+            "SKIPPED tracing_loads_no_kernel_module: nf_tables was loaded before it ran \
+             (tests/vm/run.sh runs it first in a boot)"
+        );
+        return;
+    }
+    let p = start_traced(&backends[0], "udp port 5999", &[]);
+    p.stop();
+    let doctor = std::process::Command::new(common::BIN)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("nf_tables is not loaded"), "{text}");
+    assert_eq!(modules(), before, "modules loaded by pktpath");
+}
+
+/// Traffic that runs while pktpath starts (on purpose, unlike every other
+/// test), with fentry, whose trampolines take seconds to attach under
+/// emulation (on the host's tracepoints the window is a few ms): journeys
+/// whose first step came before every probe was attached say so, those
+/// selected later do not, and ids are given in selection order, so every
+/// flagged journey comes before every other.
+#[test]
+fn journeys_begun_while_attaching_say_so() {
+    let Some(backends) = backends() else { return };
+    if !backends.iter().any(|b| b == "fentry") {
+        eprintln!("SKIPPED journeys_begun_while_attaching_say_so: no fentry on this kernel");
+        return;
+    }
+    let net = Net::new(182);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let to = format!("{}:5032", net.server_ip());
+    let sending = stop.clone();
+    let sender = pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let t = std::time::Instant::now();
+        while !sending.load(std::sync::atomic::Ordering::Relaxed)
+            && t.elapsed() < std::time::Duration::from_secs(120)
+        {
+            s.send_to(b"during start-up", &to).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    })
+    .unwrap();
+    let p = start("fentry", &net.only("udp port 5032"), &[]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.join().unwrap();
+    let all = p.stop();
+    let (early, late): (Vec<&Value>, Vec<&Value>) =
+        all.iter().partition(|j| j["while_attaching"] == true);
+    assert!(
+        !early.is_empty() && !late.is_empty(),
+        "{} and {}",
+        early.len(),
+        late.len()
+    );
+    let last_early = early.iter().map(|j| j["id"].as_u64().unwrap()).max();
+    let first_late = late.iter().map(|j| j["id"].as_u64().unwrap()).min();
+    assert!(last_early < first_late, "{last_early:?} {first_late:?}");
+}

@@ -20,6 +20,16 @@ pub enum ReadError {
     Corrupt { offset: u64, what: String },
     #[error("not a capture pktpath reads (pcapng, pcap or JSON lines): starts with {0:02x?}")]
     UnknownFormat(Vec<u8>),
+    #[error("empty: no capture header")]
+    Empty,
+}
+
+/// What a capture held: every journey read before the first damage (as
+/// tcpdump prints the intact packets of a cut file), and the damage.
+#[derive(Debug)]
+pub struct Capture {
+    pub journeys: Vec<Replayed>,
+    pub damage: Option<ReadError>,
 }
 
 /// Link-layer types of records whose frame bytes we can filter and show.
@@ -48,21 +58,25 @@ pub struct Replayed {
     pub frame: Option<Vec<u8>>,
 }
 
-/// Reads every journey in `data` (a whole file).
-pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
-    match data.get(..4) {
-        Some([0x0a, 0x0d, 0x0d, 0x0a]) => pcapng::read(data),
-        Some(m) if pcap::is_magic(m) => pcap::read(data),
-        _ if data.trim_ascii_start().starts_with(b"{") => read_json_lines(data),
-        _ if data.is_empty() => Ok(Vec::new()),
+/// Reads every journey in `data` (a whole file), up to the first damage.
+pub fn read(data: &[u8]) -> Capture {
+    let mut journeys = Vec::new();
+    let done = match data.get(..4) {
+        Some([0x0a, 0x0d, 0x0d, 0x0a]) => pcapng::read(data, &mut journeys),
+        Some(m) if pcap::is_magic(m) => pcap::read(data, &mut journeys),
+        _ if data.trim_ascii_start().starts_with(b"{") => read_json_lines(data, &mut journeys),
+        _ if data.is_empty() => Err(ReadError::Empty),
         _ => Err(ReadError::UnknownFormat(data[..data.len().min(4)].to_vec())),
+    };
+    Capture {
+        journeys,
+        damage: done.err(),
     }
 }
 
 /// JSON lines as `--json` writes them: one journey per line; step lines of
 /// `--steps` (`{"journey": N, "step": ...}`) are skipped.
-fn read_json_lines(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
-    let mut out = Vec::new();
+fn read_json_lines(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
     let mut offset = 0u64;
     for line in data.split(|&b| b == b'\n') {
         let at = offset;
@@ -87,22 +101,28 @@ fn read_json_lines(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
             frame: None,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn damage(data: &[u8]) -> String {
+        let c = read(data);
+        assert!(c.journeys.is_empty());
+        c.damage.expect("damaged").to_string()
+    }
+
     #[test]
     fn unknown_and_empty_inputs() {
-        assert!(read(b"").unwrap().is_empty());
-        let e = read(b"hello world").unwrap_err().to_string();
+        assert_eq!(damage(b""), "empty: no capture header");
+        let e = damage(b"hello world");
         assert!(
             e.contains("68 65 6c 6c") || e.contains("68, 65, 6c, 6c"),
             "{e}"
         );
-        let e = read(b"{\"id\": 1}\n").unwrap_err().to_string();
+        let e = damage(b"{\"id\": 1}\n");
         assert!(e.starts_with("at offset 0: not a pktpath journey"), "{e}");
     }
 }

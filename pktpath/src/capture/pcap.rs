@@ -23,7 +23,8 @@ fn corrupt(offset: usize, e: impl std::fmt::Display) -> ReadError {
     }
 }
 
-pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
+/// Appends each journey to `out` as it is read: what came before damage stays.
+pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
     let (mut rest, parser) = PcapParser::new(data).map_err(|e| corrupt(0, e))?;
     let header = parser.header();
     let link = Link::from_linktype(u32::from(header.datalink));
@@ -33,7 +34,6 @@ pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
             format!("link type {t}: pktpath reads Ethernet and mbuf_trace (147)"),
         ));
     }
-    let mut out = Vec::new();
     let mut id = 0;
     while !rest.is_empty() {
         let at = data.len() - rest.len();
@@ -60,5 +60,5 @@ pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
             frame: Some(frame),
         });
     }
-    Ok(out)
+    Ok(())
 }

@@ -19,9 +19,9 @@ fn corrupt(offset: usize, e: impl std::fmt::Display) -> ReadError {
     }
 }
 
-pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
+/// Appends each journey to `out` as it is read: what came before damage stays.
+pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
     let (mut rest, mut parser) = PcapNgParser::new(data).map_err(|e| corrupt(0, e))?;
-    let mut out: Vec<Replayed> = Vec::new();
     // Records of one journey (--per-step) share a packet id: keep the first.
     let mut seen: HashMap<u64, usize> = HashMap::new();
     let mut index = 0u64;
@@ -111,7 +111,7 @@ pub fn read(data: &[u8]) -> Result<Vec<Replayed>, ReadError> {
             frame: Some(frame),
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A timestamp in units of `resol` (pcapng if_tsresol) to ns.

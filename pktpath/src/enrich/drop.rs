@@ -359,8 +359,10 @@ const WORDS: &[(&str, &str, &str)] = &[
     ),
     (
         "QUEUE_PURGE",
-        "queue purged (device or socket going away)",
-        "a device went down",
+        "freed with a queue that was emptied: a socket closed before this was read, or a \
+         device going down",
+        "if the application closed its socket unread, nothing it wanted was lost; otherwise \
+         ip link show: did a device go down?",
     ),
     ("TC_COOKIE_ERROR", "tc cookie error", "tc configuration"),
     (

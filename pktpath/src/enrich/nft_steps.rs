@@ -39,8 +39,14 @@ struct Ident {
     ip_id: u16,
     len: u16,
     proto: u8,
+    /// TCP, UDP or SCTP ports; ICMP and ICMPv6 type and code.
     ports: Option<(u16, u16)>,
-    tcp_seq: Option<u32>,
+    /// What tells apart the packets of one flow that the fields above may
+    /// not: the TCP sequence; the ICMP echo sequence; for IPv6 UDP (no IP
+    /// id) the checksum. An echo request and its reply, or two IPv6
+    /// datagrams of one length, were otherwise one identity and traded
+    /// their rule steps.
+    seq: Option<u32>,
 }
 
 /// The identity of the packet whose IP header starts `l3`.
@@ -54,19 +60,28 @@ fn ident(l3: &[u8]) -> Option<Ident> {
         _ => return None,
     };
     let l4 = l4.unwrap_or_default();
+    let v6 = l3[0] >> 4 == 6;
     let ports = match proto {
         6 | 17 | 132 => Some((be16(l4, 0)?, be16(l4, 2)?)),
+        1 | 58 => Some((*l4.first()? as u16, *l4.get(1)? as u16)),
         _ => None,
     };
-    let tcp_seq = (proto == 6)
-        .then(|| Some(u32::from_be_bytes(l4.get(4..8)?.try_into().ok()?)))
-        .flatten();
+    let seq = match proto {
+        6 => l4
+            .get(4..8)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        // Echo request and reply (the id may be rewritten by NAT).
+        1 if matches!(l4.first(), Some(0 | 8)) => be16(l4, 6).map(u32::from),
+        58 if matches!(l4.first(), Some(128 | 129)) => be16(l4, 6).map(u32::from),
+        17 if v6 => be16(l4, 6).map(u32::from),
+        _ => None,
+    };
     Some(Ident {
         ip_id,
         len,
         proto,
         ports,
-        tcp_seq,
+        seq,
     })
 }
 
@@ -92,7 +107,7 @@ impl Ident {
     fn loose(self) -> Ident {
         Ident {
             ports: None,
-            tcp_seq: None,
+            seq: None,
             ..self
         }
     }
@@ -151,11 +166,21 @@ fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64, settle: boo
         .filter(|s| !s.correlated && Some(s.ifindex) == t.oif && &*s.subsystem != "receive")
         .map(|s| s.ts_ns)
         .min();
+    // The input or forward hook runs once the routing decision is made:
+    // after the last lookup of the run that follows the receive (IPv6
+    // looks up the local table, then main), before the packet's next step.
     let routed = received.and_then(|r| {
-        here()
-            .filter(|s| s.correlated && &*s.subsystem == "routing" && s.ts_ns >= r)
+        let next = here()
+            .filter(|s| !s.correlated && s.ts_ns > r)
             .map(|s| s.ts_ns)
             .min()
+            .unwrap_or(u64::MAX);
+        here()
+            .filter(|s| {
+                s.correlated && &*s.subsystem == "routing" && s.ts_ns >= r && s.ts_ns < next
+            })
+            .map(|s| s.ts_ns)
+            .max()
     });
     let last = || {
         here()
@@ -248,6 +273,11 @@ impl RuleTracer {
             },
             warning,
         ))
+    }
+
+    /// Tables of dead pktpath runs deleted while setting up: (netns, table).
+    pub fn swept(&self) -> &[(String, String)] {
+        self.session.swept()
     }
 
     /// Namespaces tracing was set up in.
@@ -495,5 +525,43 @@ mod tests {
         s.packet = Some((false, frame.into()));
         assert_eq!(step_ident(&s), Some(a));
         assert!(ident(&[0x45, 0, 0]).is_none());
+    }
+
+    fn ping6(kind: u8, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 16, 58, 64];
+        p.extend([0xfd; 16]);
+        p.extend([0xfe; 16]);
+        p.extend([kind, 0, 0, 0, 0, 7]);
+        p.extend(seq.to_be_bytes());
+        p.extend([0; 8]);
+        p
+    }
+
+    /// IPv6 has no IP id: an echo request and its reply, or two requests,
+    /// differ by ICMP type and sequence; two datagrams of one length by
+    /// their checksum.
+    #[test]
+    fn ipv6_packets_of_one_length_are_told_apart() {
+        let req = ident(&ping6(128, 1)).unwrap();
+        assert_ne!(ident(&ping6(129, 1)), Some(req));
+        assert_ne!(ident(&ping6(128, 2)), Some(req));
+        assert_eq!(ident(&ping6(128, 1)), Some(req));
+        let udp6 = |sum: u16| {
+            let mut p = vec![0x60, 0, 0, 0, 0, 12, 17, 64];
+            p.extend([0xfd; 32]);
+            p.extend([0x13, 0x88, 0x13, 0x89, 0, 12]);
+            p.extend(sum.to_be_bytes());
+            p.extend([1, 2, 3, 4]);
+            ident(&p).unwrap()
+        };
+        assert_ne!(udp6(1), udp6(2));
+        assert_eq!(udp6(1).loose(), udp6(2).loose());
+        // IPv4 echo: the reply is not the request.
+        let mut echo = udp(7, 4000);
+        echo[9] = 1;
+        echo[20] = 8;
+        let request = ident(&echo).unwrap();
+        echo[20] = 0;
+        assert_ne!(ident(&echo), Some(request));
     }
 }

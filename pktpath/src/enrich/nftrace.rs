@@ -748,6 +748,64 @@ pub fn sweep_leftovers(ns: &NetnsRef) -> Result<Vec<String>> {
     Ok(gone)
 }
 
+/// [`sweep_leftovers`] in each of `namespaces`, in parallel; the tables
+/// deleted as (netns name, "FAMILY NAME"). A namespace that vanished or
+/// cannot be entered is passed over: there is nothing of ours to delete
+/// that this run could reach.
+pub fn sweep_everywhere(namespaces: &[NetnsRef]) -> Vec<(String, String)> {
+    in_parallel(namespaces, sweep_leftovers)
+        .into_iter()
+        .filter_map(|(ns, r)| Some(r.ok()?.into_iter().map(move |t| (ns.name.clone(), t))))
+        .flatten()
+        .collect()
+}
+
+/// `f` on each namespace, eight at a time (each runs nft, a process).
+fn in_parallel<T: Send>(
+    namespaces: &[NetnsRef],
+    f: impl Fn(&NetnsRef) -> T + Sync,
+) -> Vec<(NetnsRef, T)> {
+    std::thread::scope(|scope| {
+        namespaces
+            .chunks(8)
+            .flat_map(|chunk| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|ns| {
+                        let f = &f;
+                        scope.spawn(move || (ns.clone(), f(ns)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("nft thread"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    })
+}
+
+/// Whether nf_tables is part of the running kernel. Where it is a module
+/// that is not loaded, no namespace has a ruleset, and running nft (or
+/// opening an nfnetlink socket) would load it: pktpath promises to change
+/// nothing, so it then leaves nftables alone.
+pub fn nftables_loaded() -> bool {
+    let Ok(modules) = std::fs::read_to_string("/proc/modules") else {
+        // A kernel without module support: built in or absent, and
+        // nothing can be loaded.
+        return true;
+    };
+    if modules
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("nf_tables"))
+    {
+        return true;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    std::fs::read_to_string(format!("/lib/modules/{}/modules.builtin", release.trim()))
+        .is_ok_and(|b| b.lines().any(|l| l.ends_with("/nf_tables.ko")))
+}
+
 /// A namespace set up: the leftover tables swept, and the listener (none
 /// where there is no ruleset to trace).
 type Prepared = (Vec<String>, Option<Socket>);
@@ -907,24 +965,7 @@ impl NftraceSession {
         // runs each); one can vanish meanwhile (others' test networks,
         // containers stopping): skip it, fail only when none is left.
         let script = table_script(&table, matches.as_deref());
-        let results: Vec<(NetnsRef, Result<Prepared>)> = std::thread::scope(|scope| {
-            namespaces
-                .chunks(8)
-                .flat_map(|chunk| {
-                    let handles: Vec<_> = chunk
-                        .iter()
-                        .map(|ns| {
-                            let script = &script;
-                            scope.spawn(move || (ns.clone(), setup_one(ns, script)))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("setup thread"))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        });
+        let results = in_parallel(namespaces, |ns| setup_one(ns, &script));
         let mut swept = Vec::new();
         let mut skipped = Vec::new();
         let mut sockets = Vec::new();

@@ -31,14 +31,19 @@ pub struct Report {
     pub privileges: String,
     pub backends: Vec<Probe>,
     pub nftrace: Probe,
+    /// Whether this process has root's privileges (without, every probe
+    /// fails for that reason alone, whatever the kernel allows).
+    pub root: bool,
     /// Drop reasons of this kernel that pktpath has no words for (a newer
     /// kernel than its table): journeys show them by their kernel name.
     pub undescribed_drop_reasons: Vec<String>,
 }
 
 impl Report {
+    /// Whether pktpath can trace as this user: some backend works (never
+    /// without root, whatever a probe said).
     pub fn any_backend(&self) -> bool {
-        self.backends.iter().any(|b| b.works)
+        self.root && self.backends.iter().any(|b| b.works)
     }
 }
 
@@ -139,6 +144,18 @@ fn probe_nftrace() -> Probe {
     const NFNLGRP_NFTRACE: i32 = 9;
     const SOL_NETLINK: i32 = 270;
     const NETLINK_ADD_MEMBERSHIP: i32 = 1;
+    // An nfnetlink socket would load the modules.
+    if !crate::enrich::nftrace::nftables_loaded() {
+        return Probe {
+            name: "nftables trace",
+            works: false,
+            why: Some(
+                "nf_tables is not loaded, so no namespace has a ruleset to trace (pktpath \
+                 loads no kernel module; adding a ruleset loads it)"
+                    .into(),
+            ),
+        };
+    }
     // SAFETY: plain socket calls on a descriptor we own and close.
     let (fd, rc, err) = unsafe {
         let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, NETLINK_NETFILTER);
@@ -184,7 +201,12 @@ fn probe_nftrace() -> Probe {
             name: "nftables trace",
             works: false,
             why: Some(format!(
-                "cannot join NFNLGRP_NFTRACE: {err} (nf_tables or nfnetlink missing?)"
+                "cannot join NFNLGRP_NFTRACE: {err} ({})",
+                if is_root() {
+                    "nf_tables or nfnetlink missing?"
+                } else {
+                    "not running as root"
+                }
             )),
         },
     }
@@ -301,6 +323,7 @@ pub fn examine() -> Report {
         privileges: privileges(),
         backends,
         nftrace: probe_nftrace(),
+        root: is_root(),
         undescribed_drop_reasons,
     }
 }
@@ -350,6 +373,11 @@ pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
         .iter()
         .find(|p| p.works && matches!(p.name, "kprobe-multi" | "fentry" | "kprobe"));
     match (functions, tracepoints) {
+        _ if !r.root => writeln!(
+            out,
+            "not running as root: pktpath needs root (CAP_BPF and CAP_PERFMON, or \
+             CAP_SYS_ADMIN) to trace; run pktpath doctor as root to see what this kernel allows"
+        )?,
         (Some(f), Some(t)) => writeln!(
             out,
             "pktpath will trace every function that takes a packet with {} and the network \

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 
 use super::Sink;
 use crate::event::Step;
-use crate::journey::Journey;
+use crate::journey::{Journey, WHILE_ATTACHING};
 
 pub const LINKTYPE_ETHERNET: u16 = 1;
 /// Bytes of each packet the BPF side captures, and so the most a frame
@@ -131,7 +131,12 @@ fn write_step_line(out: &mut String, i: usize, t0: u64, s: &Step) {
 
 /// The journey's first comment line.
 pub fn header_line(j: &Journey) -> String {
-    format!("{HEADER_PREFIX}{}: {}", j.id, j.end.line())
+    let note = if j.while_attaching {
+        format!(" ({WHILE_ATTACHING})")
+    } else {
+        String::new()
+    };
+    format!("{HEADER_PREFIX}{}: {}{note}", j.id, j.end.line())
 }
 
 /// The path as comment lines: the header, then one line per step.

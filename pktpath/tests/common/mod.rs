@@ -333,11 +333,13 @@ impl Drop for Pktpath {
     }
 }
 
-/// Journeys whose packet line contains all of `words`.
+/// Journeys whose packet line contains all of `words`: in the packet's own
+/// headers, not in those of the packet an ICMP error is about (", for ...").
 pub fn journeys_with<'a>(all: &'a [Value], words: &[&str]) -> Vec<&'a Value> {
     all.iter()
         .filter(|j| {
             let p = j["packet"].as_str().unwrap_or("");
+            let p = p.split_once(", for ").map_or(p, |(own, _)| own);
             words.iter().all(|w| p.contains(w))
         })
         .collect()

@@ -1,7 +1,8 @@
-//! A reader that goes away (`pktpath sites | head -1`) is success for every
-//! command: exit 0 and nothing on stderr, as for `ls | head`. Each command
-//! here writes into a pipe whose read end was closed before it started, so
-//! its first write fails with EPIPE, whatever the command's speed.
+//! What every command owes the person at the terminal: a reader that goes
+//! away (`pktpath sites | head -1`) is success, as for `ls | head` (each
+//! command here writes into a pipe whose read end was closed before it
+//! started, so its first write fails with EPIPE, whatever its speed); bad
+//! input is one line and exit 2; missing privileges are named as such.
 
 mod common;
 
@@ -103,4 +104,64 @@ fn commands_that_read_the_kernel_succeed_when_their_reader_goes_away() {
     ] {
         run_into_closed_pipe(args);
     }
+}
+
+/// `pktpath ARGS` as root: (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An invalid --functions or --exclude-functions regex is an error even
+/// where no function backend would use it (tracepoints only).
+#[test]
+fn invalid_regexes_exit_2_with_one_line() {
+    require_root!();
+    for args in [
+        &["--functions", "ip_(rcv", "udp"][..],
+        &["--backend", "tracepoint", "--functions", "ip_(rcv", "udp"],
+        &["--exclude-functions", "[", "udp"],
+        &["sites", "ip_(rcv"],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("regex"), "{args:?}: {err}");
+    }
+}
+
+/// `pktpath doctor` as an ordinary user says that this is the problem, not
+/// the kernel, and exits 1.
+#[test]
+fn doctor_without_root_says_so() {
+    require_root!();
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED doctor_without_root_says_so: setpriv (util-linux) is missing");
+        return;
+    }
+    // The binary may sit under a directory only root can enter.
+    let bin = std::env::temp_dir().join(format!("pktpath-doctor-{}", std::process::id()));
+    std::fs::copy(BIN, &bin).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&bin)
+        .arg("doctor")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&bin).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("not running as root"), "{text}");
+    assert!(!text.contains("cannot trace on this kernel"), "{text}");
+    assert!(!text.contains("missing?"), "{text}");
 }
