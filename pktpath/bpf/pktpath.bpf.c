@@ -1930,6 +1930,9 @@ int fib4(__u64 *ctx)
 	e->args[2] = daddr;
 	e->args[3] = BPF_CORE_READ(flp, saddr);
 	e->args[5] = BPF_CORE_READ(flp, __fl_common.flowic_oif);
+	/* The mark the lookup used (ip rule fwmark), which a rule of the
+	 * packet's own (meta mark set) may have changed since its last site. */
+	e->mark = BPF_CORE_READ(flp, __fl_common.flowic_mark);
 	if (nhc) {
 		if (BPF_CORE_READ(nhc, nhc_gw_family) == 2)
 			e->args[4] = BPF_CORE_READ(nhc, nhc_gw.ipv4);
@@ -2008,6 +2011,7 @@ int fib6(__u64 *ctx)
 	e->netns = c->netns;
 	e->args[0] = table ? BPF_CORE_READ(table, tb6_id) : 0;
 	e->args[1] = BPF_CORE_READ(res, fib6_type);
+	e->mark = BPF_CORE_READ(flp, __fl_common.flowic_mark);
 	__builtin_memcpy(e->data, &daddr, 16);
 	BPF_CORE_READ_INTO((struct in6_addr *)&e->data[16], flp, saddr);
 	nh = BPF_CORE_READ(res, nh);

@@ -158,11 +158,16 @@ fn nft_trace(
     netns: Option<&str>,
     expr: &str,
 ) -> (Option<(Vec<NetnsRef>, String)>, Vec<NetnsRef>) {
+    // Asked first: even `nft --version` opens an nfnetlink socket, which
+    // loads nfnetlink.
+    if !enrich::nftrace::nftables_loaded() {
+        return (None, Vec::new());
+    }
     let have_nft = std::process::Command::new("nft")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !have_nft || !enrich::nftrace::nftables_loaded() {
+    if !have_nft {
         return (None, Vec::new());
     }
     let visible: Vec<NetnsRef> = NetnsRef::own()

@@ -159,3 +159,86 @@ fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
         "no journey of {error}...: {all:#?}"
     );
 }
+
+/// A datagram with don't-fragment set, larger than the MTU of the
+/// router's way out: the drop names the device, its MTU and the size.
+#[test]
+fn mtu_drop_names_the_device_and_its_mtu() {
+    require_root!();
+    let net = Net::new(252);
+    net.lab.ip(&net.router, "link set out0 mtu 1300").unwrap();
+    let p = Pktpath::start(&[&net.only("udp port 7011")]);
+    let to = format!("{}:7011", net.server_ip());
+    pktpath::netlab::in_netns(&net.client, move || {
+        use std::os::fd::AsRawFd;
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let v: libc::c_int = libc::IP_PMTUDISC_DO;
+        // SAFETY: our socket, an int option of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "IP_MTU_DISCOVER");
+        s.send_to(&[0x55; 1400], to).unwrap();
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    let j = scenarios::journey_to(&all, &net.server_ip(), Some(7011));
+    let (reason, why, hint) = scenarios::dropped(j);
+    assert_eq!(reason, "PKT_TOO_BIG", "{j:#}");
+    assert!(
+        why.contains("1428 bytes to leave by out0 (MTU 1300)") && why.contains(&net.router),
+        "{why}"
+    );
+    assert!(
+        hint.contains(&format!("ip -n {} link set out0 mtu 1428", net.router)),
+        "{hint}"
+    );
+}
+
+/// A route chosen by `ip rule fwmark`, with the mark set by an nftables
+/// rule on the way in, after the packet's receive step: the lookup names
+/// the rule (the lookup's own mark is used, not the packet's at its last
+/// site; before, the table was named and the rule was not).
+#[test]
+fn fwmark_rule_is_named() {
+    require_root!();
+    let net = Net::new(253);
+    let n = net.n;
+    net.lab
+        .ip(
+            &net.router,
+            &format!("route add 10.{n}.2.0/24 dev out0 table 100 proto static"),
+        )
+        .unwrap();
+    net.lab
+        .ip(&net.router, "rule add fwmark 0x7 table 100 priority 100")
+        .unwrap();
+    net.lab
+        .nft(
+            &net.router,
+            "table inet m {\n chain pre {\n type filter hook prerouting priority mangle;\n \
+             udp dport 7012 meta mark set 7\n }\n}\n",
+        )
+        .unwrap();
+    let p = Pktpath::start(&[&net.only("udp port 7012")]);
+    scenarios::udp_from(&net, None, &net.server_ip(), 7012);
+    let all = p.stop();
+    let j = scenarios::journey_to(&all, &net.server_ip(), Some(7012));
+    let lookups = scenarios::lookups(j, &net.router);
+    let fib = lookups
+        .iter()
+        .find(|d| d["table"] == "100")
+        .unwrap_or_else(|| panic!("no lookup in table 100: {j:#}"));
+    assert_eq!(
+        fib["rule"], "100: from all fwmark 0x7 lookup 100",
+        "{fib:#}"
+    );
+}

@@ -45,7 +45,9 @@ while read -r k; do
 	vng -r "$CACHE/vmlinux-$k" --user root --disable-kvm --force-9p \
 		-a "module_blacklist=$BLACKLIST" --rwdir="$out" -- \
 		"export PKTPATH_VM_BACKENDS='$b' PKTPATH_TEST_SETTLE_MS=4000 PKTPATH_TEST_READY_S=240 RUST_BACKTRACE=1; \
-		'$bin' --exact tracing_loads_no_kernel_module && '$bin' --test-threads=1 --skip tracing_loads_no_kernel_module $*" \
+		'$bin' --exact tracing_loads_no_kernel_module; first=\$?; \
+		'$bin' --test-threads=1 --skip tracing_loads_no_kernel_module $*; rest=\$?; \
+		[ \$first -eq 0 ] && [ \$rest -eq 0 ]" \
 		</dev/null 2>&1 | cat
 	rc=${PIPESTATUS[0]}
 	set -e

@@ -786,9 +786,9 @@ fn in_parallel<T: Send>(
 }
 
 /// Whether nf_tables is part of the running kernel. Where it is a module
-/// that is not loaded, no namespace has a ruleset, and running nft (or
-/// opening an nfnetlink socket) would load it: pktpath promises to change
-/// nothing, so it then leaves nftables alone.
+/// that is not loaded, no namespace has a ruleset, and running nft (even
+/// `nft --version`, which opens an nfnetlink socket) would load modules:
+/// pktpath promises to change nothing, so it then leaves nftables alone.
 pub fn nftables_loaded() -> bool {
     let Ok(modules) = std::fs::read_to_string("/proc/modules") else {
         // A kernel without module support: built in or absent, and

@@ -473,9 +473,12 @@ impl Snapshot {
 pub struct Routes {
     cache: HashMap<(u32, bool), Snapshot>,
     netns: HashMap<u32, Option<NetnsRef>>,
-    /// The last step of each journey's own packet: netns, device, mark
-    /// (the device shared with the step, not copied: one per event).
-    seen: HashMap<u64, (u32, Arc<str>, u32)>,
+    /// The last step of each journey's own packet: netns, device (shared
+    /// with the step, not copied: one per event).
+    seen: HashMap<u64, (u32, Arc<str>)>,
+    /// The last route each journey's packet was given: netns, device out,
+    /// the route as `ip route` prints it.
+    routed: HashMap<u64, (u32, String, Option<String>)>,
     /// Namespaces whose routes could not be read (said once).
     pub warned: Vec<String>,
 }
@@ -531,24 +534,85 @@ impl Routes {
             if self.seen.len() > 16384 {
                 self.seen.clear();
             }
-            self.seen.insert(
-                journey,
-                (step.netns, step.dev.clone().unwrap_or_default(), step.mark),
-            );
+            self.seen
+                .insert(journey, (step.netns, step.dev.clone().unwrap_or_default()));
         }
         match &step.detail {
-            Detail::Route(_) => self.route_step(journey, step),
+            Detail::Route(_) => {
+                self.route_step(journey, step);
+                if let Detail::Route(r) = &step.detail {
+                    if let Some(dev) = &r.out_dev {
+                        if self.routed.len() > 16384 {
+                            self.routed.clear();
+                        }
+                        self.routed
+                            .insert(journey, (step.netns, dev.clone(), r.route.clone()));
+                    }
+                }
+            }
             Detail::Drop(d) if d.reason == "IP_RPFILTER" => self.rp_filter_step(step),
+            Detail::Drop(d) if d.reason == "PKT_TOO_BIG" => self.mtu_step(journey, step),
             _ => {}
         }
     }
 
+    /// A packet too big for the way out (don't-fragment set, or IPv6): the
+    /// device its route leaves by and that device's MTU, read in its
+    /// namespace (`ip link`: /sys shows pktpath's own namespace).
+    fn mtu_step(&mut self, journey: u64, step: &mut Step) {
+        let Some((_, dev, route)) = self
+            .routed
+            .get(&journey)
+            .filter(|(ns, _, _)| *ns == step.netns)
+            .cloned()
+        else {
+            return;
+        };
+        let Some(ns) = self.netns_ref(step.netns) else {
+            return;
+        };
+        let mtu: Option<u32> = run_in(&ns, "ip", &["-o", "link", "show", "dev", &dev])
+            .ok()
+            .and_then(|t| {
+                let mut w = t.split_whitespace();
+                w.find(|x| *x == "mtu")?;
+                w.next()?.parse().ok()
+            });
+        let len = step.flow().and_then(|f| f.ip_len).unwrap_or(step.len);
+        let Detail::Drop(d) = &mut step.detail else {
+            return;
+        };
+        let route_mtu = route
+            .as_deref()
+            .filter(|r| r.split_whitespace().any(|w| w == "mtu"))
+            .map(|r| format!("; its route `{r}` sets an MTU of its own"))
+            .unwrap_or_default();
+        let mtu_text = mtu.map_or("MTU unknown".to_string(), |m| format!("MTU {m}"));
+        let ip = if ns.name.starts_with("netns:") || ns.name == "host" {
+            "ip".to_string()
+        } else {
+            format!("ip -n {}", ns.name)
+        };
+        d.explanation = Some(format!(
+            "too big for the way out: {len} bytes to leave by {dev} ({mtu_text}) in namespace \
+             {}, and it may not be fragmented (don't-fragment set, or IPv6){route_mtu}",
+            ns.name
+        ));
+        d.hint = Some(format!(
+            "the sender learns the path MTU from the ICMP error sent back (check that nothing \
+             on the way back drops it); or raise the MTU: {ip} link set {dev} mtu {len}"
+        ));
+    }
+
     fn route_step(&mut self, journey: u64, step: &mut Step) {
         let netns = step.netns;
-        let (iif, mark) = match self.seen.get(&journey) {
-            Some((ns, dev, mark)) if *ns == netns => (dev.to_string(), *mark),
+        // The mark is the lookup's own (the flow's): a rule may have set
+        // it since the packet's last site.
+        let mark = step.mark;
+        let iif = match self.seen.get(&journey) {
+            Some((ns, dev)) if *ns == netns => dev.to_string(),
             // Not received in this namespace: locally generated.
-            _ => ("lo".to_string(), step.mark),
+            _ => "lo".to_string(),
         };
         let Some(ns) = self.netns_ref(netns) else {
             return;
