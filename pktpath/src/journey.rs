@@ -133,9 +133,13 @@ impl End {
     }
 }
 
-/// What a journey that began before every probe was attached says.
+/// Caveats: why a journey may be incomplete, said with it in every output.
 pub const WHILE_ATTACHING: &str =
     "began while the probes were still attaching: steps before its first may be missing";
+pub const RING_LOSS: &str = "events were lost in the ring buffer while it was in flight: \
+    steps may be missing (a larger --ring-size, or a narrower filter, loses fewer)";
+pub const NFT_LOSS: &str = "nftables trace messages were lost while it was in flight: its \
+    rule steps may be incomplete";
 
 /// A finished journey.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -151,10 +155,10 @@ pub struct Journey {
     pub duration_ns: u64,
     pub end: End,
     pub steps: Vec<Step>,
-    /// Its first step came before every probe was attached (the run was
-    /// still starting): steps before it may be missing.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub while_attaching: bool,
+    /// Why its evidence may be incomplete (WHILE_ATTACHING, RING_LOSS,
+    /// NFT_LOSS), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
 }
 
 impl Journey {
@@ -204,7 +208,7 @@ impl Journey {
             duration_ns,
             end,
             steps,
-            while_attaching: false,
+            caveats: Vec::new(),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::enrich::nftrace::NetnsRef;
 use crate::enrich::routes::Routes;
 use crate::event::Decoder;
 use crate::filter::Filter;
-use crate::journey::{Journey, Journeys};
+use crate::journey::{End, Journey, Journeys, NFT_LOSS, RING_LOSS, WHILE_ATTACHING};
 use crate::kernel::abi::{RawEvent, CNT_FILTERED, CNT_LOST, CNT_SELECTED};
 use crate::kernel::btf::Inventory;
 use crate::kernel::tracepoint::{Flavour, Functions, Selection, Tracer};
@@ -227,6 +227,7 @@ pub fn run(
     let consumer = RefCell::new(Consumer {
         opts,
         sink,
+        tracer: &tracer,
         decoder,
         routes,
         journeys,
@@ -235,6 +236,7 @@ pub fn run(
         summary,
         next_sweep: 0,
         attached_ns,
+        losses: Losses::default(),
         going: true,
         error: None,
     });
@@ -326,6 +328,8 @@ const SWEEP_NS: u64 = 5_000_000;
 struct Consumer<'a> {
     opts: &'a TraceOptions,
     sink: &'a mut dyn Sink,
+    /// For its loss counter.
+    tracer: &'a Tracer,
     decoder: Decoder,
     routes: Routes,
     journeys: Journeys,
@@ -340,6 +344,8 @@ struct Consumer<'a> {
     /// Event time when every probe was attached: journeys whose first
     /// step came earlier may lack steps before it.
     attached_ns: u64,
+    /// When evidence was lost: journeys in flight then say so.
+    losses: Losses,
     /// The first error writing the output.
     error: Option<anyhow::Error>,
 }
@@ -415,7 +421,8 @@ impl Consumer<'_> {
         if !self.going {
             return;
         }
-        j.while_attaching = j.steps.first().is_some_and(|s| s.ts_ns < self.attached_ns);
+        self.check_losses();
+        j.caveats = caveats(&j, self.attached_ns, &self.losses);
         self.bridges.annotate(&mut j);
         self.summary.journeys += 1;
         let r = self.sink.journey(&j);
@@ -423,6 +430,20 @@ impl Consumer<'_> {
         if self.opts.count.is_some_and(|c| self.summary.journeys >= c) {
             self.going = false;
         }
+    }
+
+    /// Reads the loss counters, at most every few ms: before a journey is
+    /// handed out, so that one in flight during a loss says so (a reader
+    /// held up by its output is when the ring overflows: the first journey
+    /// after that checks).
+    fn check_losses(&mut self) {
+        let now = ktime_ns();
+        if now < self.losses.checked_ns + LOSS_CHECK_NS {
+            return;
+        }
+        let ring = self.tracer.counter(CNT_LOST).unwrap_or(0);
+        let nft = self.rules.as_ref().map_or(0, |r| r.lost());
+        self.losses.check(now, ring, nft);
     }
 
     /// A broken pipe ends the run quietly; other errors end it with the error.
@@ -439,6 +460,71 @@ impl Consumer<'_> {
     }
 }
 
+/// Why a journey's evidence may be incomplete: it began before every probe
+/// was attached (at `attached_ns`), or it was in flight during a loss.
+fn caveats(j: &Journey, attached_ns: u64, losses: &Losses) -> Vec<String> {
+    let (Some(first), Some(last)) = (j.steps.first(), j.steps.last()) else {
+        return Vec::new();
+    };
+    let open_end = matches!(j.end, End::Unknown { .. });
+    (first.ts_ns < attached_ns)
+        .then_some(WHILE_ATTACHING)
+        .into_iter()
+        .chain(losses.caveats(first.ts_ns, last.ts_ns, open_end))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The loss counters are read at most this often, ns.
+const LOSS_CHECK_NS: u64 = 5_000_000;
+
+/// How long after its packet's steps a trace message may come (the
+/// nftables reader's wait, with room), ns.
+const NFT_LAG_NS: u64 = 2_000_000_000;
+
+/// Event-time windows in which evidence was lost (between two checks of
+/// the loss counters), and what was lost.
+#[derive(Default)]
+struct Losses {
+    windows: std::collections::VecDeque<(u64, u64, &'static str)>,
+    checked_ns: u64,
+    ring: u64,
+    nft: u64,
+}
+
+impl Losses {
+    /// Notes the losses since the last check (the counters are totals).
+    fn check(&mut self, now: u64, ring: u64, nft: u64) {
+        let from = self.checked_ns;
+        if ring > self.ring {
+            self.windows.push_back((from, now, RING_LOSS));
+        }
+        if nft > self.nft {
+            self.windows
+                .push_back((from.saturating_sub(NFT_LAG_NS), now, NFT_LOSS));
+        }
+        (self.ring, self.nft, self.checked_ns) = (ring, nft, now);
+        while self.windows.len() > 256 {
+            self.windows.pop_front();
+        }
+    }
+
+    /// The caveats of a journey seen from `first` to `last`: it began
+    /// before a loss ended, and it was still going when the loss began
+    /// (or its end was not seen, and the loss may have taken it).
+    fn caveats(&self, first: u64, last: u64, open_end: bool) -> impl Iterator<Item = &'static str> {
+        let mut found: Vec<&'static str> = self
+            .windows
+            .iter()
+            .filter(|(from, to, _)| first <= *to && (last >= *from || open_end))
+            .map(|w| w.2)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found.into_iter()
+    }
+}
+
 /// Hands back to the system the heap that setting up used and freed (BTF,
 /// object files, reading kallsyms: ~6 MB that glibc would keep): an armed
 /// tracer that selects nothing stays at what it holds.
@@ -447,5 +533,40 @@ fn give_back_setup_memory() {
     // SAFETY: malloc_trim only returns free memory of the allocator.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loss marks the journeys in flight during it, not those that
+    /// ended before it or began after it; an unseen end may be the loss.
+    #[test]
+    fn losses_mark_the_journeys_in_flight() {
+        let mut l = Losses::default();
+        l.check(100, 0, 0);
+        l.check(200, 3, 0);
+        let of = |l: &Losses, first, last, open| l.caveats(first, last, open).collect::<Vec<_>>();
+        assert_eq!(of(&l, 150, 250, false), [RING_LOSS]);
+        assert_eq!(of(&l, 50, 120, false), [RING_LOSS]);
+        assert!(of(&l, 10, 90, false).is_empty());
+        assert_eq!(of(&l, 10, 90, true), [RING_LOSS]);
+        assert!(of(&l, 210, 300, true).is_empty());
+        // Began before every probe was attached, and in flight at a loss.
+        let j = Journey::from_steps(
+            1,
+            vec![
+                crate::event::test_step(50, "netif_receive_skb", "a", crate::event::Detail::None),
+                crate::event::test_step(150, "netif_receive_skb", "b", crate::event::Detail::None),
+            ],
+            false,
+        );
+        assert_eq!(caveats(&j, 60, &l), [WHILE_ATTACHING, RING_LOSS]);
+        assert_eq!(caveats(&j, 40, &l), [RING_LOSS]);
+        // Trace messages come late: a packet shortly before the loss.
+        l.check(300, 3, 1);
+        assert_eq!(of(&l, 10, 90, false), [NFT_LOSS]);
+        assert_eq!(of(&l, 150, 250, false), [RING_LOSS, NFT_LOSS]);
     }
 }

@@ -194,25 +194,9 @@ fn freebsd_mbuf_trace_captures_are_read() {
         "ether_input() at net/if_ethersubr.c:601",
         "ip_input() at netinet/ip_input.c:467",
     ];
-    let mut frame = vec![0u8; 12];
-    frame.extend([0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
-    frame.extend([
-        192, 0, 2, 1, 192, 0, 2, 2, 0x13, 0x88, 0x13, 0x89, 0, 8, 0, 0,
-    ]);
+    let frame = common::udp_frame(5001);
     let rec = pktpath::capture::mbuf_trace::encode(&strings.map(String::from), &frame);
-    // Classic pcap, microseconds, little-endian.
-    let mut pcap = Vec::new();
-    pcap.extend(0xa1b2c3d4u32.to_le_bytes());
-    pcap.extend(2u16.to_le_bytes());
-    pcap.extend(4u16.to_le_bytes());
-    pcap.extend([0u8; 8]);
-    pcap.extend(65535u32.to_le_bytes());
-    pcap.extend(147u32.to_le_bytes());
-    pcap.extend(1_700_000_000u32.to_le_bytes());
-    pcap.extend(5u32.to_le_bytes());
-    pcap.extend((rec.len() as u32).to_le_bytes());
-    pcap.extend((rec.len() as u32).to_le_bytes());
-    pcap.extend(&rec);
+    let pcap = common::mbuf_trace_pcap(&[((1_700_000_000, 5), rec)]);
     let file = temp("freebsd.pcap");
     std::fs::write(&file, &pcap).unwrap();
     let text = pktpath(&["-r", file.to_str().unwrap(), "--color", "never"]);
@@ -235,20 +219,9 @@ fn freebsd_mbuf_trace_captures_are_read() {
 fn corrupt_captures_give_one_line_and_exit_2() {
     let good = {
         let mut rec = pktpath::capture::mbuf_trace::encode(&["a".into()], &[0u8; 20]);
-        let mut p = Vec::new();
-        p.extend(0xa1b2c3d4u32.to_le_bytes());
-        p.extend(2u16.to_le_bytes());
-        p.extend(4u16.to_le_bytes());
-        p.extend([0u8; 8]);
-        p.extend(65535u32.to_le_bytes());
-        p.extend(147u32.to_le_bytes());
-        p.extend([0u8; 8]);
-        p.extend((rec.len() as u32).to_le_bytes());
-        p.extend((rec.len() as u32).to_le_bytes());
         // The string's length runs past the record.
         rec[2] = 0xff;
-        p.extend(&rec);
-        p
+        common::mbuf_trace_pcap(&[((0, 0), rec)])
     };
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("bad-len.pcap", good.clone()),
@@ -286,27 +259,14 @@ fn corrupt_captures_give_one_line_and_exit_2() {
 
 /// A classic pcap of three FreeBSD mbuf_trace records (UDP ports 5001..5003).
 fn three_records() -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend(0xa1b2c3d4u32.to_le_bytes());
-    p.extend(2u16.to_le_bytes());
-    p.extend(4u16.to_le_bytes());
-    p.extend([0u8; 8]);
-    p.extend(65535u32.to_le_bytes());
-    p.extend(147u32.to_le_bytes());
-    for port in [5001u16, 5002, 5003] {
-        let mut frame = vec![0u8; 12];
-        frame.extend([0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
-        frame.extend([192, 0, 2, 1, 192, 0, 2, 2, 0x13, 0x88]);
-        frame.extend(port.to_be_bytes());
-        frame.extend([0, 8, 0, 0]);
-        let rec = pktpath::capture::mbuf_trace::encode(&["ip_input()".into()], &frame);
-        p.extend(1_700_000_000u32.to_le_bytes());
-        p.extend(0u32.to_le_bytes());
-        p.extend((rec.len() as u32).to_le_bytes());
-        p.extend((rec.len() as u32).to_le_bytes());
-        p.extend(&rec);
-    }
-    p
+    let records: Vec<_> = [5001, 5002, 5003]
+        .map(|port| {
+            let frame = common::udp_frame(port);
+            let rec = pktpath::capture::mbuf_trace::encode(&["ip_input()".into()], &frame);
+            ((1_700_000_000, 0), rec)
+        })
+        .into();
+    common::mbuf_trace_pcap(&records)
 }
 
 /// A file cut inside its last record, in each format pktpath reads: the

@@ -41,27 +41,12 @@ fn run_into_closed_pipe(args: &[&str]) {
     );
 }
 
-/// A FreeBSD mbuf_trace capture of one frame (classic pcap, DLT_USER0).
+/// A FreeBSD mbuf_trace capture of one frame.
 fn capture_file() -> std::path::PathBuf {
-    let mut frame = vec![0u8; 12];
-    frame.extend([0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
-    frame.extend([
-        192, 0, 2, 1, 192, 0, 2, 2, 0x13, 0x88, 0x13, 0x89, 0, 8, 0, 0,
-    ]);
+    let frame = common::udp_frame(5001);
     let rec = pktpath::capture::mbuf_trace::encode(&["ip_input()".to_string()], &frame);
-    let mut pcap = Vec::new();
-    pcap.extend(0xa1b2c3d4u32.to_le_bytes());
-    pcap.extend(2u16.to_le_bytes());
-    pcap.extend(4u16.to_le_bytes());
-    pcap.extend([0u8; 8]);
-    pcap.extend(65535u32.to_le_bytes());
-    pcap.extend(147u32.to_le_bytes());
-    pcap.extend([0u8; 8]);
-    pcap.extend((rec.len() as u32).to_le_bytes());
-    pcap.extend((rec.len() as u32).to_le_bytes());
-    pcap.extend(&rec);
     let file = std::env::temp_dir().join(format!("pktpath-pipe-{}.pcap", std::process::id()));
-    std::fs::write(&file, pcap).unwrap();
+    std::fs::write(&file, common::mbuf_trace_pcap(&[((0, 0), rec)])).unwrap();
     file
 }
 

@@ -678,6 +678,91 @@ fn count_says_how_many_journeys_it_did_not_show() {
     assert!((1..=49).contains(&not_shown), "{err}");
 }
 
+/// A reader that stalls (stdout a pipe nobody reads for a while) makes the
+/// ring buffer overflow: the journeys in flight then say that events were
+/// lost, in the output itself, not only in the summary.
+#[test]
+fn journeys_in_flight_during_a_ring_buffer_loss_say_so() {
+    require_root!();
+    use std::io::Read;
+    let net = Net::new(254);
+    let ready = std::env::temp_dir().join(format!("pktpath-ring-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let mut child = Command::new(BIN)
+        .arg("--json")
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(["--ring-size", "1", "--idle-timeout", "0.5"])
+        .arg(net.only("udp port 5033"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "pktpath exited");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "never ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let to = format!("{}:5033", net.server_ip());
+    pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..20_000 {
+            let _ = s.send_to(b"flood", &to);
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    // Now read: pktpath goes on, finds the loss, and prints the rest.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    std::fs::remove_file(&ready).ok();
+    assert!(status.success(), "{err}");
+    let text = reader.join().unwrap();
+    let all: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lost: u64 = err
+        .split(", ")
+        .find_map(|p| p.split_once(" lost in the ring buffer")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(lost > 0, "the stalled reader lost nothing: {err}");
+    let marked = all
+        .iter()
+        .filter(|j| {
+            j["caveats"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.as_str().unwrap().contains("ring buffer"))
+            })
+        })
+        .count();
+    assert!(
+        marked > 0,
+        "{lost} events lost, no journey says so ({} journeys)",
+        all.len()
+    );
+}
+
 fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
     (

@@ -168,17 +168,21 @@ fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64, settle: boo
         .min();
     // The input or forward hook runs once the routing decision is made:
     // after the last lookup of the run that follows the receive (IPv6
-    // looks up the local table, then main), before the packet's next step.
+    // looks up the local table, then main), before the packet's next own
+    // step after the lookups (functions such as ip_rcv come before them).
+    let is_lookup = |s: &Step| s.correlated && &*s.subsystem == "routing";
     let routed = received.and_then(|r| {
+        let first = here()
+            .filter(|s| is_lookup(s) && s.ts_ns >= r)
+            .map(|s| s.ts_ns)
+            .min()?;
         let next = here()
-            .filter(|s| !s.correlated && s.ts_ns > r)
+            .filter(|s| !s.correlated && s.ts_ns > first)
             .map(|s| s.ts_ns)
             .min()
             .unwrap_or(u64::MAX);
         here()
-            .filter(|s| {
-                s.correlated && &*s.subsystem == "routing" && s.ts_ns >= r && s.ts_ns < next
-            })
+            .filter(|s| is_lookup(s) && s.ts_ns >= first && s.ts_ns < next)
             .map(|s| s.ts_ns)
             .max()
     });

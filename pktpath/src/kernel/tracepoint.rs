@@ -508,19 +508,24 @@ impl Tracer {
 
     /// Kernel-side counters summed over CPUs: [lost, filtered, selected, events].
     pub fn counters(&self) -> Result<[u64; abi::CNT_MAX as usize]> {
-        let map = &self.counters;
         let mut out = [0u64; abi::CNT_MAX as usize];
         for (i, slot) in out.iter_mut().enumerate() {
-            let per_cpu = map
-                .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)?
-                .unwrap_or_default();
-            *slot = per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8))
-                .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
-                .sum();
+            *slot = self.counter(i as u32)?;
         }
         Ok(out)
+    }
+
+    /// One counter (abi::CNT_*), summed over the CPUs.
+    pub fn counter(&self, i: u32) -> Result<u64> {
+        let per_cpu = self
+            .counters
+            .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8))
+            .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+            .sum())
     }
 }
 

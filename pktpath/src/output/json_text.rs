@@ -37,7 +37,18 @@ pub fn journey(out: &mut Vec<u8>, j: &Journey) {
         }
         step(out, s);
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if !j.caveats.is_empty() {
+        out.extend_from_slice(b",\"caveats\":[");
+        for (i, c) in j.caveats.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, c);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
 }
 
 /// Appends `s` as one JSON object.
@@ -312,6 +323,11 @@ mod tests {
             j.end = End::Delivered {
                 netns: "ns\"1".into(),
                 merged,
+            };
+            j.caveats = if merged {
+                vec![crate::journey::RING_LOSS.into(), "a \"quoted\" one".into()]
+            } else {
+                Vec::new()
             };
             let mut ours = Vec::new();
             journey(&mut ours, &j);

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 
 use super::Sink;
 use crate::event::Step;
-use crate::journey::{Journey, WHILE_ATTACHING};
+use crate::journey::Journey;
 
 pub const LINKTYPE_ETHERNET: u16 = 1;
 /// Bytes of each packet the BPF side captures, and so the most a frame
@@ -131,10 +131,10 @@ fn write_step_line(out: &mut String, i: usize, t0: u64, s: &Step) {
 
 /// The journey's first comment line.
 pub fn header_line(j: &Journey) -> String {
-    let note = if j.while_attaching {
-        format!(" ({WHILE_ATTACHING})")
-    } else {
+    let note = if j.caveats.is_empty() {
         String::new()
+    } else {
+        format!(" ({})", j.caveats.join("; "))
     };
     format!("{HEADER_PREFIX}{}: {}{note}", j.id, j.end.line())
 }

@@ -93,14 +93,8 @@ impl<W: Write> Sink for Terminal<W> {
         if let End::Dropped { hint: Some(h), .. } = &j.end {
             writeln!(self.out, "  {}hint: {h}{}", self.c(DIM), self.c(RESET))?;
         }
-        if j.while_attaching {
-            writeln!(
-                self.out,
-                "  {}note: {}{}",
-                self.c(YELLOW),
-                crate::journey::WHILE_ATTACHING,
-                self.c(RESET)
-            )?;
+        for c in &j.caveats {
+            writeln!(self.out, "  {}note: {c}{}", self.c(YELLOW), self.c(RESET))?;
         }
         let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
         // Show headers only where they change (NAT rewrites), and the

@@ -387,3 +387,34 @@ pub fn assert_in_order(j: &Value, expected: &[(&str, &str, &str)]) {
         }
     }
 }
+
+/// A classic pcap (little-endian, microseconds, DLT_USER0) holding
+/// `records`, each an mbuf_trace record with its (seconds, microseconds)
+/// timestamp, as FreeBSD's `tcpdump -i mbuf_trace -w` writes them.
+pub fn mbuf_trace_pcap(records: &[((u32, u32), Vec<u8>)]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend(0xa1b2c3d4u32.to_le_bytes());
+    p.extend(2u16.to_le_bytes());
+    p.extend(4u16.to_le_bytes());
+    p.extend([0u8; 8]);
+    p.extend(65535u32.to_le_bytes());
+    p.extend(147u32.to_le_bytes());
+    for ((secs, usecs), rec) in records {
+        p.extend(secs.to_le_bytes());
+        p.extend(usecs.to_le_bytes());
+        p.extend((rec.len() as u32).to_le_bytes());
+        p.extend((rec.len() as u32).to_le_bytes());
+        p.extend(rec);
+    }
+    p
+}
+
+/// An Ethernet frame of a UDP datagram 192.0.2.1:5000 > 192.0.2.2:`dport`.
+pub fn udp_frame(dport: u16) -> Vec<u8> {
+    let mut frame = vec![0u8; 12];
+    frame.extend([0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+    frame.extend([192, 0, 2, 1, 192, 0, 2, 2, 0x13, 0x88]);
+    frame.extend(dport.to_be_bytes());
+    frame.extend([0, 8, 0, 0]);
+    frame
+}
