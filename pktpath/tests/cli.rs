@@ -119,34 +119,79 @@ fn invalid_regexes_exit_2_with_one_line() {
     }
 }
 
+/// `pktpath ARGS` as user nobody, without capabilities; None (the test
+/// says why it skips) without setpriv.
+fn as_nobody(args: &[&str]) -> Option<std::process::Output> {
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("SKIPPED: setpriv (util-linux) missing");
+        return None;
+    }
+    Some(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(BIN)
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
 /// `pktpath doctor` as an ordinary user says that this is the problem, not
 /// the kernel, and exits 1.
 #[test]
 fn doctor_without_root_says_so() {
     require_root!();
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("SKIPPED doctor_without_root_says_so: setpriv (util-linux) is missing");
+    let Some(out) = as_nobody(&["doctor"]) else {
         return;
-    }
-    // The binary may sit under a directory only root can enter.
-    let bin = std::env::temp_dir().join(format!("pktpath-doctor-{}", std::process::id()));
-    std::fs::copy(BIN, &bin).unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(&bin)
-        .arg("doctor")
-        .current_dir("/")
-        .output()
-        .unwrap();
-    std::fs::remove_file(&bin).ok();
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("not running as root"), "{text}");
     assert!(!text.contains("cannot trace on this kernel"), "{text}");
     assert!(!text.contains("missing?"), "{text}");
+}
+
+#[test]
+fn without_privileges_says_what_is_needed() {
+    require_root!();
+    let Some(out) = as_nobody(&["icmp"]) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("CAP_BPF"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gives_one_line_and_exit_2() {
+    let (code, _, err) = run(&["host", "and", "and"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("invalid filter") && err.contains("syntax error"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, _, err) = run(&["--ring-size", "3"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(&["--mark", "zz"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("panicked"));
+    let (code, _, err) = run(&["--netns", "no-such-netns-pktpath"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("unknown network namespace 'no-such-netns-pktpath'"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["-i", "nosuchif0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unknown interface 'nosuchif0'"), "{err}");
 }

@@ -763,66 +763,6 @@ fn journeys_in_flight_during_a_ring_buffer_loss_say_so() {
     );
 }
 
-fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn bad_input_gives_one_line_and_exit_2() {
-    let (code, err) = run(&["host", "and", "and"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("invalid filter") && err.contains("syntax error"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let (code, err) = run(&["--ring-size", "3"]);
-    assert_eq!(code, 2, "{err}");
-    let (code, err) = run(&["--mark", "zz"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(!err.contains("panicked"));
-    let (code, err) = run(&["--netns", "no-such-netns-pktpath"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("unknown network namespace 'no-such-netns-pktpath'"),
-        "{err}"
-    );
-    let (code, err) = run(&["-i", "nosuchif0"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("unknown interface 'nosuchif0'"), "{err}");
-}
-
-#[test]
-fn without_privileges_says_what_is_needed() {
-    require_root!();
-    if Command::new("setpriv").arg("--help").output().is_err() {
-        eprintln!("SKIPPED: setpriv (util-linux) missing");
-        return;
-    }
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(BIN)
-        .arg("icmp")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("permission denied") && err.contains("CAP_BPF"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-}
-
 /// Ids of the BPF objects of `kind` ("prog" or "link") that process `pid`
 /// holds, from the fdinfo of its descriptors ("prog_id:", "link_id:").
 fn held_by(kind: &str, pid: i32) -> Vec<u64> {
