@@ -159,6 +159,10 @@ pub struct Journey {
     /// NFT_LOSS), in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caveats: Vec<String>,
+    /// For an ICMP error: the journey of the packet it is about (the one
+    /// with the `icmp_send` step), when that was traced too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<u64>,
 }
 
 impl Journey {
@@ -209,6 +213,7 @@ impl Journey {
             end,
             steps,
             caveats: Vec::new(),
+            about: None,
         }
     }
 }

@@ -237,6 +237,7 @@ pub fn run(
         next_sweep: 0,
         attached_ns,
         losses: Losses::default(),
+        icmp_causes: Default::default(),
         going: true,
         error: None,
     });
@@ -346,6 +347,9 @@ struct Consumer<'a> {
     attached_ns: u64,
     /// When evidence was lost: journeys in flight then say so.
     losses: Losses,
+    /// Journeys with an icmp_send step, by their packet's line: the ICMP
+    /// error that names that packet (", for ...") is about that journey.
+    icmp_causes: std::collections::HashMap<String, u64>,
     /// The first error writing the output.
     error: Option<anyhow::Error>,
 }
@@ -423,12 +427,31 @@ impl Consumer<'_> {
         }
         self.check_losses();
         j.caveats = caveats(&j, self.attached_ns, &self.losses);
+        self.link_icmp_error(&mut j);
         self.bridges.annotate(&mut j);
         self.summary.journeys += 1;
         let r = self.sink.journey(&j);
         self.written(r);
         if self.opts.count.is_some_and(|c| self.summary.journeys >= c) {
             self.going = false;
+        }
+    }
+
+    /// Ties an ICMP error to the journey of the packet it is about (handed
+    /// out first: that packet's journey has the lower id, and ends at the
+    /// icmp_send that made the error, or soon after).
+    fn link_icmp_error(&mut self, j: &mut Journey) {
+        let Some(packet) = j.packet.as_deref() else {
+            return;
+        };
+        if let Some((_, cause)) = packet.split_once(", for ") {
+            j.about = self.icmp_causes.get(cause).copied();
+        }
+        if j.steps.iter().any(|s| &*s.site == "icmp_send") {
+            if self.icmp_causes.len() >= 4096 {
+                self.icmp_causes.clear();
+            }
+            self.icmp_causes.insert(packet.to_string(), j.id);
         }
     }
 

@@ -153,11 +153,13 @@ fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
         net.client_ip(),
         net.server_ip()
     );
-    assert!(
-        all.iter()
-            .any(|e| e["packet"].as_str().is_some_and(|p| p.starts_with(&error))),
-        "no journey of {error}...: {all:#?}"
-    );
+    let errors: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|e| e["packet"].as_str().is_some_and(|p| p.starts_with(&error)))
+        .collect();
+    assert!(!errors.is_empty(), "no journey of {error}...: {all:#?}");
+    // Linked to the datagram's journey.
+    assert!(errors.iter().all(|e| e["about"] == j["id"]), "{errors:#?}");
 }
 
 /// A datagram with don't-fragment set, larger than the MTU of the

@@ -96,6 +96,7 @@ pub fn journey(id: u64, t0: u64, lines: &[String], frame: &[u8], orig_len: u32) 
         },
         steps,
         caveats: Vec::new(),
+        about: None,
     }
 }
 

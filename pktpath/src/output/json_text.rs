@@ -48,6 +48,10 @@ pub fn journey(out: &mut Vec<u8>, j: &Journey) {
         }
         out.push(b']');
     }
+    if let Some(a) = j.about {
+        out.extend_from_slice(b",\"about\":");
+        int(out, a);
+    }
     out.push(b'}');
 }
 
@@ -329,6 +333,7 @@ mod tests {
             } else {
                 Vec::new()
             };
+            j.about = merged.then_some(2);
             let mut ours = Vec::new();
             journey(&mut ours, &j);
             assert_eq!(

@@ -83,7 +83,11 @@ impl<W: Write> Sink for Terminal<W> {
             self.c(BOLD),
             j.id,
             self.c(RESET),
-            j.packet.as_deref().unwrap_or("(headers not captured)"),
+            match (j.packet.as_deref(), j.about) {
+                (Some(p), Some(a)) => format!("{p} (journey #{a})"),
+                (Some(p), None) => p.to_string(),
+                (None, _) => "(headers not captured)".to_string(),
+            },
             j.len,
             self.c(end_color),
             j.end.line(),
