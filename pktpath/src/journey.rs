@@ -141,6 +141,9 @@ pub const RING_LOSS: &str = "events were lost in the ring buffer while it was in
 pub const NFT_LOSS: &str = "nftables trace messages were lost while it was in flight: its \
     rule steps may be incomplete";
 
+pub const NFT_BEHIND: &str = "handed out before every nftables trace message sent while it \
+    was in flight had been read (the reader was behind): its rule steps may be incomplete";
+
 /// A finished journey.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Journey {
@@ -749,7 +752,12 @@ struct Held {
     freed: bool,
     /// Delivered by inference (see `End::Delivered::merged`).
     merged: bool,
-    /// Kernel time after which it is handed out.
+    /// Kernel time it closed: every trace message about it was sent
+    /// before then (nftables sends them from the hook, as the packet
+    /// passes).
+    closed: u64,
+    /// Kernel time after which it is handed out even if the messages
+    /// sent before `closed` have not all been read.
     until: u64,
 }
 
@@ -778,9 +786,12 @@ fn push_step(steps: &mut Vec<Step>, step: Step) {
 pub struct Journeys {
     open: HashMap<u64, Open>,
     held: BTreeMap<u64, Held>,
-    /// Keep finished journeys this long for late steps (0: hand them out
-    /// at once), ns.
+    /// Keep finished journeys at most this long for late steps (0: hand
+    /// them out at once), ns.
     pub hold_ns: u64,
+    /// Kernel time up to which the late steps have all been read: a held
+    /// journey closed before it is complete and handed out at once.
+    pub caught_up_ns: u64,
     /// Ids already closed, to count steps arriving after the end.
     closed: BTreeSet<u64>,
     /// Close a journey that saw nothing for this long, ns.
@@ -825,6 +836,7 @@ impl Default for Journeys {
             open: HashMap::default(),
             held: BTreeMap::new(),
             hold_ns: 0,
+            caught_up_ns: 0,
             closed: BTreeSet::new(),
             idle_ns: 1_000_000_000,
             deliver_grace_ns: 100_000_000,
@@ -956,6 +968,7 @@ impl Journeys {
                 steps: o.steps,
                 freed,
                 merged,
+                closed: now,
                 until: now.saturating_add(self.hold_ns),
             },
         );
@@ -993,7 +1006,7 @@ impl Journeys {
         let due: Vec<u64> = self
             .held
             .values()
-            .filter(|h| h.until <= now_ns)
+            .filter(|h| h.closed < self.caught_up_ns || h.until <= now_ns)
             .map(|h| h.id)
             .collect();
         for id in due {
@@ -1042,7 +1055,12 @@ impl Journeys {
 
     fn release(&mut self, h: Held) -> Journey {
         self.steps -= h.steps.len();
-        finish(h.id, h.steps, h.freed, h.merged)
+        let behind = h.closed >= self.caught_up_ns;
+        let mut j = finish(h.id, h.steps, h.freed, h.merged);
+        if behind {
+            j.caveats.push(NFT_BEHIND.to_string());
+        }
+        j
     }
 
     /// More steps kept than `max_steps`.
@@ -1474,6 +1492,33 @@ mod tests {
         j.push(2, traced);
         assert!(j.push(2, free(4)).is_none(), "held: namespace 7 is traced");
         assert_eq!(j.expire(4 + 300_000_001)[0].id, 2);
+    }
+
+    /// A held journey goes out once the trace messages sent before it
+    /// closed have all been read (complete), or when its time is up,
+    /// saying that its rule steps may be incomplete.
+    #[test]
+    fn held_until_the_trace_reader_caught_up() {
+        let mut j = Journeys {
+            hold_ns: 2_000_000_000,
+            hold_netns: Some([7].into()),
+            ..Journeys::default()
+        };
+        let free = |ts| step(ts, "consume_skb", "a", Detail::Free { location: None });
+        for (id, ts) in [(1, 10), (2, 20)] {
+            let mut traced = step(ts, "netif_receive_skb", "a", Detail::None);
+            traced.netns = 7;
+            j.push(id, traced);
+            assert!(j.push(id, free(ts + 1)).is_none(), "held");
+        }
+        assert!(j.expire(15).is_empty(), "nothing read yet");
+        j.caught_up_ns = 15;
+        let out = j.expire(16);
+        assert_eq!(out.iter().map(|j| j.id).collect::<Vec<_>>(), [1]);
+        assert!(out[0].caveats.is_empty(), "{:?}", out[0].caveats);
+        let late = j.expire(21 + 2_000_000_000);
+        assert_eq!(late.iter().map(|j| j.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(late[0].caveats, [NFT_BEHIND]);
     }
 
     /// The sweep inside a long poll closes quiet open journeys but keeps

@@ -200,7 +200,9 @@ pub fn run(
                 if let Some(w) = warning {
                     eprintln!("pktpath: warning: {w}");
                 }
-                journeys.hold_ns = 300_000_000;
+                // At most: a journey is handed out as soon as the reader has
+                // read every message sent before it closed.
+                journeys.hold_ns = 2_000_000_000;
                 journeys.hold_netns = Some(r.traced_netns());
                 Some(r)
             }
@@ -272,19 +274,7 @@ pub fn run(
         }
         rb.consume().ok();
         let mut c = consumer.borrow_mut();
-        let Consumer {
-            rules,
-            journeys,
-            sink,
-            ..
-        } = &mut *c;
-        if let Some(r) = rules.as_mut() {
-            let stream = sink.wants_steps();
-            for (journey, step) in r.poll(journeys, stream) {
-                let r = c.sink.step(journey, &step);
-                c.written(r);
-            }
-        }
+        c.tie_rule_steps(stopping);
         c.tick(stopping);
         if let Some(e) = c.error.take() {
             return Err(e);
@@ -398,6 +388,24 @@ impl Consumer<'_> {
         }
     }
 
+    /// Ties the nftables trace messages read so far to their journeys
+    /// (when stopping, after waiting a moment for the last ones).
+    fn tie_rule_steps(&mut self, stopping: bool) {
+        let Some(r) = self.rules.as_mut() else {
+            return;
+        };
+        let stream = self.sink.wants_steps();
+        let added = if stopping {
+            r.catch_up(&mut self.journeys, Duration::from_millis(500))
+        } else {
+            r.poll(&mut self.journeys, stream)
+        };
+        for (journey, step) in added.into_iter().filter(|_| stream) {
+            let r = self.sink.step(journey, &step);
+            self.written(r);
+        }
+    }
+
     /// After each poll: journeys that went quiet (all of them when
     /// stopping), then one write of what the sink buffered.
     fn tick(&mut self, stopping: bool) {
@@ -426,7 +434,8 @@ impl Consumer<'_> {
             return;
         }
         self.check_losses();
-        j.caveats = caveats(&j, self.attached_ns, &self.losses);
+        let found = caveats(&j, self.attached_ns, &self.losses);
+        j.caveats.extend(found);
         self.link_icmp_error(&mut j);
         self.bridges.annotate(&mut j);
         self.summary.journeys += 1;

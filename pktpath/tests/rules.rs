@@ -449,3 +449,118 @@ fn ipv6_forward_rule_steps_match_the_rule_counters() {
         "rule steps against the kernel's counters"
     );
 }
+
+/// A flood of 60,000 UDP datagrams at ~20,000/s through a router whose
+/// forward chain counts them: every journey has exactly one rule step of
+/// the chain, the one that counted it, and the steps per rule equal the
+/// kernel's counters. Only the first trace message of a chain evaluation
+/// carries the packet's headers, the rest its trace id, which a later
+/// packet in the same recycled skb shares: a first message still waiting
+/// for its packet's steps once let the rest join the previous packet's
+/// journey (in 200,000 datagrams, 381 journeys had no rule step and 266
+/// two or more, nothing said so).
+#[test]
+fn forward_rule_steps_under_load_match_the_rule_counters() {
+    require_root!();
+    let _serial = serial();
+    const SENT: u32 = 60_000;
+    let mut lab = pktpath::netlab::Lab::new("pt255-").unwrap();
+    let client = lab.netns("client").unwrap();
+    let router = lab.netns("router").unwrap();
+    let server = lab.netns("server").unwrap();
+    lab.veth(&client, "eth0", &router, "in0").unwrap();
+    lab.veth(&router, "out0", &server, "eth0").unwrap();
+    for (ns, cmd) in [
+        (&client, "addr add 10.255.1.2/24 dev eth0"),
+        (&client, "route add default via 10.255.1.1"),
+        (&router, "addr add 10.255.1.1/24 dev in0"),
+        (&router, "addr add 10.255.2.1/24 dev out0"),
+        (&server, "addr add 10.255.2.2/24 dev eth0"),
+        (&server, "route add default via 10.255.2.1"),
+    ] {
+        lab.ip(ns, cmd).unwrap();
+    }
+    lab.sysctl(&router, "net.ipv4.ip_forward", "1").unwrap();
+    lab.exec(&client, &["ping", "-c1", "-W3", "10.255.2.2"])
+        .unwrap();
+    lab.nft(
+        &router,
+        "table inet f {\n chain fw {\n type filter hook forward priority 0; policy accept;\n \
+         udp dport 5999 counter accept\n counter\n }\n}\n",
+    )
+    .unwrap();
+    let p = Pktpath::start(&["udp and dst port 5999"]);
+    let receiver = common::listening(&server, |ready| {
+        let s = std::net::UdpSocket::bind("10.255.2.2:5999").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        ready();
+        let mut buf = [0u8; 256];
+        let mut n = 0u32;
+        while s.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    pktpath::netlab::in_netns(&client, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let start = std::time::Instant::now();
+        for i in 0..SENT {
+            // 20 per millisecond; each datagram its own payload.
+            let due = std::time::Duration::from_micros(u64::from(i) * 50);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            s.send_to(&i.to_be_bytes(), "10.255.2.2:5999").unwrap();
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let received = receiver.join().unwrap();
+    let (status, all, stderr) = p.stop_with(libc::SIGINT);
+    assert!(status.success(), "{stderr}");
+    eprintln!("{stderr}");
+    let counters = rule_counters(&router, "f", "fw");
+    let accept_rule = *counters.keys().next().unwrap();
+    let mut by_rule: std::collections::BTreeMap<u64, u64> =
+        counters.keys().map(|h| (*h, 0)).collect();
+    let mut wrong = Vec::new();
+    let mut n_wrong = 0;
+    for j in &all {
+        let handles: Vec<u64> = j["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["site"] == "nft_trace" && s["detail"]["chain"] == "fw")
+            .filter_map(|s| s["detail"]["handle"].as_u64())
+            .collect();
+        for h in &handles {
+            *by_rule.entry(*h).or_default() += 1;
+        }
+        if handles != [accept_rule] {
+            n_wrong += 1;
+            if wrong.len() < 3 {
+                wrong.push(j.clone());
+            }
+        }
+    }
+    eprintln!(
+        "sent {SENT}, received {received}, {} journeys, counters {counters:?}",
+        all.len()
+    );
+    assert_eq!(
+        counters[&accept_rule],
+        u64::from(SENT),
+        "the kernel counted"
+    );
+    assert!(
+        wrong.is_empty(),
+        "{n_wrong} journeys without their one rule step, the first: {wrong:#?}"
+    );
+    assert_eq!(all.len() as u64, counters[&accept_rule], "one journey each");
+    assert_eq!(
+        by_rule, counters,
+        "rule steps against the kernel's counters"
+    );
+}

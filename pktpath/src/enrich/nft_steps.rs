@@ -116,28 +116,61 @@ impl Ident {
 /// Where a packet was seen: namespace, interface, identity.
 type SeenAt = (u32, u32, Ident);
 
-/// Entries of one generation of the index of seen packets.
-const INDEX_MAX: usize = 32_768;
+/// How long one generation of the index of seen packets lasts, and how
+/// far apart in time a packet's step and a message about it can be: a
+/// message is read within milliseconds of its packet's steps, unless the
+/// reader was held up, while a later packet of the same identity (the
+/// IPv4 id wraps after 65,536 packets: 3.3 s at 20,000/s) comes seconds
+/// later.
+const INDEX_AGE: Duration = Duration::from_secs(1);
+/// Entries of one generation at most, whatever its age: 7/8 of a table
+/// of 65,536 slots of 24 bytes, allocated once (~1.6 MB).
+const INDEX_MAX: usize = 57_344;
 
 /// Journeys by where their packets were seen, so that a trace message
 /// finds its journey with a lookup, not a search of every open journey.
-/// Two generations: when the newer fills, the older is dropped.
-#[derive(Default)]
+/// Two generations: when the newer is old or full, the older is dropped.
+/// Keyed by a 64-bit hash of where (a 32-byte key took four times the
+/// memory at 20,000 packets/s).
 struct SeenIndex {
-    new: HashMap<SeenAt, u64>,
-    old: HashMap<SeenAt, u64>,
+    /// The journey, and the time of the step that saw it there.
+    new: HashMap<u64, (u64, u64)>,
+    old: HashMap<u64, (u64, u64)>,
+    since: Instant,
+}
+
+fn seen_key(at: &SeenAt) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(at)
+}
+
+impl Default for SeenIndex {
+    fn default() -> Self {
+        SeenIndex {
+            new: HashMap::new(),
+            old: HashMap::new(),
+            since: Instant::now(),
+        }
+    }
 }
 
 impl SeenIndex {
-    fn insert(&mut self, at: SeenAt, journey: u64) {
-        if self.new.len() >= INDEX_MAX {
-            self.old = std::mem::take(&mut self.new);
+    fn insert(&mut self, at: SeenAt, journey: u64, ts_ns: u64) {
+        if self.new.len() >= INDEX_MAX || self.since.elapsed() > INDEX_AGE {
+            let fresh = HashMap::with_capacity(INDEX_MAX);
+            self.old = std::mem::replace(&mut self.new, fresh);
+            self.since = Instant::now();
         }
-        self.new.insert(at, journey);
+        self.new.insert(seen_key(&at), (journey, ts_ns));
     }
 
-    fn get(&self, at: &SeenAt) -> Option<u64> {
-        self.new.get(at).or_else(|| self.old.get(at)).copied()
+    /// The journey last seen at `at` within INDEX_AGE of `ts_ns`: an
+    /// older one is an earlier packet of the same identity, and the
+    /// message's own packet has not been read from the ring buffer yet.
+    fn get(&self, at: &SeenAt, ts_ns: u64) -> Option<u64> {
+        let key = seen_key(at);
+        let (journey, seen) = *self.new.get(&key).or_else(|| self.old.get(&key))?;
+        (seen.abs_diff(ts_ns) < INDEX_AGE.as_nanos() as u64).then_some(journey)
     }
 
     /// The journey of the packet a trace message describes: seen in the
@@ -147,7 +180,7 @@ impl SeenIndex {
             [t.iif, t.oif]
                 .into_iter()
                 .flatten()
-                .find_map(|dev| self.get(&(t.netns_ino, dev, id)))
+                .find_map(|dev| self.get(&(t.netns_ino, dev, id), t.received_ns))
         })
     }
 }
@@ -206,9 +239,13 @@ fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64, settle: boo
     Some(ts.or_else(last)? + seq)
 }
 
-/// One chain evaluation of one packet in one namespace.
+/// One chain evaluation of one packet in one namespace. Only its first
+/// message carries the packet's headers; the others have the trace id,
+/// which a later packet in the same recycled skb shares.
 struct Group {
-    journey: u64,
+    /// None while the first message waits for its journey: the others
+    /// wait behind it rather than join the previous packet's journey.
+    journey: Option<u64>,
     hook: Option<String>,
     seq: u64,
     seen: Instant,
@@ -308,14 +345,20 @@ impl RuleTracer {
         let Some(id) = step_ident(s) else {
             return;
         };
-        self.seen.insert((s.netns, s.ifindex, id), journey);
-        self.seen.insert((s.netns, s.ifindex, id.loose()), journey);
+        self.seen.insert((s.netns, s.ifindex, id), journey, s.ts_ns);
+        if id.loose() != id {
+            self.seen
+                .insert((s.netns, s.ifindex, id.loose()), journey, s.ts_ns);
+        }
     }
 
     /// Ties what arrived to journeys (open or held in `journeys`); with
     /// `stream`, returns the steps added (for sinks that show steps live).
     pub fn poll(&mut self, journeys: &mut Journeys, stream: bool) -> Vec<(u64, Step)> {
         let mut added = Vec::new();
+        // Every message sent before this is drained below: a journey
+        // closed before it has all its rule steps once they are tied.
+        let drained = self.session.drained_ns();
         let mut pending = std::mem::take(&mut self.waiting);
         pending.extend(
             self.session
@@ -339,7 +382,19 @@ impl RuleTracer {
         }
         // The messages of one evaluation come together.
         self.groups.retain(|_, g| g.seen.elapsed() < SETTLE);
+        journeys.caught_up_ns = journeys.caught_up_ns.max(drained);
         added
+    }
+
+    /// Waits (at most `limit`) until the reader has read every message
+    /// sent before now, then ties them: called when tracing stops.
+    pub fn catch_up(&mut self, journeys: &mut Journeys, limit: Duration) -> Vec<(u64, Step)> {
+        let now = super::nftrace::monotonic_ns();
+        let deadline = Instant::now() + limit;
+        while self.session.drained_ns() < now && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.poll(journeys, true)
     }
 
     /// For a rule of a table iptables-nft manages: its number in the chain
@@ -392,15 +447,16 @@ impl RuleTracer {
         let info = self.rules.describe(ns, t);
         let key = (t.netns_ino, t.id);
         let base_hook = info.base.as_ref().map(|b| b.hook.clone());
-        let known = self.groups.get(&key).map(|g| g.journey);
         let id = t.l3_bytes().and_then(|b| ident(&b));
-        if known.is_none() && id.is_none() {
-            return Attached::NotYet;
-        }
+        // The first message of an evaluation; the reader copies its
+        // headers into the rest (`headers_inherited`).
+        let first = id.is_some() && !t.headers_inherited;
+        // Later messages of an evaluation take what its first one began.
+        let group = self.groups.get(&key).filter(|_| !first);
         let hook = base_hook
             .clone()
-            .or_else(|| self.groups.get(&key).and_then(|g| g.hook.clone()));
-        let seq = self.groups.get(&key).map_or(1, |g| g.seq + 1);
+            .or_else(|| group.and_then(|g| g.hook.clone()));
+        let seq = group.map_or(1, |g| g.seq + 1);
         let what = match t.kind {
             TraceKind::Rule => "rule",
             TraceKind::Return => "return",
@@ -455,10 +511,26 @@ impl RuleTracer {
                 role_hint: Default::default(),
             })
         };
-        // The packet's own identity first: a trace id is a hash of the skb
-        // address, flow hash and input interface, so a later packet of the
-        // flow in recycled memory has the id of an earlier one.
-        let Some(journey) = id.and_then(|id| self.seen.find(t, id)).or(known) else {
+        // The first message of an evaluation is tied by its headers
+        // alone: a trace id is a hash of the skb address, flow hash and
+        // input interface, so a later packet of the flow in recycled memory
+        // has the id of an earlier one. The rest follow their first.
+        let journey = match (first, self.groups.get(&key)) {
+            (false, Some(g)) => g.journey,
+            _ => id.and_then(|id| self.seen.find(t, id)),
+        };
+        let Some(journey) = journey else {
+            if first {
+                self.groups.insert(
+                    key,
+                    Group {
+                        journey: None,
+                        hook: base_hook,
+                        seq: 0,
+                        seen: Instant::now(),
+                    },
+                );
+            }
             return Attached::NotYet;
         };
         let mut made = None;
@@ -475,16 +547,23 @@ impl RuleTracer {
         if let (Some(added), Some(s)) = (added, made) {
             added.push((journey, s));
         }
-        let g = self.groups.entry(key).or_insert(Group {
-            journey,
-            hook: None,
-            seq: 0,
+        let fresh = Group {
+            journey: Some(journey),
+            hook: base_hook.clone(),
+            seq,
             seen: Instant::now(),
-        });
-        g.seq = seq;
-        g.seen = Instant::now();
-        if g.hook.is_none() {
-            g.hook = base_hook;
+        };
+        match self.groups.get_mut(&key) {
+            Some(g) if !first => {
+                g.seq = seq;
+                g.seen = Instant::now();
+                if g.hook.is_none() {
+                    g.hook = base_hook;
+                }
+            }
+            _ => {
+                self.groups.insert(key, fresh);
+            }
         }
         Attached::Yes
     }

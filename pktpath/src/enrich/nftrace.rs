@@ -918,6 +918,9 @@ struct Stats {
     /// queue because the consumer did not keep up.
     lost: AtomicU64,
     malformed: AtomicU64,
+    /// CLOCK_MONOTONIC time before which every message sent has been
+    /// queued to the consumer (or counted lost).
+    drained_ns: AtomicU64,
 }
 
 fn open_listener(ns: &NetnsRef) -> Result<Socket> {
@@ -1089,6 +1092,13 @@ impl NftraceSession {
         self.stats.lost.load(Ordering::Relaxed)
     }
 
+    /// CLOCK_MONOTONIC time before which every trace message the kernel
+    /// sent is in the queue `drain` reads (or was counted lost). Read it
+    /// before `drain`.
+    pub fn drained_ns(&self) -> u64 {
+        self.stats.drained_ns.load(Ordering::Acquire)
+    }
+
     /// Messages that could not be decoded.
     pub fn malformed(&self) -> u64 {
         self.stats.malformed.load(Ordering::Relaxed)
@@ -1142,8 +1152,11 @@ fn read_loop(
         .collect();
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: fds is a valid array of pollfd of that length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-        if n <= 0 {
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+        // A socket that poll found empty had nothing sent before this;
+        // the others are read below until they are empty.
+        let polled = monotonic_ns();
+        if n < 0 {
             continue;
         }
         for (i, (ino, sock)) in sockets.iter().enumerate() {
@@ -1181,6 +1194,7 @@ fn read_loop(
                 }
             }
         }
+        stats.drained_ns.store(polled, Ordering::Release);
     }
 }
 
