@@ -35,6 +35,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define ETH_P_IP 0x0800
 #define AF_NETLINK 16
 #define ETH_P_IPV6 0x86DD
+#define IPPROTO_UDP 17
+#define IPPROTO_UDPLITE 136
+#define AF_INET6 10
 #define CORRELATE_NS 2000000ULL /* FIB lookup to packet, same CPU */
 /*
  * An input route lookup to the packet: longer, because it is also tied by
@@ -2020,6 +2023,61 @@ int fib6(__u64 *ctx)
 		fill_nh_dev(e, BPF_CORE_READ(nh, nh_common.nhc_dev));
 	}
 	e->data_len = 48;
+	bpf_ringbuf_submit(e, rb_flags());
+	return 0;
+}
+
+/*
+ * sk_data_ready(const struct sock *sk): data was queued to a socket. For a
+ * datagram socket it is the packet this CPU is handling (no other packet
+ * came to a site since), queued by the protocol's receive path right after
+ * its input route lookup. TCP has its own tracepoints (and coalesces).
+ * args[]: 0 family, 1 protocol, 2 local port, 3 socket inode;
+ * data[]: the bound address (4 or 16 bytes).
+ */
+TP_SEC("sk_data_ready")
+int sock_ready(__u64 *ctx)
+{
+	const struct sock *sk = (void *)ctx[0];
+	__u64 now = bpf_ktime_get_ns();
+	struct cpu_seen *seen;
+	struct socket *sock;
+	struct current *c;
+	struct event *e;
+	__u32 zero = 0;
+	__u16 proto, family;
+
+	if (!cfg.fib_correlate)
+		return 0;
+	c = recent_current(now, CORRELATE_NS);
+	seen = bpf_map_lookup_elem(&cpu_seen, &zero);
+	if (!c || !seen || seen->skb != c->skb)
+		return 0;
+	proto = BPF_CORE_READ(sk, sk_protocol);
+	if (proto != IPPROTO_UDP && proto != IPPROTO_UDPLITE)
+		return 0;
+	if (BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) != c->netns)
+		return 0;
+	e = new_event(now, EVENT_SOCK, 0);
+	if (!e)
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->journey = c->journey;
+	e->skb = c->skb;
+	e->netns = c->netns;
+	e->args[0] = family;
+	e->args[1] = proto;
+	e->args[2] = BPF_CORE_READ(sk, __sk_common.skc_num);
+	sock = BPF_CORE_READ(sk, sk_socket);
+	if (sock)
+		e->args[3] = BPF_CORE_READ((struct socket_alloc *)sock, vfs_inode.i_ino);
+	if (family == AF_INET6) {
+		BPF_CORE_READ_INTO((struct in6_addr *)e->data, sk, __sk_common.skc_v6_rcv_saddr);
+		e->data_len = 16;
+	} else {
+		BPF_CORE_READ_INTO((__be32 *)e->data, sk, __sk_common.skc_rcv_saddr);
+		e->data_len = 4;
+	}
 	bpf_ringbuf_submit(e, rb_flags());
 	return 0;
 }

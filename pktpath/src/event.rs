@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::enrich::{netns::NetnsNames, symbols::Symbols};
+use crate::enrich::{netns::NetnsNames, sockets::SocketOwners, symbols::Symbols};
 use crate::kernel::abi::{self, cstr, RawEvent};
 use crate::kernel::btf::{ArgKind, Inventory, Tracepoint};
 use crate::packet;
@@ -131,6 +131,8 @@ pub enum Detail {
     Route(Box<RouteLookup>),
     /// Next hop resolution on output.
     Neigh(Box<NeighInfo>),
+    /// Queued to a datagram socket (sk_data_ready).
+    Socket(Box<SocketInfo>),
     /// Other tracepoints: their arguments by name.
     Args {
         args: Vec<(String, String)>,
@@ -189,6 +191,31 @@ pub struct NeighInfo {
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The socket a datagram was queued to (Detail::Socket).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SocketInfo {
+    /// UDP or UDP-Lite.
+    pub proto: String,
+    /// The address and port it is bound to: "10.0.0.2:53", "*:53",
+    /// "[fd00::2]:53".
+    pub addr: String,
+    /// Its inode (as in /proc/PID/fd, `ss -e`).
+    pub inode: u64,
+    /// The process holding it when it was seen: "comm (pid N)".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+impl SocketInfo {
+    /// "UDP socket 10.0.0.2:53 of dnsmasq (pid 12)".
+    pub fn describe(&self) -> String {
+        match &self.process {
+            Some(p) => format!("{} socket {} of {p}", self.proto, self.addr),
+            None => format!("{} socket {}", self.proto, self.addr),
+        }
+    }
 }
 
 /// A bridge crossing (Detail::Bridge).
@@ -426,6 +453,7 @@ impl Step {
                 }
                 text
             }
+            Detail::Socket(k) => format!("queued to {}", k.describe()),
             Detail::Neigh(n) => match &n.error {
                 Some(e) => format!("resolve next hop {}: {}, {e}", n.addr, n.state),
                 None => format!("resolve next hop {}: {}", n.addr, n.state),
@@ -538,6 +566,7 @@ pub struct Decoder {
     pub netns: NetnsNames,
     pub symbols: Symbols,
     names: Names,
+    sockets: SocketOwners,
 }
 
 /// Shared strings, so that steps hold pointers, not copies: site names by
@@ -694,6 +723,7 @@ impl Decoder {
             netns: NetnsNames::new(),
             symbols: Symbols::default(),
             names: Names::default(),
+            sockets: SocketOwners::default(),
         }
     }
 
@@ -703,10 +733,11 @@ impl Decoder {
         }
         // Site names by slot (EVENT_SKB) or by kind (FIB, neighbour).
         let key = match raw.kind {
-            abi::EVENT_SKB if (raw.site as usize) < self.slots.len() => raw.site as usize + 3,
+            abi::EVENT_SKB if (raw.site as usize) < self.slots.len() => raw.site as usize + 4,
             abi::EVENT_FIB4 => 0,
             abi::EVENT_FIB6 => 1,
             abi::EVENT_NEIGH => 2,
+            abi::EVENT_SOCK => 3,
             _ => return None,
         };
         if self.names.slots.len() <= key {
@@ -717,7 +748,8 @@ impl Decoder {
                 0 => sites::FIB4,
                 1 => sites::FIB6,
                 2 => sites::NEIGH,
-                _ => sites::info(&self.slots[key - 3].name),
+                3 => sites::SOCK_READY,
+                _ => sites::info(&self.slots[key - 4].name),
             };
             let subsystem = match info.subsystem {
                 "" => "other",
@@ -725,8 +757,8 @@ impl Decoder {
             };
             self.names.slots[key] = Some((
                 match key {
-                    0..=2 => info.name.into(),
-                    _ => self.slots[key - 3].name.as_str().into(),
+                    0..=3 => info.name.into(),
+                    _ => self.slots[key - 4].name.as_str().into(),
                 },
                 self.names.subsystem(subsystem),
                 (!info.source.is_empty()).then(|| info.source.into()),
@@ -775,6 +807,7 @@ impl Decoder {
                     ..RouteLookup::default()
                 }))
             }
+            abi::EVENT_SOCK => Detail::Socket(Box::new(self.socket(raw))),
             _ => Detail::Neigh(Box::new(NeighInfo {
                 addr: Ipv4Addr::from(<[u8; 4]>::try_from(&raw.data[..4]).unwrap_or([0; 4]))
                     .to_string(),
@@ -792,6 +825,37 @@ impl Decoder {
             step.dev = None;
         }
         Some(step)
+    }
+
+    fn socket(&mut self, raw: &RawEvent) -> SocketInfo {
+        let port = raw.args[2] as u16;
+        let addr = if raw.args[0] == 10 {
+            let b: [u8; 16] = raw.data[..16].try_into().unwrap_or([0; 16]);
+            let a = Ipv6Addr::from(b);
+            match a.to_ipv4_mapped() {
+                Some(v4) if !v4.is_unspecified() => format!("{v4}:{port}"),
+                _ if a.is_unspecified() => format!("*:{port}"),
+                _ => format!("[{a}]:{port}"),
+            }
+        } else {
+            let a = Ipv4Addr::from(<[u8; 4]>::try_from(&raw.data[..4]).unwrap_or([0; 4]));
+            if a.is_unspecified() {
+                format!("*:{port}")
+            } else {
+                format!("{a}:{port}")
+            }
+        };
+        SocketInfo {
+            proto: if raw.args[1] == 136 {
+                "UDP-Lite"
+            } else {
+                "UDP"
+            }
+            .into(),
+            addr,
+            inode: raw.args[3],
+            process: self.sockets.owner(raw.args[3]),
+        }
     }
 
     fn decode_function(&mut self, raw: &RawEvent) -> Option<Step> {

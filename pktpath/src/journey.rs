@@ -36,9 +36,13 @@ pub enum End {
         /// socket, while the original finds no ping socket).
         benign: bool,
     },
-    /// Copied to a socket in user space.
+    /// Copied to a socket in user space, or queued to a datagram socket.
     Delivered {
         netns: String,
+        /// The datagram socket it was queued to, in words ("UDP socket
+        /// 10.0.0.2:53 of dnsmasq (pid 12)").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        socket: Option<String>,
         /// Not copied from its own skb: TCP added its data to the segment
         /// before it in the socket's queue (coalescing, where no tracepoint
         /// fires), and a segment queued after it was read (TCP reads in
@@ -96,11 +100,18 @@ impl End {
             End::Recorded { text } => text.clone(),
             End::Delivered {
                 netns,
+                socket: Some(socket),
+                ..
+            } => format!("delivered to {socket} in netns {netns}"),
+            End::Delivered {
+                netns,
                 merged: false,
+                ..
             } => format!("delivered to a socket in netns {netns}"),
             End::Delivered {
                 netns,
                 merged: true,
+                ..
             } => format!(
                 "delivered to a socket in netns {netns} (its data joined the segment \
                  before it in the socket's queue, and later data was read)"
@@ -270,6 +281,14 @@ fn hook_verdicts(steps: &mut [Step]) {
     }
 }
 
+/// The datagram socket the packet was queued to, if a step saw it.
+fn queued_to(steps: &[Step]) -> Option<&crate::event::SocketInfo> {
+    steps.iter().rev().find_map(|s| match &s.detail {
+        Detail::Socket(k) => Some(&**k),
+        _ => None,
+    })
+}
+
 fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) -> End {
     // The drop tracepoint is the end even when release functions follow it.
     let last = steps
@@ -308,7 +327,24 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
             // raw socket: that is the story.
             return End::Delivered {
                 netns: d.netns_name.to_string(),
+                socket: None,
                 merged: false,
+            };
+        }
+        if let (true, Some(k)) = (
+            matches!(reason.as_str(), "QUEUE_PURGE" | "SOCKET_CLOSE"),
+            queued_to(steps),
+        ) {
+            return End::Dropped {
+                reason: reason.clone(),
+                explanation: format!(
+                    "queued to {}, and purged unread when the application closed it",
+                    k.describe()
+                ),
+                hint: None,
+                location: location.clone(),
+                netns: last.netns_name.to_string(),
+                benign: true,
             };
         }
         let said = match found {
@@ -359,10 +395,11 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
     if let Some(d) = steps
         .iter()
         .rev()
-        .find(|s| matches!(s.detail, Detail::Deliver { .. }))
+        .find(|s| matches!(s.detail, Detail::Deliver { .. } | Detail::Socket(_)))
     {
         return End::Delivered {
             netns: d.netns_name.to_string(),
+            socket: queued_to(steps).map(|k| k.describe()),
             merged: false,
         };
     }
@@ -738,6 +775,7 @@ fn finish(id: u64, steps: Vec<Step>, freed: bool, merged: bool) -> Journey {
             .map_or_else(String::new, |s| s.netns_name.to_string());
         j.end = End::Delivered {
             netns,
+            socket: None,
             merged: true,
         };
     }
@@ -1403,6 +1441,7 @@ mod tests {
                 d.end,
                 End::Delivered {
                     netns: "server".into(),
+                    socket: None,
                     merged: true
                 }
             );

@@ -226,6 +226,16 @@ pub const NEIGH: SiteInfo = site(
     ROLE_PASS,
 );
 
+/// A datagram queued to its socket (sock:sk_data_ready, Linux 6.3 and
+/// later; no packet argument, tied to the packet by the BPF side).
+pub const SOCK_READY: SiteInfo = site(
+    "sk_data_ready",
+    "socket",
+    "queued to a socket",
+    "net/core/sock.c",
+    ROLE_DELIVER,
+);
+
 /// Tracepoints a packet never reaches first: it passed a site where
 /// journeys start just before (the driver's return after
 /// net_dev_start_xmit, the dequeue after qdisc_enqueue, the socket layer
@@ -396,7 +406,7 @@ pub fn info(name: &str) -> SiteInfo {
     static BY_NAME: LazyLock<HashMap<&str, SiteInfo>> = LazyLock::new(|| {
         KNOWN
             .iter()
-            .chain([&FIB4, &FIB6, &NEIGH])
+            .chain([&FIB4, &FIB6, &NEIGH, &SOCK_READY])
             .rev() // the first of a name wins, as in a scan
             .map(|s| (s.name, *s))
             .collect()

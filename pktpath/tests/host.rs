@@ -953,3 +953,64 @@ fn pcapng_is_read_by_tcpdump_with_the_path_in_comments() {
     assert!(raw.contains("net_dev_start_xmit") && raw.contains("netif_receive_skb"));
     std::fs::remove_file(&file).ok();
 }
+
+/// Whether this kernel has the sock:sk_data_ready tracepoint (6.3 and
+/// later): its BTF names the tracepoint's type.
+fn has_sk_data_ready() -> bool {
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap_or_default();
+    btf.windows(23).any(|w| w == b"btf_trace_sk_data_ready")
+}
+
+/// A datagram queued to a UDP socket ends "delivered to" that socket, with
+/// the address and port it is bound to and the process holding it: the
+/// kernel reads linear datagrams out (copy_linear_skb) and frees them
+/// (skb_attempt_defer_free) where no tracepoint fires, so each of them
+/// used to end "no end seen after netif_receive_skb".
+#[test]
+fn a_datagram_is_delivered_to_its_socket() {
+    require_root!();
+    if !has_sk_data_ready() {
+        eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
+        return;
+    }
+    let net = Net::new(246);
+    let p = Pktpath::start(&[&net.only("udp port 7005")]);
+    let server = net.server_ip();
+    let rx = common::listening(&net.server, move |ready| {
+        let s = std::net::UdpSocket::bind(format!("{server}:7005")).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        ready();
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while s.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    for _ in 0..20 {
+        net.udp(7005);
+    }
+    let all = p.stop();
+    assert_eq!(rx.join().unwrap(), 20);
+    let sent = journeys_with(&all, &[&format!("> {} UDP", net.server_ip())]);
+    assert_eq!(sent.len(), 20, "{all:#?}");
+    let socket = format!(
+        "UDP socket {}:7005 of {}",
+        net.server_ip(),
+        std::fs::read_to_string("/proc/self/comm")
+            .unwrap()
+            .trim_end()
+    );
+    for j in sent {
+        assert_eq!(end(j), ("delivered", net.server.as_str()), "{j:#}");
+        let said = j["end"]["socket"].as_str().unwrap_or_default();
+        assert!(said.starts_with(&socket), "{said} is not {socket}: {j:#}");
+        assert!(
+            said.ends_with(&format!("(pid {})", std::process::id())),
+            "{said}"
+        );
+        let last = j["steps"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["site"], "sk_data_ready", "{j:#}");
+    }
+}

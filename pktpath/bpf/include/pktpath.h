@@ -30,6 +30,7 @@ enum event_kind {
 	EVENT_NEIGH = 4, /* neigh_event_send_{done,dead} */
 	EVENT_FUNC = 5,	 /* entry of a kernel function that takes the packet */
 	EVENT_FUNC_RET = 6, /* return of a function that gives a packet */
+	EVENT_SOCK = 7,	 /* sk_data_ready: queued to a datagram socket */
 };
 
 /* Function sites: ids index func_cfgs[]; kprobes carry the id as cookie. */

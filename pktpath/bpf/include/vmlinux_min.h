@@ -63,13 +63,40 @@ struct net_device {
 	possible_net_t nd_net;
 };
 
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+		__be32 u6_addr32[4];
+	} in6_u;
+};
+
 struct sock_common {
 	possible_net_t skc_net;
 	unsigned short skc_family;
+	/* In anonymous unions in the kernel's layout: CO-RE finds them. */
+	__be32 skc_rcv_saddr;
+	unsigned short skc_num;
+	struct in6_addr skc_v6_rcv_saddr;
+};
+
+struct inode {
+	unsigned long i_ino;
+};
+
+struct socket {
+	short type;
+};
+
+/* A socket and its inode, allocated together (SOCK_INODE()). */
+struct socket_alloc {
+	struct socket socket;
+	struct inode vfs_inode;
 };
 
 struct sock {
 	struct sock_common __sk_common;
+	unsigned short sk_protocol;
+	struct socket *sk_socket;
 };
 
 struct sk_buff {
@@ -125,13 +152,6 @@ struct Qdisc_ops {
 struct Qdisc {
 	const struct Qdisc_ops *ops;
 	__u32 handle;
-};
-
-struct in6_addr {
-	union {
-		__u8 u6_addr8[16];
-		__be32 u6_addr32[4];
-	} in6_u;
 };
 
 struct flowi_common {

@@ -10,4 +10,5 @@ pub mod netns;
 pub mod nft_steps;
 pub mod nftrace;
 pub mod routes;
+pub mod sockets;
 pub mod symbols;

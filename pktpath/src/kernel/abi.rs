@@ -21,6 +21,7 @@ pub const EVENT_FIB6: u16 = 3;
 pub const EVENT_NEIGH: u16 = 4;
 pub const EVENT_FUNC: u16 = 5;
 pub const EVENT_FUNC_RET: u16 = 6;
+pub const EVENT_SOCK: u16 = 7;
 
 pub const MAX_FUNCS: usize = 16384;
 pub const SITE_MAGIC: i32 = 0x51735173;

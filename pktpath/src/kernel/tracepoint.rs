@@ -101,6 +101,7 @@ pub struct Plan {
     pub fib4: bool,
     pub fib6: bool,
     pub neigh: bool,
+    pub sock_ready: bool,
     /// Tracepoints that take a packet but found no free slot.
     pub skipped: Vec<String>,
 }
@@ -124,6 +125,7 @@ pub fn plan(inv: &Inventory) -> Plan {
         fib4: inv.tracepoints.contains_key(sites::FIB4.name),
         fib6: inv.tracepoints.contains_key(sites::FIB6.name),
         neigh: inv.tracepoints.contains_key(sites::NEIGH.name),
+        sock_ready: inv.tracepoints.contains_key(sites::SOCK_READY.name),
         ..Plan::default()
     };
     for name in names {
@@ -466,6 +468,7 @@ impl Tracer {
             (self.plan.fib4, "fib4", sites::FIB4.name),
             (self.plan.fib6, "fib6", sites::FIB6.name),
             (self.plan.neigh, "neigh_done", sites::NEIGH.name),
+            (self.plan.sock_ready, "sock_ready", sites::SOCK_READY.name),
         ] {
             if on {
                 targets.push((prog.to_string(), tp.to_string()));
@@ -596,6 +599,7 @@ fn prepare(
         ("fib4", plan.fib4, sites::FIB4.name),
         ("fib6", plan.fib6, sites::FIB6.name),
         ("neigh_done", plan.neigh, sites::NEIGH.name),
+        ("sock_ready", plan.sock_ready, sites::SOCK_READY.name),
     ];
     for mut prog in open.progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();

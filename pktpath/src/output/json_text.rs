@@ -326,6 +326,7 @@ mod tests {
             j.packet = packet;
             j.end = End::Delivered {
                 netns: "ns\"1".into(),
+                socket: merged.then(|| "UDP socket *:53 of \"d\" (pid 1)".into()),
                 merged,
             };
             j.caveats = if merged {
