@@ -57,6 +57,7 @@ struct track {
 	__u64 journey;
 	__u64 last_ts;
 	__u64 fp;    /* header fingerprint, see fingerprint() */
+	__u64 inner_fp; /* of the packet it carries, when a tunnel packet */
 	__u64 head;  /* skb->head where last seen, 0: unknown */
 	__u32 state; /* ROLE_PASS or ROLE_DELIVER */
 	__u16 mac;   /* skb->mac_header and network_header where last seen */
@@ -548,16 +549,16 @@ static __always_inline __u32 skb_netns(struct sk_buff *skb, struct net_device *d
  * fingerprint changed is a new packet in recycled memory (the old one was
  * freed where no tracepoint fires, e.g. a TCP ACK eaten by TCP).
  */
-static __always_inline __u64 fingerprint(struct pkt_view *v)
+static __always_inline __u64 fingerprint_at(const unsigned char *start, bool l3)
 {
 	/* Ethernet and 802.1Q, IPv6, and the TCP sequence: one read. */
 	__u8 b[18 + 40 + 8] = {}, *h;
 	__u32 off = 0, seq = 0, l4;
 	__u64 fp;
 
-	if (bpf_probe_read_kernel(b, sizeof(b), v->start))
+	if (bpf_probe_read_kernel(b, sizeof(b), start))
 		return 0;
-	if (!v->l3)
+	if (!l3)
 		off = b[12] == 0x81 && b[13] == 0x00 ? 18 : 14;
 	h = b + off;
 	if ((h[0] >> 4) == 4) {
@@ -578,8 +579,133 @@ static __always_inline __u64 fingerprint(struct pkt_view *v)
 	if (l4 + 8 <= sizeof(b))
 		__builtin_memcpy(&seq, b + l4 + 4, 4);
 	else
-		bpf_probe_read_kernel(&seq, 4, v->start + l4 + 4);
+		bpf_probe_read_kernel(&seq, 4, start + l4 + 4);
 	return fp ^ ((__u64)seq << 8);
+}
+
+static __always_inline __u64 fingerprint(struct pkt_view *v)
+{
+	return fingerprint_at(v->start, v->l3);
+}
+
+#define ETH_P_TEB 0x6558 /* Ethernet in GRE and GENEVE */
+
+/*
+ * The fingerprint of the packet a tunnel packet carries, 0 for any other:
+ * VXLAN (UDP 4789, 8472), GENEVE (UDP 6081), GRE and gretap, IPIP, SIT and
+ * ip6ip6 (IP in IP). Encapsulation pushes the outer headers in front of
+ * the inner packet in the same skb, and decapsulation pulls them: the
+ * address stays, the headers change, and this tells it is one packet.
+ */
+/* inner_fingerprint()'s bytes: off the stack, which its callers fill. */
+struct fp_scratch {
+	__u8 outer[18 + 40];
+	__u8 tunnel[16];
+	__u8 inner[40 + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_scratch);
+} fp_scratch SEC(".maps");
+
+static __noinline __u64 inner_fingerprint(__u64 start, __u32 l3)
+{
+	__u32 zero = 0, off = 0, l4, inner, eth = 0, seq = 0;
+	struct fp_scratch *s = bpf_map_lookup_elem(&fp_scratch, &zero);
+	__u8 *h, *t, *i, proto;
+	__u16 type;
+	__u64 fp;
+
+	if (!s || bpf_probe_read_kernel(s->outer, sizeof(s->outer), (void *)start))
+		return 0;
+	if (!l3)
+		off = s->outer[12] == 0x81 && s->outer[13] == 0x00 ? 18 : 14;
+	h = s->outer + off;
+	if ((h[0] >> 4) == 4 && (h[0] & 0xf) == 5) {
+		proto = h[9];
+		l4 = off + 20;
+	} else if ((h[0] >> 4) == 6) {
+		proto = h[6];
+		l4 = off + 40;
+	} else {
+		return 0;
+	}
+	t = s->tunnel;
+	if (proto == 4 || proto == 41) {
+		inner = l4;
+	} else if (bpf_probe_read_kernel(t, sizeof(s->tunnel), (void *)(start + l4))) {
+		return 0;
+	} else if (proto == 17) {
+		type = (__u16)t[2] << 8 | t[3];
+		if (type == 4789 || type == 8472) {
+			inner = l4 + 16;
+			eth = 1;
+		} else if (type == 6081) {
+			type = (__u16)t[10] << 8 | t[11];
+			inner = l4 + 16 + (t[8] & 0x3f) * 4;
+			eth = type == ETH_P_TEB;
+			if (!eth && type != ETH_P_IP && type != ETH_P_IPV6)
+				return 0;
+		} else {
+			return 0;
+		}
+	} else if (proto == 47) {
+		type = (__u16)t[2] << 8 | t[3];
+		inner = l4 + 4 + (t[0] & 0x80 ? 4 : 0) + (t[0] & 0x20 ? 4 : 0) +
+			(t[0] & 0x10 ? 4 : 0);
+		eth = type == ETH_P_TEB;
+		if (!eth && type != ETH_P_IP && type != ETH_P_IPV6)
+			return 0;
+	} else {
+		return 0;
+	}
+	if (eth)
+		inner += 14;
+	/* fingerprint() of the inner packet, from its network header. */
+	i = s->inner;
+	if (bpf_probe_read_kernel(i, sizeof(s->inner), (void *)(start + inner)))
+		return 0;
+	if ((i[0] >> 4) == 4) {
+		fp = (__u64)i[9] << 48 | (__u64)i[2] << 40 | (__u64)i[3] << 32 |
+		     (__u64)i[4] << 24 | (__u64)i[5] << 16 | 4;
+		if (i[9] != 6)
+			return fp;
+		l4 = (i[0] & 0xf) * 4;
+	} else if ((i[0] >> 4) == 6) {
+		fp = (__u64)i[6] << 48 | (__u64)(i[1] & 0xf) << 40 | (__u64)i[2] << 32 |
+		     (__u64)i[3] << 24 | (__u64)i[4] << 16 | (__u64)i[5] << 8 | 6;
+		if (i[6] != 6)
+			return fp;
+		l4 = 40;
+	} else {
+		return 0;
+	}
+	bpf_probe_read_kernel(&seq, 4, (void *)(start + inner + l4 + 4));
+	return fp ^ ((__u64)seq << 8);
+}
+
+/*
+ * Whether the headers a site sees are still those of tracked packet `t`:
+ * its fingerprint, or a tunnel's outer headers now around it (encapsulated
+ * in the same skb), or the inner packet of the tunnel packet it was
+ * (decapsulated). The fingerprints follow.
+ */
+static __always_inline bool same_packet(struct track *t, struct pkt_view *v)
+{
+	__u64 fp = fingerprint(v), inner;
+
+	if (fp == t->fp)
+		return true;
+	inner = inner_fingerprint((__u64)v->start, v->l3);
+	if ((t->inner_fp && fp == t->inner_fp) || (inner && inner == t->fp)) {
+		t->fp = fp;
+		t->inner_fp = inner;
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -1271,7 +1397,7 @@ __noinline int obs_begin(struct obs *o)
 	now = t ? bpf_ktime_get_ns() : 0;
 	if (t && (now - t->last_ts > cfg.stale_ns ||
 		  (!cfg.funcs_active && t->state == ROLE_DELIVER && o->role != ROLE_DELIVER) ||
-		  (!cfg.funcs_active && o->v.caplen && t->fp && fingerprint(&o->v) != t->fp) ||
+		  (!cfg.funcs_active && o->v.caplen && t->fp && !same_packet(t, &o->v)) ||
 		  (!cfg.funcs_active && o->role == ROLE_FREE && t->head && o->have_id &&
 		   (o->id.head != t->head ||
 		    (o->consume && (o->id.mac != t->mac || o->id.nh != t->nh)))))) {
@@ -1355,6 +1481,7 @@ __noinline int obs_select(struct obs *o, int yes)
 	nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
 	nt.last_ts = bpf_ktime_get_ns();
 	nt.fp = fingerprint(&o->v);
+	nt.inner_fp = inner_fingerprint((__u64)o->v.start, o->v.l3);
 	nt.head = o->have_id ? o->id.head : 0;
 	nt.mac = o->id.mac;
 	nt.nh = o->id.nh;
@@ -1703,6 +1830,7 @@ __noinline int inherit(__u64 parent, __u64 ret)
 	if (skb_ident((void *)ret, &id) &&
 	    pkt_view(dev_type(dev), &id, m.len, &v))
 		child.fp = fingerprint(&v);
+	child.inner_fp = pt->inner_fp;
 	child.head = id.head;
 	child.mac = id.mac;
 	child.nh = id.nh;

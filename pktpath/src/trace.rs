@@ -12,6 +12,7 @@ use crate::enrich::bridges::Bridges;
 use crate::enrich::nft_steps::RuleTracer;
 use crate::enrich::nftrace::NetnsRef;
 use crate::enrich::routes::Routes;
+use crate::enrich::tc::TcDrops;
 use crate::event::Decoder;
 use crate::filter::Filter;
 use crate::journey::{End, Journey, Journeys, NFT_LOSS, RING_LOSS, WHILE_ATTACHING};
@@ -232,6 +233,7 @@ pub fn run(
         tracer: &tracer,
         decoder,
         routes,
+        tc: TcDrops::default(),
         journeys,
         rules,
         bridges: Bridges::default(),
@@ -323,6 +325,8 @@ struct Consumer<'a> {
     tracer: &'a Tracer,
     decoder: Decoder,
     routes: Routes,
+    /// The tc filters behind tc drops.
+    tc: TcDrops,
     journeys: Journeys,
     /// nftables tracing: trace messages become steps of the journeys.
     rules: Option<RuleTracer>,
@@ -353,6 +357,7 @@ impl Consumer<'_> {
             return;
         };
         self.routes.annotate(raw.journey, &mut step);
+        self.tc.annotate(&mut step);
         self.summary.events += 1;
         let r = self.sink.step(raw.journey, &step);
         self.written(r);

@@ -973,7 +973,7 @@ fn a_datagram_is_delivered_to_its_socket() {
         eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
         return;
     }
-    let net = Net::new(246);
+    let net = Net::new(229);
     let p = Pktpath::start(&[&net.only("udp port 7005")]);
     let server = net.server_ip();
     let rx = common::listening(&net.server, move |ready| {
@@ -1012,5 +1012,154 @@ fn a_datagram_is_delivered_to_its_socket() {
         );
         let last = j["steps"].as_array().unwrap().last().unwrap();
         assert_eq!(last["site"], "sk_data_ready", "{j:#}");
+    }
+}
+
+/// A packet dropped by a tc BPF classifier on the receiving device names
+/// the filter (kind, program name and id, pref, handle, chain), the device
+/// and the namespace, with the commands to look at them (the hint said
+/// `tc filter show dev DEV ingress`, a literal DEV and no namespace).
+#[test]
+fn a_tc_drop_names_its_filter() {
+    require_root!();
+    let dir = std::env::temp_dir().join(format!("pktpath-tc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, obj) = (dir.join("drop.c"), dir.join("drop.o"));
+    std::fs::write(
+        &src,
+        "struct __sk_buff;\n\
+         __attribute__((section(\"tc\"), used)) int drop_all(struct __sk_buff *s) { return 2; }\n\
+         char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n",
+    )
+    .unwrap();
+    let built = Command::new("clang")
+        .args(["-O2", "-target", "bpf", "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .expect("clang (it builds pktpath's own BPF)");
+    assert!(built.success());
+    let mut lab = pktpath::netlab::Lab::new("pt230-").unwrap();
+    let client = lab.netns("client").unwrap();
+    let server = lab.netns("server").unwrap();
+    lab.veth(&client, "eth0", &server, "eth0").unwrap();
+    lab.ip(&client, "addr add 10.230.0.1/24 dev eth0").unwrap();
+    lab.ip(&server, "addr add 10.230.0.2/24 dev eth0").unwrap();
+    lab.exec(&client, &["ping", "-c1", "-W3", "10.230.0.2"])
+        .unwrap();
+    lab.exec(&server, &["tc", "qdisc", "add", "dev", "eth0", "clsact"])
+        .unwrap();
+    let obj = obj.to_str().unwrap();
+    lab.exec(
+        &server,
+        &[
+            "tc", "filter", "add", "dev", "eth0", "ingress", "bpf", "da", "obj", obj, "sec", "tc",
+        ],
+    )
+    .unwrap();
+    let id = lab
+        .exec(
+            &server,
+            &["tc", "-j", "filter", "show", "dev", "eth0", "ingress"],
+        )
+        .unwrap();
+    let id = serde_json::from_str::<Value>(&id).unwrap()[1]["options"]["prog"]["id"]
+        .as_u64()
+        .unwrap();
+    let p = Pktpath::start(&["udp port 7006 and host 10.230.0.2"]);
+    pktpath::netlab::in_netns(&client, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(b"to be shot", "10.230.0.2:7006").unwrap();
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    std::fs::remove_dir_all(&dir).ok();
+    let dropped = journeys_with(&all, &["> 10.230.0.2 UDP"]);
+    assert_eq!(dropped.len(), 1, "{all:#?}");
+    let e = &dropped[0]["end"];
+    assert_eq!(e["reason"], "TC_INGRESS", "{e:#}");
+    assert_eq!(
+        e["explanation"],
+        format!(
+            "dropped by the tc ingress filter on eth0 in namespace {server}: bpf `drop_all` \
+             (prog id {id}, direct-action), pref 49152 handle 0x1 chain 0"
+        ),
+        "{e:#}"
+    );
+    assert_eq!(
+        e["hint"],
+        format!(
+            "tc -n {server} -s filter show dev eth0 ingress (the filter whose counters grew); \
+             bpftool prog dump xlated id {id}"
+        )
+    );
+}
+
+/// A ping through a VXLAN tunnel is one journey per packet on the
+/// tracepoint backend: the inner packet's send on the VXLAN device, the
+/// outer UDP packet on the underlay (the same skb, its headers pushed in
+/// front), its receive there, and the inner packet again after
+/// decapsulation, to its end. Each ping was three journeys, the first
+/// ending "no end seen after net_dev_start_xmit" though it was sent on.
+#[test]
+fn a_vxlan_packet_is_one_journey_through_the_tunnel() {
+    require_root!();
+    let mut lab = pktpath::netlab::Lab::new("pt227-").unwrap();
+    let a = lab.netns("a").unwrap();
+    let b = lab.netns("b").unwrap();
+    lab.veth(&a, "under0", &b, "under0").unwrap();
+    for (ns, me, peer) in [(&a, 1, 2), (&b, 2, 1)] {
+        for cmd in [
+            format!("addr add 10.227.0.{me}/24 dev under0"),
+            format!(
+                "link add vx0 type vxlan id 42 dstport 4789 local 10.227.0.{me} \
+                 remote 10.227.0.{peer} dev under0"
+            ),
+            format!("addr add 10.227.1.{me}/24 dev vx0"),
+            "link set vx0 up".to_string(),
+        ] {
+            lab.ip(ns, &cmd).unwrap();
+        }
+    }
+    lab.exec(&a, &["ping", "-c1", "-W3", "10.227.1.2"]).unwrap();
+    let p = Pktpath::start(&["icmp and host 10.227.1.2"]);
+    lab.exec(&a, &["ping", "-c2", "-i0.3", "-W3", "10.227.1.2"])
+        .unwrap();
+    let all = p.stop();
+    let echo = journeys_with(&all, &["ICMP echo"]);
+    assert_eq!(echo.len(), 4, "a journey per request and reply: {all:#?}");
+    for j in echo {
+        let steps = j["steps"].as_array().unwrap();
+        let on = |ns: &str, dev: &str, site: &str| {
+            steps
+                .iter()
+                .any(|s| s["netns_name"] == ns && s["dev"] == dev && s["site"] == site)
+        };
+        let (from, to) = if j["packet"].as_str().unwrap().contains("echo request") {
+            (a.as_str(), b.as_str())
+        } else {
+            (b.as_str(), a.as_str())
+        };
+        for (ns, dev, site) in [
+            (from, "vx0", "net_dev_start_xmit"),
+            (from, "under0", "net_dev_start_xmit"),
+            (to, "under0", "netif_receive_skb"),
+            (to, "vx0", "netif_receive_skb"),
+        ] {
+            assert!(on(ns, dev, site), "{site} on {dev} in {ns}: {j:#}");
+        }
+        let outer = steps
+            .iter()
+            .find(|s| s["dev"] == "under0")
+            .and_then(|s| s["headers"].as_str())
+            .unwrap_or_default();
+        assert!(
+            outer.contains("UDP") && outer.contains("> 4789"),
+            "{outer}: {j:#}"
+        );
+        assert_ne!(j["end"]["kind"], "unknown", "{j:#}");
     }
 }

@@ -564,3 +564,31 @@ fn forward_rule_steps_under_load_match_the_rule_counters() {
         "rule steps against the kernel's counters"
     );
 }
+
+/// Two tables at the forward hook (nftables' inet filter and iptables-nft's
+/// ip filter), one run: a packet's rule steps come in the order the kernel
+/// ran them, the other table's accept before the drop that ended it. The
+/// VM suite (function steps, a slower ring) caught the two chains' first
+/// messages given one place; on this host their arrival order hid it.
+#[test]
+fn rule_steps_of_two_tables_at_one_hook_keep_their_order() {
+    require_root!();
+    let _serial = serial();
+    if let Some(why) = scenarios::IptablesDrop::missing() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let net = Net::new(228);
+    let both: [&dyn Scenario; 2] = [&scenarios::NftDrop, &scenarios::IptablesDrop];
+    for s in both {
+        s.setup(&net);
+    }
+    let p = Pktpath::start(&[&net.only("udp")]);
+    for s in both {
+        s.send(&net);
+    }
+    let all = p.stop();
+    for s in both {
+        s.check(&net, &all);
+    }
+}

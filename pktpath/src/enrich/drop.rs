@@ -201,7 +201,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     (
         "TC_EGRESS",
         "dropped by a tc egress action",
-        "tc filter show dev DEV egress",
+        "tc -s filter show dev <its device> egress",
     ),
     (
         "SECURITY_HOOK",
@@ -232,7 +232,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     (
         "TC_INGRESS",
         "dropped by a tc ingress action",
-        "tc filter show dev DEV ingress",
+        "tc -s filter show dev <its device> ingress",
     ),
     (
         "UNHANDLED_PROTO",

@@ -12,3 +12,4 @@ pub mod nftrace;
 pub mod routes;
 pub mod sockets;
 pub mod symbols;
+pub mod tc;

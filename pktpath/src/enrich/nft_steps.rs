@@ -239,14 +239,18 @@ fn place(steps: &[Step], t: &NftTrace, hook: Option<&str>, seq: u64, settle: boo
     Some(ts.or_else(last)? + seq)
 }
 
-/// One chain evaluation of one packet in one namespace. Only its first
-/// message carries the packet's headers; the others have the trace id,
-/// which a later packet in the same recycled skb shares.
+/// The chain evaluations of one packet in one namespace, which share the
+/// kernel's trace id. Only the first message of each evaluation carries
+/// the packet's headers (the reader copies them into the rest); a later
+/// packet in the same recycled skb has the same trace id.
 struct Group {
-    /// None while the first message waits for its journey: the others
-    /// wait behind it rather than join the previous packet's journey.
     journey: Option<u64>,
+    /// The first message of an evaluation waits for its journey: the
+    /// rest wait behind it rather than join the group's previous packet.
+    pending: bool,
+    /// The hook of the current evaluation.
     hook: Option<String>,
+    /// Orders the messages of the packet's evaluations in that namespace.
     seq: u64,
     seen: Instant,
 }
@@ -449,14 +453,39 @@ impl RuleTracer {
         let base_hook = info.base.as_ref().map(|b| b.hook.clone());
         let id = t.l3_bytes().and_then(|b| ident(&b));
         // The first message of an evaluation; the reader copies its
-        // headers into the rest (`headers_inherited`).
+        // headers into the rest (`headers_inherited`). It is tied by its
+        // headers alone: a trace id is a hash of the skb address, flow
+        // hash and input interface, so a later packet of the flow in
+        // recycled memory has the id of an earlier one. The rest follow
+        // their first.
         let first = id.is_some() && !t.headers_inherited;
-        // Later messages of an evaluation take what its first one began.
-        let group = self.groups.get(&key).filter(|_| !first);
+        let group = self.groups.get(&key);
+        let journey = match (first, group) {
+            (false, Some(g)) if g.pending => None,
+            (false, Some(g)) => g.journey,
+            _ => id.and_then(|id| self.seen.find(t, id)),
+        };
+        let Some(journey) = journey else {
+            if first {
+                let g = self.groups.entry(key).or_insert(Group {
+                    journey: None,
+                    pending: true,
+                    hook: None,
+                    seq: 0,
+                    seen: Instant::now(),
+                });
+                g.pending = true;
+                g.seen = Instant::now();
+            }
+            return Attached::NotYet;
+        };
+        // The same packet's earlier evaluations (another chain or hook):
+        // its messages come after theirs.
+        let same = group.filter(|g| g.journey == Some(journey));
         let hook = base_hook
             .clone()
-            .or_else(|| group.and_then(|g| g.hook.clone()));
-        let seq = group.map_or(1, |g| g.seq + 1);
+            .or_else(|| same.filter(|_| !first).and_then(|g| g.hook.clone()));
+        let seq = same.map_or(1, |g| g.seq + 1);
         let what = match t.kind {
             TraceKind::Rule => "rule",
             TraceKind::Return => "return",
@@ -511,28 +540,6 @@ impl RuleTracer {
                 role_hint: Default::default(),
             })
         };
-        // The first message of an evaluation is tied by its headers
-        // alone: a trace id is a hash of the skb address, flow hash and
-        // input interface, so a later packet of the flow in recycled memory
-        // has the id of an earlier one. The rest follow their first.
-        let journey = match (first, self.groups.get(&key)) {
-            (false, Some(g)) => g.journey,
-            _ => id.and_then(|id| self.seen.find(t, id)),
-        };
-        let Some(journey) = journey else {
-            if first {
-                self.groups.insert(
-                    key,
-                    Group {
-                        journey: None,
-                        hook: base_hook,
-                        seq: 0,
-                        seen: Instant::now(),
-                    },
-                );
-            }
-            return Attached::NotYet;
-        };
         let mut made = None;
         let tied = journeys.attach(journey, |steps, ended| {
             let s = make(steps, ended)?;
@@ -547,23 +554,19 @@ impl RuleTracer {
         if let (Some(added), Some(s)) = (added, made) {
             added.push((journey, s));
         }
-        let fresh = Group {
+        let g = self.groups.entry(key).or_insert(Group {
             journey: Some(journey),
-            hook: base_hook.clone(),
-            seq,
+            pending: false,
+            hook: None,
+            seq: 0,
             seen: Instant::now(),
-        };
-        match self.groups.get_mut(&key) {
-            Some(g) if !first => {
-                g.seq = seq;
-                g.seen = Instant::now();
-                if g.hook.is_none() {
-                    g.hook = base_hook;
-                }
-            }
-            _ => {
-                self.groups.insert(key, fresh);
-            }
+        });
+        g.journey = Some(journey);
+        g.pending = false;
+        g.seq = seq;
+        g.seen = Instant::now();
+        if first || g.hook.is_none() {
+            g.hook = hook;
         }
         Attached::Yes
     }
