@@ -77,6 +77,7 @@ struct current {
 	__u32 pad;
 	__u8 saddr6[16];
 	__u8 daddr6[16];
+	__u8 gw6[16]; /* gateway of the last IPv6 route looked up for it */
 };
 
 struct {
@@ -1054,8 +1055,10 @@ static __always_inline void set_current(struct event *e)
 		seen->skb = e->skb;
 	if (!c)
 		return;
-	if (c->skb != e->skb)
+	if (c->skb != e->skb) {
 		c->gw4 = 0;
+		__builtin_memset(c->gw6, 0, sizeof(c->gw6));
+	}
 	c->skb = e->skb;
 	c->journey = e->journey;
 	c->ts = e->ts;
@@ -1089,6 +1092,34 @@ static __always_inline void flush_one(struct event *p, struct event *first)
  * CPU; they are this packet's when recent, in its netns, and about its
  * destination (or the gateway of that route).
  */
+static __always_inline bool same16(const __u8 *a, const __u8 *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+/* flush_pending() for an IPv6 packet to daddr. */
+static __always_inline void flush_pending6(struct event *first, struct event *fib,
+					   struct event *neigh, const __u8 *daddr)
+{
+	__u8 gw[16] = {};
+
+	if (fib && fib->ts && fib->kind == EVENT_FIB6 && first->ts - fib->ts <= CORRELATE_NS &&
+	    fib->netns == first->netns && same16(fib->data, daddr)) {
+		__builtin_memcpy(gw, &fib->data[32], 16);
+		flush_one(fib, first);
+	}
+	if (neigh && neigh->ts && neigh->args[2] == AF_INET6 &&
+	    first->ts - neigh->ts <= FIB_INPUT_NS && neigh->netns == first->netns &&
+	    (same16(neigh->data, daddr) || same16(neigh->data, gw)))
+		flush_one(neigh, first);
+}
+
 static __always_inline void flush_pending(struct event *first)
 {
 	__u32 zero = 0, off = (first->flags & EVENT_F_L3) ? 0 : 14;
@@ -1096,16 +1127,20 @@ static __always_inline void flush_pending(struct event *first)
 	struct event *neigh = bpf_map_lookup_elem(&pending_neigh, &zero);
 	__u32 daddr, gw = 0, key;
 
+	if (bpf_ntohs(first->protocol) == ETH_P_IPV6 && first->data_len >= off + 40) {
+		flush_pending6(first, fib, neigh, &first->data[off + 24]);
+		return;
+	}
 	if (bpf_ntohs(first->protocol) != ETH_P_IP || first->data_len < off + 20)
 		return;
 	__builtin_memcpy(&daddr, &first->data[off + 16], 4);
-	if (fib && fib->ts && first->ts - fib->ts <= CORRELATE_NS &&
+	if (fib && fib->ts && fib->kind == EVENT_FIB4 && first->ts - fib->ts <= CORRELATE_NS &&
 	    fib->netns == first->netns && (__u32)fib->args[2] == daddr) {
 		gw = fib->args[4];
 		flush_one(fib, first);
 	}
-	if (neigh && neigh->ts && first->ts - neigh->ts <= CORRELATE_NS &&
-	    neigh->netns == first->netns) {
+	if (neigh && neigh->ts && neigh->args[2] != AF_INET6 &&
+	    first->ts - neigh->ts <= CORRELATE_NS && neigh->netns == first->netns) {
 		__builtin_memcpy(&key, neigh->data, 4);
 		if (key == daddr || (gw && key == gw))
 			flush_one(neigh, first);
@@ -2097,16 +2132,6 @@ int fib4(__u64 *ctx)
 	return 0;
 }
 
-static __always_inline bool same16(const __u8 *a, const __u8 *b)
-{
-	__u64 a0, a1, b0, b1;
-
-	__builtin_memcpy(&a0, a, 8);
-	__builtin_memcpy(&a1, a + 8, 8);
-	__builtin_memcpy(&b0, b, 8);
-	__builtin_memcpy(&b1, b + 8, 8);
-	return a0 == b0 && a1 == b1;
-}
 
 /*
  * fib6_table_lookup(const struct net *net, const struct fib6_result *res,
@@ -2120,30 +2145,22 @@ int fib6(__u64 *ctx)
 	const struct fib6_table *table = (void *)ctx[2];
 	const struct flowi6 *flp = (void *)ctx[3];
 	__u64 now = bpf_ktime_get_ns();
+	struct event ev = {}, *e = &ev;
+	__u32 zero = 0;
 	struct fib6_nh *nh;
 	struct current *c;
-	struct event *e;
-	struct in6_addr daddr;
 
 	if (!cfg.fib_correlate)
 		return 0;
+	BPF_CORE_READ_INTO((struct in6_addr *)e->data, flp, daddr);
 	c = recent_current(now, CORRELATE_NS);
-	if (!c)
-		return 0;
-	BPF_CORE_READ_INTO(&daddr, flp, daddr);
-	if (!same16(daddr.in6_u.u6_addr8, c->daddr6) &&
-	    !same16(daddr.in6_u.u6_addr8, c->saddr6))
-		return 0;
-	e = new_event(now, EVENT_FIB6, 0);
-	if (!e)
-		return 0;
-	e->journey = c->journey;
-	e->skb = c->skb;
-	e->netns = c->netns;
+	e->ts = now;
+	e->kind = EVENT_FIB6;
+	e->cpu = bpf_get_smp_processor_id();
+	e->flags = EVENT_F_CORRELATED;
 	e->args[0] = table ? BPF_CORE_READ(table, tb6_id) : 0;
 	e->args[1] = BPF_CORE_READ(res, fib6_type);
 	e->mark = BPF_CORE_READ(flp, __fl_common.flowic_mark);
-	__builtin_memcpy(e->data, &daddr, 16);
 	BPF_CORE_READ_INTO((struct in6_addr *)&e->data[16], flp, saddr);
 	nh = BPF_CORE_READ(res, nh);
 	if (nh) {
@@ -2151,7 +2168,20 @@ int fib6(__u64 *ctx)
 		fill_nh_dev(e, BPF_CORE_READ(nh, nh_common.nhc_dev));
 	}
 	e->data_len = 48;
-	bpf_ringbuf_submit(e, rb_flags());
+	if (!c || (!same16(e->data, c->daddr6) && !same16(e->data, c->saddr6))) {
+		/* An output lookup, maybe: its packet does not exist yet. */
+		struct event *p = bpf_map_lookup_elem(&pending_fib, &zero);
+
+		if (p && BPF_CORE_READ(flp, __fl_common.flowic_iif) == LOOPBACK_IFINDEX)
+			__builtin_memcpy(p, e, sizeof(*e));
+		return 0;
+	}
+	e->journey = c->journey;
+	e->skb = c->skb;
+	e->netns = c->netns;
+	__builtin_memcpy(c->gw6, &e->data[32], 16);
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), rb_flags()))
+		count(CNT_LOST);
 	return 0;
 }
 
@@ -2234,9 +2264,13 @@ int neigh_done(__u64 *ctx)
 	fill_nh_dev(e, BPF_CORE_READ(n, dev));
 	bpf_probe_read_kernel(e->data, 16, (void *)n + bpf_core_field_offset(n->primary_key));
 	e->data_len = 16;
+	e->args[2] = BPF_CORE_READ(n, tbl, family);
 	__builtin_memcpy(&key, e->data, 4);
 	c = recent_current(now, CORRELATE_NS);
-	if (c && e->netns == c->netns && (key == c->daddr4 || (c->gw4 && key == c->gw4))) {
+	if (c && e->netns == c->netns &&
+	    (e->args[2] == AF_INET6
+		     ? same16(e->data, c->daddr6) || same16(e->data, c->gw6)
+		     : key == c->daddr4 || (c->gw4 && key == c->gw4))) {
 		e->journey = c->journey;
 		e->skb = c->skb;
 		if (bpf_ringbuf_output(&events, e, sizeof(*e), rb_flags()))

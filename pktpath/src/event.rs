@@ -809,8 +809,14 @@ impl Decoder {
             }
             abi::EVENT_SOCK => Detail::Socket(Box::new(self.socket(raw))),
             _ => Detail::Neigh(Box::new(NeighInfo {
-                addr: Ipv4Addr::from(<[u8; 4]>::try_from(&raw.data[..4]).unwrap_or([0; 4]))
-                    .to_string(),
+                // args[2]: the neighbour table's family (AF_INET6: 10).
+                addr: if raw.args[2] == 10 {
+                    let b: [u8; 16] = raw.data[..16].try_into().unwrap_or([0; 16]);
+                    Ipv6Addr::from(b).to_string()
+                } else {
+                    Ipv4Addr::from(<[u8; 4]>::try_from(&raw.data[..4]).unwrap_or([0; 4]))
+                        .to_string()
+                },
                 state: nud_state(raw.args[0]),
                 // __neigh_event_send: 0 send now, 1 queued until resolved.
                 error: match raw.args[1] as i64 {

@@ -244,3 +244,60 @@ fn fwmark_rule_is_named() {
         "{fib:#}"
     );
 }
+
+/// IPv6 next-hop resolution is a step of the packet that needed it, as
+/// IPv4's is (the router's, forwarding to the server), and the sender's
+/// route lookup, made before the packet reaches a tracepoint, is the
+/// packet's first step. There was no neighbour step for IPv6, nor the
+/// sender's own route lookup. (The sender's own resolution, whose packet
+/// waits in the neighbour's queue for the answer, is not tied yet.)
+#[test]
+fn ipv6_next_hop_resolution_is_shown() {
+    require_root!();
+    let mut lab = pktpath::netlab::Lab::new("pt239-").unwrap();
+    let client = lab.netns("client").unwrap();
+    let router = lab.netns("router").unwrap();
+    let server = lab.netns("server").unwrap();
+    lab.veth(&client, "eth0", &router, "in0").unwrap();
+    lab.veth(&router, "out0", &server, "eth0").unwrap();
+    for (ns, cmd) in [
+        (&client, "-6 addr add fd00:239:1::2/64 dev eth0 nodad"),
+        (&client, "-6 route add default via fd00:239:1::1"),
+        (&router, "-6 addr add fd00:239:1::1/64 dev in0 nodad"),
+        (&router, "-6 addr add fd00:239:2::1/64 dev out0 nodad"),
+        (&server, "-6 addr add fd00:239:2::2/64 dev eth0 nodad"),
+        (&server, "-6 route add default via fd00:239:2::1"),
+    ] {
+        lab.ip(ns, cmd).unwrap();
+    }
+    lab.sysctl(&router, "net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    let p = Pktpath::start(&["--no-nft-trace", "icmp6 and ip6[40] == 128"]);
+    lab.exec(&client, &["ping", "-6", "-c1", "-W3", "fd00:239:2::2"])
+        .unwrap();
+    let all = p.stop();
+    let req = common::journeys_with(&all, &["ICMP6 echo request"]);
+    assert_eq!(req.len(), 1, "{all:#?}");
+    let steps: Vec<(String, String, String)> = req[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["netns_name"].as_str().unwrap_or_default().to_string(),
+                s["site"].as_str().unwrap_or_default().to_string(),
+                s["detail"]["addr"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let resolved = |ns: &str, addr: &str| {
+        steps
+            .iter()
+            .any(|(n, site, a)| n == ns && site == "neigh_event_send_done" && a == addr)
+    };
+    assert!(resolved(&router, "fd00:239:2::2"), "{:#}", req[0]);
+    let routed_at_client = steps
+        .iter()
+        .any(|(n, site, _)| n == &client && site == "fib6_table_lookup");
+    assert!(routed_at_client, "{:#}", req[0]);
+}

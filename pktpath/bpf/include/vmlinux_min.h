@@ -196,9 +196,14 @@ struct fib6_result {
 	__u8 fib6_type;
 };
 
+struct neigh_table {
+	int family;
+};
+
 struct neighbour {
 	__u8 nud_state;
 	struct net_device *dev;
+	struct neigh_table *tbl;
 	__u8 primary_key[0];
 };
 

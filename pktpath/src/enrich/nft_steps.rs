@@ -116,13 +116,14 @@ impl Ident {
 /// Where a packet was seen: namespace, interface, identity.
 type SeenAt = (u32, u32, Ident);
 
-/// How long one generation of the index of seen packets lasts, and how
-/// far apart in time a packet's step and a message about it can be: a
-/// message is read within milliseconds of its packet's steps, unless the
-/// reader was held up, while a later packet of the same identity (the
-/// IPv4 id wraps after 65,536 packets: 3.3 s at 20,000/s) comes seconds
-/// later.
-const INDEX_AGE: Duration = Duration::from_secs(1);
+/// How long one generation of the index of seen packets lasts.
+const INDEX_AGE: Duration = Duration::from_millis(1500);
+/// How far apart in time a packet's step and the reading of a message
+/// about it can be: a message is read within milliseconds of its packet's
+/// steps, unless the reader was held up (seconds, in the VM suite's
+/// emulated machine), while a later packet of the same identity (the IPv4
+/// id wraps after 65,536 packets: 3.3 s at 20,000/s) comes later.
+const SEEN_WINDOW: Duration = Duration::from_secs(3);
 /// Entries of one generation at most, whatever its age: 7/8 of a table
 /// of 65,536 slots of 24 bytes, allocated once (~1.6 MB).
 const INDEX_MAX: usize = 57_344;
@@ -164,13 +165,13 @@ impl SeenIndex {
         self.new.insert(seen_key(&at), (journey, ts_ns));
     }
 
-    /// The journey last seen at `at` within INDEX_AGE of `ts_ns`: an
+    /// The journey last seen at `at` within SEEN_WINDOW of `ts_ns`: an
     /// older one is an earlier packet of the same identity, and the
     /// message's own packet has not been read from the ring buffer yet.
     fn get(&self, at: &SeenAt, ts_ns: u64) -> Option<u64> {
         let key = seen_key(at);
         let (journey, seen) = *self.new.get(&key).or_else(|| self.old.get(&key))?;
-        (seen.abs_diff(ts_ns) < INDEX_AGE.as_nanos() as u64).then_some(journey)
+        (seen.abs_diff(ts_ns) < SEEN_WINDOW.as_nanos() as u64).then_some(journey)
     }
 
     /// The journey of the packet a trace message describes: seen in the
