@@ -198,8 +198,8 @@ pub struct NeighInfo {
 pub struct SocketInfo {
     /// UDP or UDP-Lite.
     pub proto: String,
-    /// The address and port it is bound to: "10.0.0.2:53", "*:53",
-    /// "[fd00::2]:53".
+    /// The address and port it is bound to: `10.0.0.2:53`, `*:53`,
+    /// `[fd00::2]:53`.
     pub addr: String,
     /// Its inode (as in /proc/PID/fd, `ss -e`).
     pub inode: u64,

@@ -245,6 +245,7 @@ pub fn run(
         going: true,
         batch: 0,
         draining: false,
+        last_ts: 0,
         error: None,
     });
     // Before the ring is mapped (twice its size): the peak stays that of
@@ -284,9 +285,9 @@ pub fn run(
         consumer.borrow_mut().draining = stopping;
         rb.consume().ok();
         let mut c = consumer.borrow_mut();
-        c.batch = 0;
         c.tie_rule_steps(stopping);
         c.tick(stopping);
+        c.batch = 0;
         if let Some(e) = c.error.take() {
             return Err(e);
         }
@@ -353,6 +354,8 @@ struct Consumer<'a> {
     batch: u32,
     /// Read all that waits, however many (stopping).
     draining: bool,
+    /// Event time of the latest record read.
+    last_ts: u64,
     /// Event time when every probe was attached: journeys whose first
     /// step came earlier may lack steps before it.
     attached_ns: u64,
@@ -382,6 +385,7 @@ impl Consumer<'_> {
             rules.observe(raw.journey, &step);
         }
         let ts = step.ts_ns;
+        self.last_ts = self.last_ts.max(ts);
         if let Some(j) = self.journeys.push(raw.journey, step) {
             self.emit(j);
         }
@@ -431,10 +435,17 @@ impl Consumer<'_> {
     /// After each poll: journeys that went quiet (all of them when
     /// stopping), then one write of what the sink buffered.
     fn tick(&mut self, stopping: bool) {
+        // A batch cut short left events in the ring: what is quiet by the
+        // clock may not be by them (its next steps are still there).
+        let now = if self.batch >= BATCH {
+            self.last_ts
+        } else {
+            ktime_ns()
+        };
         let finished = if stopping {
             self.journeys.flush()
         } else {
-            self.journeys.expire(ktime_ns())
+            self.journeys.expire(now)
         };
         for j in finished {
             self.emit(j);

@@ -254,24 +254,7 @@ fn fwmark_rule_is_named() {
 #[test]
 fn ipv6_next_hop_resolution_is_shown() {
     require_root!();
-    let mut lab = pktpath::netlab::Lab::new("pt239-").unwrap();
-    let client = lab.netns("client").unwrap();
-    let router = lab.netns("router").unwrap();
-    let server = lab.netns("server").unwrap();
-    lab.veth(&client, "eth0", &router, "in0").unwrap();
-    lab.veth(&router, "out0", &server, "eth0").unwrap();
-    for (ns, cmd) in [
-        (&client, "-6 addr add fd00:239:1::2/64 dev eth0 nodad"),
-        (&client, "-6 route add default via fd00:239:1::1"),
-        (&router, "-6 addr add fd00:239:1::1/64 dev in0 nodad"),
-        (&router, "-6 addr add fd00:239:2::1/64 dev out0 nodad"),
-        (&server, "-6 addr add fd00:239:2::2/64 dev eth0 nodad"),
-        (&server, "-6 route add default via fd00:239:2::1"),
-    ] {
-        lab.ip(ns, cmd).unwrap();
-    }
-    lab.sysctl(&router, "net.ipv6.conf.all.forwarding", "1")
-        .unwrap();
+    let (lab, client, router, _server) = common::ipv6_router_lab(239);
     let p = Pktpath::start(&["--no-nft-trace", "icmp6 and ip6[40] == 128"]);
     lab.exec(&client, &["ping", "-6", "-c1", "-W3", "fd00:239:2::2"])
         .unwrap();

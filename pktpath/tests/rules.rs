@@ -350,24 +350,8 @@ fn rule_counters(ns: &str, table: &str, chain: &str) -> std::collections::BTreeM
 fn ipv6_forward_rule_steps_match_the_rule_counters() {
     require_root!();
     let _serial = serial();
-    let mut lab = pktpath::netlab::Lab::new("pt249-").unwrap();
-    let client = lab.netns("client").unwrap();
-    let router = lab.netns("router").unwrap();
-    let server = lab.netns("server").unwrap();
-    lab.veth(&client, "eth0", &router, "in0").unwrap();
-    lab.veth(&router, "out0", &server, "eth0").unwrap();
-    for (ns, cmd) in [
-        (&client, "-6 addr add fd00:249:1::2/64 dev eth0 nodad"),
-        (&client, "-6 route add default via fd00:249:1::1"),
-        (&router, "-6 addr add fd00:249:1::1/64 dev in0 nodad"),
-        (&router, "-6 addr add fd00:249:2::1/64 dev out0 nodad"),
-        (&server, "-6 addr add fd00:249:2::2/64 dev eth0 nodad"),
-        (&server, "-6 addr add fd00:249:2::3/64 dev eth0 nodad"),
-        (&server, "-6 route add default via fd00:249:2::1"),
-    ] {
-        lab.ip(ns, cmd).unwrap();
-    }
-    lab.sysctl(&router, "net.ipv6.conf.all.forwarding", "1")
+    let (lab, client, router, server) = common::ipv6_router_lab(249);
+    lab.ip(&server, "-6 addr add fd00:249:2::3/64 dev eth0 nodad")
         .unwrap();
     // Neighbours resolved before tracing.
     lab.exec(&client, &["ping", "-6", "-c1", "-W3", "fd00:249:2::2"])

@@ -89,6 +89,44 @@ impl Drop for Claim {
     }
 }
 
+/// client - router - server over two veth pairs (client eth0 - in0
+/// router out0 - eth0 server) in IPv6: fd00:N:1::/64 and fd00:N:2::/64,
+/// the router .1 on both, forwarding. Returns the lab and the client,
+/// router and server namespaces.
+pub fn ipv6_router_lab(n: u8) -> (Lab, String, String, String) {
+    let mut lab = Lab::new(&format!("pt{n}-")).expect("lab");
+    let client = lab.netns("client").unwrap();
+    let router = lab.netns("router").unwrap();
+    let server = lab.netns("server").unwrap();
+    lab.veth(&client, "eth0", &router, "in0").unwrap();
+    lab.veth(&router, "out0", &server, "eth0").unwrap();
+    for (ns, cmd) in [
+        (
+            &client,
+            format!("-6 addr add fd00:{n}:1::2/64 dev eth0 nodad"),
+        ),
+        (&client, format!("-6 route add default via fd00:{n}:1::1")),
+        (
+            &router,
+            format!("-6 addr add fd00:{n}:1::1/64 dev in0 nodad"),
+        ),
+        (
+            &router,
+            format!("-6 addr add fd00:{n}:2::1/64 dev out0 nodad"),
+        ),
+        (
+            &server,
+            format!("-6 addr add fd00:{n}:2::2/64 dev eth0 nodad"),
+        ),
+        (&server, format!("-6 route add default via fd00:{n}:2::1")),
+    ] {
+        lab.ip(ns, &cmd).unwrap();
+    }
+    lab.sysctl(&router, "net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    (lab, client, router, server)
+}
+
 impl Net {
     pub fn new(n: u8) -> Net {
         let claim = Claim::take(n);
