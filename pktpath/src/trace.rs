@@ -424,7 +424,7 @@ impl Consumer<'_> {
         let added = if stopping {
             r.catch_up(&mut self.journeys, Duration::from_millis(500))
         } else {
-            r.poll(&mut self.journeys, stream)
+            r.poll(&mut self.journeys, stream, self.batch >= BATCH)
         };
         for (journey, step) in added.into_iter().filter(|_| stream) {
             let r = self.sink.step(journey, &step);

@@ -359,7 +359,15 @@ impl RuleTracer {
 
     /// Ties what arrived to journeys (open or held in `journeys`); with
     /// `stream`, returns the steps added (for sinks that show steps live).
-    pub fn poll(&mut self, journeys: &mut Journeys, stream: bool) -> Vec<(u64, Step)> {
+    /// `behind`: the ring buffer still holds events (a batch was cut
+    /// short), so a message's packet may not have been read yet: nothing
+    /// is given up or placed without its steps then.
+    pub fn poll(
+        &mut self,
+        journeys: &mut Journeys,
+        stream: bool,
+        behind: bool,
+    ) -> Vec<(u64, Step)> {
         let mut added = Vec::new();
         // Every message sent before this is drained below: a journey
         // closed before it has all its rule steps once they are tied.
@@ -374,10 +382,11 @@ impl RuleTracer {
         for (t, since) in pending {
             // Wait a moment for the packet's steps before placing it
             // with what is there.
-            let settle = since.elapsed() > SETTLE;
+            let settle = !behind && since.elapsed() > SETTLE;
+            let wait = behind || since.elapsed() < WAIT;
             match self.tie(journeys, &t, settle, stream.then_some(&mut added)) {
                 Attached::Yes => {}
-                Attached::NotYet if since.elapsed() < WAIT && self.waiting.len() < WAIT_MAX => {
+                Attached::NotYet if wait && self.waiting.len() < WAIT_MAX => {
                     self.waiting.push((t, since))
                 }
                 // Its journey was handed out (ended, or evicted under
@@ -399,7 +408,7 @@ impl RuleTracer {
         while self.session.drained_ns() < now && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.poll(journeys, true)
+        self.poll(journeys, true, false)
     }
 
     /// For a rule of a table iptables-nft manages: its number in the chain
