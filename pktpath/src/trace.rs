@@ -246,6 +246,7 @@ pub fn run(
         batch: 0,
         draining: false,
         last_ts: 0,
+        ring_read_ns: 0,
         error: None,
     });
     // Before the ring is mapped (twice its size): the peak stays that of
@@ -283,8 +284,13 @@ pub fn run(
         }
         // Everything that is left when stopping.
         consumer.borrow_mut().draining = stopping;
+        let before = ktime_ns();
         rb.consume().ok();
         let mut c = consumer.borrow_mut();
+        // Not cut short: the ring was read to its end, after `before`.
+        if c.batch < BATCH {
+            c.ring_read_ns = before;
+        }
         c.tie_rule_steps(stopping);
         c.tick(stopping);
         c.batch = 0;
@@ -356,6 +362,8 @@ struct Consumer<'a> {
     draining: bool,
     /// Event time of the latest record read.
     last_ts: u64,
+    /// Every event stamped before this has been read from the ring.
+    ring_read_ns: u64,
     /// Event time when every probe was attached: journeys whose first
     /// step came earlier may lack steps before it.
     attached_ns: u64,
@@ -422,9 +430,9 @@ impl Consumer<'_> {
         };
         let stream = self.sink.wants_steps();
         let added = if stopping {
-            r.catch_up(&mut self.journeys, Duration::from_millis(500))
+            r.catch_up(&mut self.journeys, Duration::from_secs(2))
         } else {
-            r.poll(&mut self.journeys, stream, self.batch >= BATCH)
+            r.poll(&mut self.journeys, stream, self.ring_read_ns)
         };
         for (journey, step) in added.into_iter().filter(|_| stream) {
             let r = self.sink.step(journey, &step);

@@ -7,8 +7,11 @@
 //! (IP id and length, protocol, ports, TCP sequence; not the addresses, NAT
 //! rewrites them). The other messages of the same chain evaluation (same
 //! namespace and trace id) follow the first. Messages can arrive before the
-//! ring buffer delivered the packet's steps: those wait a little and are
-//! tried again.
+//! ring buffer delivered the packet's steps: those wait until the ring has
+//! been read past them, and are tried again. Every wait is measured in
+//! kernel time against what was read, not by the clock: the reader of
+//! either side can be held up for seconds (the VM suite's emulated
+//! machine) without a message losing its packet.
 //!
 //! The step is placed by the hook that ran the chain: prerouting after the
 //! packet's receive in that namespace, input and forward after its route
@@ -24,13 +27,20 @@ use crate::event::{Detail, SiteKind, Step};
 use crate::journey::{Attached, Journeys};
 use crate::packet::be16;
 
-/// How long a message waits for its packet's steps.
-const WAIT: Duration = Duration::from_millis(1500);
+/// A message waits for its packet's steps until the ring buffer has been
+/// read this far past the message's reading, ns: the steps before its
+/// hook are older than the message.
+const WAIT_NS: u64 = 200_000_000;
 /// Messages waiting at most (a bound on memory when journeys cannot be
 /// found, e.g. when the filter could not be translated to nftables).
 const WAIT_MAX: usize = 16_384;
-/// After this long, a message is placed with the steps that are there.
-const SETTLE: Duration = Duration::from_millis(250);
+/// A message is placed with the steps that are there once the ring buffer
+/// has been read this far past it (the step its hook comes after is not
+/// coming), ns.
+const SETTLE_NS: u64 = 100_000_000;
+/// The messages of one evaluation come together: a group is forgotten
+/// this long after its last message.
+const GROUP_AGE: Duration = Duration::from_millis(250);
 
 /// What identifies one packet along its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,28 +126,39 @@ impl Ident {
 /// Where a packet was seen: namespace, interface, identity.
 type SeenAt = (u32, u32, Ident);
 
-/// How long one generation of the index of seen packets lasts.
-const INDEX_AGE: Duration = Duration::from_millis(1500);
+/// How long (kernel time) one generation of the index of seen packets
+/// lasts at least.
+const INDEX_AGE_NS: u64 = 1_500_000_000;
 /// How far apart in time a packet's step and the reading of a message
 /// about it can be: a message is read within milliseconds of its packet's
 /// steps, unless the reader was held up (seconds, in the VM suite's
 /// emulated machine), while a later packet of the same identity (the IPv4
 /// id wraps after 65,536 packets: 3.3 s at 20,000/s) comes later.
-const SEEN_WINDOW: Duration = Duration::from_secs(3);
+const SEEN_WINDOW_NS: u64 = 3_000_000_000;
 /// Entries of one generation at most, whatever its age: 7/8 of a table
 /// of 65,536 slots of 24 bytes, allocated once (~1.6 MB).
 const INDEX_MAX: usize = 57_344;
 
 /// Journeys by where their packets were seen, so that a trace message
 /// finds its journey with a lookup, not a search of every open journey.
-/// Two generations: when the newer is old or full, the older is dropped.
-/// Keyed by a 64-bit hash of where (a 32-byte key took four times the
-/// memory at 20,000 packets/s).
+/// Two generations: when the newer is full, or old and the older is of no
+/// more use (every message read by its time has been handled), the older
+/// is dropped. Ages are kernel times, not the clock's: a reader held up
+/// for seconds finds what was seen while it waited. Keyed by a 64-bit
+/// hash of where (a 32-byte key took four times the memory at 20,000
+/// packets/s).
+#[derive(Default)]
 struct SeenIndex {
     /// The journey, and the time of the step that saw it there.
     new: HashMap<u64, (u64, u64)>,
     old: HashMap<u64, (u64, u64)>,
-    since: Instant,
+    /// The first step time of `new`, the last of `old`.
+    new_from_ns: u64,
+    old_to_ns: u64,
+    new_to_ns: u64,
+    /// Every message read before this has been handled (tied, given up, or
+    /// none waits that was read before it).
+    handled_ns: u64,
 }
 
 fn seen_key(at: &SeenAt) -> u64 {
@@ -145,33 +166,29 @@ fn seen_key(at: &SeenAt) -> u64 {
     BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(at)
 }
 
-impl Default for SeenIndex {
-    fn default() -> Self {
-        SeenIndex {
-            new: HashMap::new(),
-            old: HashMap::new(),
-            since: Instant::now(),
-        }
-    }
-}
-
 impl SeenIndex {
     fn insert(&mut self, at: SeenAt, journey: u64, ts_ns: u64) {
-        if self.new.len() >= INDEX_MAX || self.since.elapsed() > INDEX_AGE {
+        let full = self.new.len() >= INDEX_MAX;
+        let aged = ts_ns > self.new_from_ns.saturating_add(INDEX_AGE_NS)
+            && self.old_to_ns.saturating_add(SEEN_WINDOW_NS) < self.handled_ns;
+        if self.new.is_empty() {
+            self.new_from_ns = ts_ns;
+        } else if full || aged {
             let fresh = HashMap::with_capacity(INDEX_MAX);
             self.old = std::mem::replace(&mut self.new, fresh);
-            self.since = Instant::now();
+            (self.old_to_ns, self.new_from_ns) = (self.new_to_ns, ts_ns);
         }
+        self.new_to_ns = self.new_to_ns.max(ts_ns);
         self.new.insert(seen_key(&at), (journey, ts_ns));
     }
 
-    /// The journey last seen at `at` within SEEN_WINDOW of `ts_ns`: an
+    /// The journey last seen at `at` within SEEN_WINDOW_NS of `ts_ns`: an
     /// older one is an earlier packet of the same identity, and the
     /// message's own packet has not been read from the ring buffer yet.
     fn get(&self, at: &SeenAt, ts_ns: u64) -> Option<u64> {
         let key = seen_key(at);
         let (journey, seen) = *self.new.get(&key).or_else(|| self.old.get(&key))?;
-        (seen.abs_diff(ts_ns) < SEEN_WINDOW.as_nanos() as u64).then_some(journey)
+        (seen.abs_diff(ts_ns) < SEEN_WINDOW_NS).then_some(journey)
     }
 
     /// The journey of the packet a trace message describes: seen in the
@@ -262,7 +279,7 @@ pub struct RuleTracer {
     session: NftraceSession,
     rules: RulesetCache,
     namespaces: HashMap<u32, NetnsRef>,
-    waiting: Vec<(NftTrace, Instant)>,
+    waiting: Vec<NftTrace>,
     groups: HashMap<(u32, u32), Group>,
     seen: SeenIndex,
     /// Messages never tied to a journey.
@@ -359,56 +376,53 @@ impl RuleTracer {
 
     /// Ties what arrived to journeys (open or held in `journeys`); with
     /// `stream`, returns the steps added (for sinks that show steps live).
-    /// `behind`: the ring buffer still holds events (a batch was cut
-    /// short), so a message's packet may not have been read yet: nothing
-    /// is given up or placed without its steps then.
+    /// `ring_read_ns`: every event of the ring buffer stamped before this
+    /// has been read (a message's packet may not have been read before).
     pub fn poll(
         &mut self,
         journeys: &mut Journeys,
         stream: bool,
-        behind: bool,
+        ring_read_ns: u64,
     ) -> Vec<(u64, Step)> {
         let mut added = Vec::new();
         // Every message sent before this is drained below: a journey
         // closed before it has all its rule steps once they are tied.
         let drained = self.session.drained_ns();
         let mut pending = std::mem::take(&mut self.waiting);
-        pending.extend(
-            self.session
-                .drain()
-                .into_iter()
-                .map(|t| (t, Instant::now())),
-        );
-        for (t, since) in pending {
-            // Wait a moment for the packet's steps before placing it
-            // with what is there.
-            let settle = !behind && since.elapsed() > SETTLE;
-            let wait = behind || since.elapsed() < WAIT;
+        pending.extend(self.session.drain());
+        for t in pending {
+            let read_past = |ns| ring_read_ns > t.received_ns.saturating_add(ns);
+            // The step the hook comes after is not coming: place the
+            // message with what is there.
+            let settle = read_past(SETTLE_NS);
             match self.tie(journeys, &t, settle, stream.then_some(&mut added)) {
                 Attached::Yes => {}
-                Attached::NotYet if wait && self.waiting.len() < WAIT_MAX => {
-                    self.waiting.push((t, since))
+                Attached::NotYet if !read_past(WAIT_NS) && self.waiting.len() < WAIT_MAX => {
+                    self.waiting.push(t)
                 }
                 // Its journey was handed out (ended, or evicted under
-                // load), or it waited long enough.
+                // load), or its packet was never seen.
                 _ => self.unmatched += 1,
             }
         }
+        let oldest_waiting = self.waiting.iter().map(|t| t.received_ns).min();
+        self.seen.handled_ns = oldest_waiting.map_or(drained, |w| w.min(drained));
         // The messages of one evaluation come together.
-        self.groups.retain(|_, g| g.seen.elapsed() < SETTLE);
+        self.groups.retain(|_, g| g.seen.elapsed() < GROUP_AGE);
         journeys.caught_up_ns = journeys.caught_up_ns.max(drained);
         added
     }
 
     /// Waits (at most `limit`) until the reader has read every message
-    /// sent before now, then ties them: called when tracing stops.
+    /// sent before now, then ties them: called when tracing stops, with
+    /// the ring buffer read to the end.
     pub fn catch_up(&mut self, journeys: &mut Journeys, limit: Duration) -> Vec<(u64, Step)> {
         let now = super::nftrace::monotonic_ns();
         let deadline = Instant::now() + limit;
         while self.session.drained_ns() < now && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.poll(journeys, true, false)
+        self.poll(journeys, true, u64::MAX)
     }
 
     /// For a rule of a table iptables-nft manages: its number in the chain
@@ -605,6 +619,33 @@ mod tests {
         p.extend(sport.to_be_bytes());
         p.extend([0x27, 0x0f, 0, 13, 0, 0]);
         p
+    }
+
+    /// A reader held up for seconds still finds what was seen meanwhile:
+    /// generations age by kernel time and by what was handled, not by the
+    /// clock; once handled, old packets go.
+    #[test]
+    fn seen_packets_stay_until_their_messages_are_handled() {
+        const S: u64 = 1_000_000_000;
+        let at = |id| (1, 2, ident(&udp(id, 4000)).unwrap());
+        let mut index = SeenIndex::default();
+        index.insert(at(1), 11, S);
+        for (i, ts) in (2..=10).map(|s| s * S).enumerate() {
+            index.insert(at(100 + i as u16), 100 + i as u64, ts);
+        }
+        assert_eq!(index.get(&at(1), S), Some(11), "nothing handled yet");
+        assert_eq!(index.get(&at(1), S + SEEN_WINDOW_NS), None, "outside the window");
+        // Handled up to 10 s: what was seen up to then may still be named
+        // by a message read just after, and stays one generation more.
+        index.handled_ns = 10 * S;
+        for (i, ts) in (11..=20).map(|s| s * S).enumerate() {
+            index.insert(at(200 + i as u16), 200 + i as u64, ts);
+        }
+        assert_eq!(index.get(&at(1), S), Some(11), "one generation more");
+        index.handled_ns = 20 * S;
+        index.insert(at(300), 300, 21 * S);
+        assert_eq!(index.get(&at(1), S), None, "handled long ago");
+        assert_eq!(index.get(&at(209), 20 * S), Some(209));
     }
 
     #[test]

@@ -1151,11 +1151,12 @@ fn read_loop(
         })
         .collect();
     while !stop.load(Ordering::Relaxed) {
+        // A socket that poll finds empty had nothing sent before this
+        // (taken before it looks); the others are read below until they
+        // are empty.
+        let polled = monotonic_ns();
         // SAFETY: fds is a valid array of pollfd of that length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
-        // A socket that poll found empty had nothing sent before this;
-        // the others are read below until they are empty.
-        let polled = monotonic_ns();
         if n < 0 {
             continue;
         }
