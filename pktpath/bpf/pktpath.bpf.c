@@ -59,7 +59,9 @@ struct track {
 	__u64 fp;    /* header fingerprint, see fingerprint() */
 	__u64 inner_fp; /* of the packet it carries, when a tunnel packet */
 	__u64 head;  /* skb->head where last seen, 0: unknown */
-	__u32 state; /* ROLE_PASS or ROLE_DELIVER */
+	__u16 state; /* ROLE_PASS or ROLE_DELIVER */
+	__u8 frag;   /* an IPv4 fragment (see frag_join()) */
+	__u8 pad;
 	__u16 mac;   /* skb->mac_header and network_header where last seen */
 	__u16 nh;
 };
@@ -1215,7 +1217,8 @@ struct obs {
 	__u8 have_key;	/* key is computed */
 	__u8 checked;	/* turned_down() said: not followed, not turned down */
 	__u16 skb_dev_type; /* skb->dev->type (PRE_SKB) */
-	__u16 pad2;
+	__u8 frag;	/* FRAG_* from frag_join() */
+	__u8 pad2;
 	__u32 ifindex;	/* of the event's device (PRE_DEV) */
 	__u32 netns;	/* of the event's device (PRE_DEV) */
 	char devname[16]; /* (PRE_DEV) */
@@ -1299,6 +1302,17 @@ __noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags, __u64 now)
 	e->flags = flags;
 	e->pad = 0;
 	read_ct_vlan(e, &o->m);
+	if (o->role == ROLE_FREE && o->frag) {
+		/* A fragment freed by reassembly: its skb->dev is its place in
+		 * the queue (struct rb_node shares it). The namespace is that
+		 * of the fragment this CPU handled before, which completed it. */
+		__u32 zero = 0;
+		struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
+
+		e->netns = c ? c->netns : 0;
+		e->ifindex = 0;
+		e->dev[0] = 0;
+	}
 	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
 		flush_pending(e);
 	set_current(e);
@@ -1317,7 +1331,13 @@ static __always_inline void obs_end(struct obs *o, struct track *t)
 		struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
 		bool func = o->kind == EVENT_FUNC || o->kind == EVENT_FUNC_RET;
 
-		if (c && c->skb == key)
+		/*
+		 * Not once freed: a later route lookup on this CPU is another
+		 * packet's. But a fragment consumed by reassembly hands its
+		 * place to the datagram, which goes on in another fragment's
+		 * skb with no tracepoint before its socket (sk_data_ready).
+		 */
+		if (c && c->skb == key && !(t && t->frag && o->consume))
 			c->skb = 0;
 		/*
 		 * With function sites attached, the skb still goes through the
@@ -1443,6 +1463,7 @@ __noinline int obs_begin(struct obs *o)
 			o->key = o->have_id ? pkt_key(&o->id) : 0;
 	}
 	if (t) {
+		o->frag = t->frag;
 		/* Being released: the journey already ended, no event. */
 		if (t->state != ROLE_FREED) {
 			t->last_ts = now;
@@ -1480,9 +1501,115 @@ static __always_inline void flow_put(struct obs *o, struct filter_scratch *s)
 #endif
 }
 
+/*
+ * IPv4 fragments. Only the first fragment of a datagram has its ports, so
+ * a filter on them selects that one alone; its datagram (addresses, id,
+ * protocol) is noted here with its journey, and the datagram's other
+ * fragments join that journey at their first site, as do the fragments a
+ * router makes anew after reassembling it (conntrack). Reassembly goes on
+ * in one fragment's skb: the others are freed or chained to it, and the
+ * journey ends with the datagram. Fragments of one datagram come within
+ * milliseconds: a note older than FRAG_NS is another datagram's (the id
+ * wraps).
+ */
+#define FRAG_NS 2000000000ULL
+#define FRAG_FIRST 1 /* offset 0, more fragments follow */
+#define FRAG_LATER 2
+
+struct frag_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct frag_note {
+	__u64 journey;
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct frag_key);
+	__type(value, struct frag_note);
+} frags SEC(".maps");
+
+/* The datagram of the IPv4 fragment whose bytes scratch holds (n of
+ * them), and which fragment: FRAG_*, 0 for a whole packet. */
+static __always_inline __u8 frag_of(struct filter_scratch *s, __u64 n, bool l3,
+				    struct frag_key *k)
+{
+	__u32 off = 0;
+	__u16 fo;
+
+	if (!l3) {
+		if (n < 14 || s->pkt[12] != 0x08 || s->pkt[13] != 0x00)
+			return 0;
+		off = 14;
+	}
+	if (n < off + 20 || off + 20 > FILTER_PKT_MAX || (s->pkt[off] >> 4) != 4)
+		return 0;
+	fo = (__u16)s->pkt[off + 6] << 8 | s->pkt[off + 7];
+	if (!(fo & 0x3fff))
+		return 0;
+	__builtin_memcpy(&k->saddr, &s->pkt[off + 12], 4);
+	__builtin_memcpy(&k->daddr, &s->pkt[off + 16], 4);
+	k->id = (__u16)s->pkt[off + 4] << 8 | s->pkt[off + 5];
+	k->proto = s->pkt[off + 9];
+	k->pad = 0;
+	return fo & 0x1fff ? FRAG_LATER : FRAG_FIRST;
+}
+
+/*
+ * For an untracked packet the filter judged (yes): the journey it joins
+ * as a fragment of a datagram followed, else 0. Sets o->frag. A first
+ * fragment turned down ends the note of an earlier datagram of its id.
+ */
+__noinline __u64 frag_join(struct obs *o, int yes)
+{
+	struct filter_scratch *s;
+	struct frag_note *note;
+	struct frag_key k = {};
+	__u32 zero = 0;
+	__u64 now;
+
+	if (!o)
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	o->frag = frag_of(s, o->fbytes, o->v.l3, &k);
+	if (!o->frag)
+		return 0;
+	now = bpf_ktime_get_ns();
+	note = bpf_map_lookup_elem(&frags, &k);
+	if (note && now - note->ts < FRAG_NS) {
+		note->ts = now;
+		return note->journey;
+	}
+	if (!yes && o->frag == FRAG_FIRST && note)
+		bpf_map_delete_elem(&frags, &k);
+	return 0;
+}
+
+/* Notes the datagram of fragment o, selected as journey `journey`. */
+static __always_inline void frag_put(struct obs *o, __u64 journey, __u64 now)
+{
+	struct filter_scratch *s;
+	struct frag_note note = { .journey = journey, .ts = now };
+	struct frag_key k = {};
+	__u32 zero = 0;
+
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (s && frag_of(s, o->fbytes, o->v.l3, &k))
+		bpf_map_update_elem(&frags, &k, &note, BPF_ANY);
+}
+
 /* The filter's answer for an untracked packet: remember a no, start a
- * journey on a yes. */
-__noinline int obs_select(struct obs *o, int yes)
+ * journey on a yes, or join journey `join` (a fragment of its datagram). */
+__noinline int obs_select(struct obs *o, int yes, __u64 join)
 {
 	struct filter_scratch *s;
 	struct track nt = {}, *t = NULL;
@@ -1496,7 +1623,12 @@ __noinline int obs_select(struct obs *o, int yes)
 	head = o->id.head;
 	digest = o->key;
 	count(CNT_FILTERED);
-	if (!yes) {
+	if (!yes && !join) {
+		/* A fragment is judged anew at each site: a later one of a
+		 * selected datagram shares the bytes the filter reads with
+		 * those of others (no ports), and may join it (frag_join()). */
+		if (o->frag)
+			return 0;
 		s = bpf_map_lookup_elem(&scratch, &zero);
 		/*
 		 * Well-formed headers turned down: by packet (all its skbs).
@@ -1513,19 +1645,23 @@ __noinline int obs_select(struct obs *o, int yes)
 		flow_put(o, s);
 		return 0;
 	}
-	nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
+	nt.journey = join ? join : __sync_fetch_and_add(&next_journey, 1) + 1;
 	nt.last_ts = bpf_ktime_get_ns();
+	nt.frag = !!o->frag;
+	if (o->frag && !join)
+		frag_put(o, nt.journey, nt.last_ts);
 	nt.fp = fingerprint(&o->v);
 	nt.inner_fp = inner_fingerprint((__u64)o->v.start, o->v.l3);
 	nt.head = o->have_id ? o->id.head : 0;
 	nt.mac = o->id.mac;
 	nt.nh = o->id.nh;
-	count(CNT_SELECTED);
+	if (!join)
+		count(CNT_SELECTED);
 	if (o->role != ROLE_FREE) {
 		track_put(key, &nt);
 		t = bpf_map_lookup_elem(&tracked, &key);
 	}
-	obs_emit(o, nt.journey, EVENT_F_FIRST, nt.last_ts);
+	obs_emit(o, nt.journey, join ? 0 : EVENT_F_FIRST, nt.last_ts);
 	obs_end(o, t);
 	return 1;
 }
@@ -1550,7 +1686,7 @@ static __always_inline void observe(struct obs *o)
 		yes = filter_l3(s, n) != 0;
 	else
 		yes = filter_l2(s, n) != 0;
-	obs_select(o, yes);
+	obs_select(o, yes, frag_join(o, yes));
 }
 
 #ifndef PKTPATH_RAW_TP

@@ -404,6 +404,8 @@ impl Step {
                 None => format!("drop: {}", d.reason),
             },
             Detail::Free { location } => match location {
+                // A fragment's skb, its payload now part of the datagram.
+                Some(l) if is_reassembly(l) => format!("joined its datagram (freed at {l})"),
                 Some(l) => format!("freed at {l}"),
                 None => "freed".into(),
             },
@@ -1024,6 +1026,20 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Whether a free at `location` is reassembly's: IPv4 and IPv6 fragments,
+/// and conntrack's defragmentation.
+fn is_reassembly(location: &str) -> bool {
+    [
+        "inet_frag_reasm",
+        "ip_frag_reasm",
+        "ip6_frag_reasm",
+        "ip_defrag",
+        "nf_ct_frag6",
+    ]
+    .iter()
+    .any(|f| location.starts_with(f))
 }
 
 #[cfg(test)]

@@ -197,9 +197,10 @@ impl Journey {
             }
         }
         hook_verdicts(&mut steps);
+        let datagram = name_fragments(&mut steps);
         let first = steps.iter().find(|s| s.packet.is_some()).or(steps.first());
         let flow = first.and_then(|s| s.flow());
-        let packet = first.and_then(|s| s.headers.as_deref().map(str::to_string));
+        let mut packet = first.and_then(|s| s.headers.as_deref().map(str::to_string));
         // A packet first seen half built (at __ip_local_out the IP header's
         // length is still 0) has its size at a later step.
         let len = flow
@@ -214,6 +215,17 @@ impl Journey {
             })
             .or_else(|| steps.iter().find(|s| !s.correlated).map(|s| s.len))
             .unwrap_or(0);
+        let len = match datagram {
+            Some(d) => {
+                if let Some(p) = packet.as_mut() {
+                    let first = format!(", fragment 1 of {}", d.count);
+                    *p = p.replace(&first, "").replace(", fragment 1", "");
+                    p.push_str(&d.title());
+                }
+                d.bytes.unwrap_or(len)
+            }
+            None => len,
+        };
         let duration_ns = match (steps.first(), steps.last()) {
             (Some(a), Some(b)) => b.ts_ns - a.ts_ns,
             _ => 0,
@@ -780,6 +792,87 @@ fn finish(id: u64, steps: Vec<Step>, freed: bool, merged: bool) -> Journey {
         };
     }
     j
+}
+
+/// The IPv4 datagram whose fragments a journey followed (they join the
+/// journey of the first one selected).
+#[derive(Clone, Copy, Debug)]
+struct Datagram {
+    /// Fragments seen.
+    count: usize,
+    /// Whether the last one was seen (then `count` is all of them).
+    whole: bool,
+    /// Its IP length once reassembled, when every fragment was seen.
+    bytes: Option<u32>,
+}
+
+impl Datagram {
+    fn title(&self) -> String {
+        match self.whole {
+            true => format!(", datagram in {} fragments", self.count),
+            false => format!(
+                ", {} fragments of a datagram (its last not seen)",
+                self.count
+            ),
+        }
+    }
+}
+
+/// Names the fragment each step saw (`fragment 2 of 3`, by offset) in its
+/// headers; the datagram, when the steps saw more than one fragment of it.
+fn name_fragments(steps: &mut [Step]) -> Option<Datagram> {
+    use crate::packet::Fragment;
+    let frag = |s: &Step| -> Option<Fragment> {
+        if s.correlated || s.packet.is_none() {
+            return None;
+        }
+        s.flow()?.fragment
+    };
+    let id = steps.iter().find_map(frag)?.id;
+    let mut offsets: Vec<u32> = steps
+        .iter()
+        .filter_map(frag)
+        .filter(|f| f.id == id)
+        .map(|f| f.offset)
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    let last = steps
+        .iter()
+        .filter_map(frag)
+        .find(|f| f.id == id && !f.more);
+    let count = offsets.len();
+    let whole = last.is_some() && offsets.first() == Some(&0);
+    for s in steps.iter_mut() {
+        let Some(f) = frag(s).filter(|f| f.id == id) else {
+            continue;
+        };
+        let i = offsets.iter().position(|&o| o == f.offset).unwrap_or(0) + 1;
+        let of = if whole {
+            format!(" of {count}")
+        } else {
+            String::new()
+        };
+        let Some(h) = s.headers.as_deref() else {
+            continue;
+        };
+        let named = if f.offset == 0 {
+            format!("{h}, fragment 1{of}")
+        } else {
+            h.replace(
+                &format!("IP fragment offset {}", f.offset),
+                &format!("IP fragment {i}{of} (offset {})", f.offset),
+            )
+        };
+        s.headers = Some(named.into());
+    }
+    (count > 1 || last.is_some_and(|f| f.offset > 0)).then(|| Datagram {
+        count,
+        whole,
+        bytes: last
+            .filter(|_| whole)
+            .map(|f| f.header + f.offset + f.payload),
+    })
 }
 
 /// A finished journey kept a moment for steps that arrive by another way

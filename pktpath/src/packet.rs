@@ -26,6 +26,23 @@ pub struct Flow {
     pub ports: Option<(u16, u16)>,
     /// TCP sequence number.
     pub tcp_seq: Option<u32>,
+    /// An IPv4 fragment: which part of which datagram.
+    pub fragment: Option<Fragment>,
+}
+
+/// One IPv4 fragment of a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// The datagram's IP id.
+    pub id: u16,
+    /// Where its payload goes in the datagram's, bytes.
+    pub offset: u32,
+    /// More fragments follow (it is not the last).
+    pub more: bool,
+    /// Its payload (IP length less the header), bytes.
+    pub payload: u32,
+    /// The IP header's length, bytes.
+    pub header: u32,
 }
 
 impl Flow {
@@ -126,6 +143,15 @@ fn ipv4(b: &[u8]) -> Option<Flow> {
     flow.src = ipv4_text(src);
     flow.dst = ipv4_text(dst);
     let ip_len = be16(b, 2)? as u32;
+    if frag & 0x3fff != 0 {
+        flow.fragment = Some(Fragment {
+            id: be16(b, 4)?,
+            offset: (frag & 0x1fff) as u32 * 8,
+            more: frag & 0x2000 != 0,
+            payload: ip_len.saturating_sub(ihl as u32),
+            header: ihl as u32,
+        });
+    }
     flow.ip_len = Some(ip_len);
     flow.set_socket_bytes(ip_len.checked_sub(ihl as u32));
     Some(flow)

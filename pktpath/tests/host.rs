@@ -1015,6 +1015,82 @@ fn a_datagram_is_delivered_to_its_socket() {
     }
 }
 
+/// The fragments of an IPv4 datagram are one journey, that of its first
+/// fragment (the only one with ports, so the one a port filter selects):
+/// each step names its fragment, the reassembly in the receiving namespace
+/// is a step, and the journey ends with the datagram in its socket. It
+/// used to be the first fragment alone, ending "consumed" where it was
+/// reassembled, and the datagram's delivery was not shown.
+#[test]
+fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
+    require_root!();
+    if !has_sk_data_ready() {
+        eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
+        return;
+    }
+    let net = Net::new(240);
+    let p = Pktpath::start(&[&net.only("udp port 7006")]);
+    let server = net.server_ip();
+    let rx = common::listening(&net.server, move |ready| {
+        let s = std::net::UdpSocket::bind(format!("{server}:7006")).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        ready();
+        let mut buf = [0u8; 8192];
+        let mut sizes = Vec::new();
+        while let Ok(n) = s.recv(&mut buf) {
+            sizes.push(n);
+        }
+        sizes
+    });
+    // 3,500 bytes of payload over links of MTU 1500: three fragments.
+    let dst = format!("{}:7006", net.server_ip());
+    pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            s.send_to(&[7u8; 3500], &dst).unwrap();
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    assert_eq!(rx.join().unwrap(), vec![3500; 3]);
+    let sent = journeys_with(&all, &[&format!("> {} UDP", net.server_ip())]);
+    assert_eq!(sent.len(), 3, "one journey per datagram: {all:#?}");
+    for j in sent {
+        let title = j["packet"].as_str().unwrap_or_default();
+        assert!(title.ends_with("datagram in 3 fragments"), "{title}");
+        assert_eq!(j["len"], 3528, "{j:#}");
+        assert_eq!(end(j), ("delivered", net.server.as_str()), "{j:#}");
+        let steps = j["steps"].as_array().unwrap();
+        let headers: Vec<&str> = steps.iter().filter_map(|s| s["headers"].as_str()).collect();
+        for (i, offset) in [(2, 1480), (3, 2960)] {
+            let named = format!("IP fragment {i} of 3 (offset {offset})");
+            assert!(headers.iter().any(|h| h.contains(&named)), "{named}: {j:#}");
+        }
+        // Each fragment crossed every link: each driver on the way was
+        // handed three.
+        let mut xmits = std::collections::BTreeMap::new();
+        for s in steps.iter().filter(|s| s["site"] == "net_dev_start_xmit") {
+            *xmits
+                .entry(s["dev"].as_str().unwrap_or_default())
+                .or_insert(0) += 1;
+        }
+        assert!(xmits.len() >= 2, "{j:#}");
+        assert!(xmits.values().all(|&n| n == 3), "{xmits:?}: {j:#}");
+        let joined = steps
+            .iter()
+            .position(|s| s["site"] == "consume_skb" && s["netns_name"] == net.server.as_str())
+            .unwrap_or_else(|| panic!("no reassembly step: {j:#}"));
+        let queued = steps
+            .iter()
+            .position(|s| s["site"] == "sk_data_ready")
+            .unwrap_or_else(|| panic!("not queued to its socket: {j:#}"));
+        assert!(joined < queued, "{j:#}");
+    }
+}
+
 /// A packet dropped by a tc BPF classifier on the receiving device names
 /// the filter (kind, program name and id, pref, handle, chain), the device
 /// and the namespace, with the commands to look at them (the hint said

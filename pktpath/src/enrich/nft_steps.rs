@@ -634,7 +634,11 @@ mod tests {
             index.insert(at(100 + i as u16), 100 + i as u64, ts);
         }
         assert_eq!(index.get(&at(1), S), Some(11), "nothing handled yet");
-        assert_eq!(index.get(&at(1), S + SEEN_WINDOW_NS), None, "outside the window");
+        assert_eq!(
+            index.get(&at(1), S + SEEN_WINDOW_NS),
+            None,
+            "outside the window"
+        );
         // Handled up to 10 s: what was seen up to then may still be named
         // by a message read just after, and stays one generation more.
         index.handled_ns = 10 * S;
