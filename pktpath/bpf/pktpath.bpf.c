@@ -1302,17 +1302,6 @@ __noinline int obs_emit(struct obs *o, __u64 journey, __u64 flags, __u64 now)
 	e->flags = flags;
 	e->pad = 0;
 	read_ct_vlan(e, &o->m);
-	if (o->role == ROLE_FREE && o->frag) {
-		/* A fragment freed by reassembly: its skb->dev is its place in
-		 * the queue (struct rb_node shares it). The namespace is that
-		 * of the fragment this CPU handled before, which completed it. */
-		__u32 zero = 0;
-		struct current *c = bpf_map_lookup_elem(&cpu_current, &zero);
-
-		e->netns = c ? c->netns : 0;
-		e->ifindex = 0;
-		e->dev[0] = 0;
-	}
 	if ((flags & EVENT_F_FIRST) && cfg.fib_correlate)
 		flush_pending(e);
 	set_current(e);
@@ -1351,6 +1340,23 @@ static __always_inline void obs_end(struct obs *o, struct track *t)
 	} else if (o->role == ROLE_DELIVER && t) {
 		t->state = ROLE_DELIVER;
 	}
+}
+
+/*
+ * A fragment freed by reassembly: its skb->dev is its place in the queue
+ * (struct rb_node shares it). Its namespace is that of the fragment this
+ * CPU handled before, which completed the datagram; no device.
+ */
+static __always_inline void frag_freed(struct obs *o)
+{
+	struct current *c;
+	__u32 zero = 0;
+
+	c = bpf_map_lookup_elem(&cpu_current, &zero);
+	o->netns = c ? c->netns : 0;
+	o->ifindex = 0;
+	o->devname[0] = 0;
+	o->pre |= PRE_DEV;
 }
 
 /*
@@ -1464,6 +1470,8 @@ __noinline int obs_begin(struct obs *o)
 	}
 	if (t) {
 		o->frag = t->frag;
+		if (o->frag && o->role == ROLE_FREE)
+			frag_freed(o);
 		/* Being released: the journey already ended, no event. */
 		if (t->state != ROLE_FREED) {
 			t->last_ts = now;
@@ -1563,11 +1571,10 @@ static __always_inline __u8 frag_of(struct filter_scratch *s, __u64 n, bool l3,
 }
 
 /*
- * For an untracked packet the filter judged (yes): the journey it joins
- * as a fragment of a datagram followed, else 0. Sets o->frag. A first
- * fragment turned down ends the note of an earlier datagram of its id.
+ * For an untracked packet about to be filtered: the journey it joins as a
+ * fragment of a datagram followed, else 0. Sets o->frag.
  */
-__noinline __u64 frag_join(struct obs *o, int yes)
+__noinline __u64 frag_join(struct obs *o)
 {
 	struct filter_scratch *s;
 	struct frag_note *note;
@@ -1585,85 +1592,125 @@ __noinline __u64 frag_join(struct obs *o, int yes)
 		return 0;
 	now = bpf_ktime_get_ns();
 	note = bpf_map_lookup_elem(&frags, &k);
-	if (note && now - note->ts < FRAG_NS) {
-		note->ts = now;
-		return note->journey;
-	}
-	if (!yes && o->frag == FRAG_FIRST && note)
-		bpf_map_delete_elem(&frags, &k);
-	return 0;
+	if (!note || now - note->ts >= FRAG_NS)
+		return 0;
+	note->ts = now;
+	return note->journey;
 }
 
-/* Notes the datagram of fragment o, selected as journey `journey`. */
-static __always_inline void frag_put(struct obs *o, __u64 journey, __u64 now)
+/*
+ * Notes the datagram of fragment o as followed by `journey`; 0: not
+ * followed (a first fragment turned down ends the note of an earlier
+ * datagram of its id). Not inlined, like obs_join(): the stack of a call
+ * chain is 512 bytes before 6.13's private stacks, and obs_select() and
+ * obs_emit() hold most of it.
+ */
+__noinline int frag_note(struct obs *o, __u64 journey)
 {
 	struct filter_scratch *s;
-	struct frag_note note = { .journey = journey, .ts = now };
+	struct frag_note note = {};
 	struct frag_key k = {};
 	__u32 zero = 0;
 
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (s && frag_of(s, o->fbytes, o->v.l3, &k))
-		bpf_map_update_elem(&frags, &k, &note, BPF_ANY);
-}
-
-/* The filter's answer for an untracked packet: remember a no, start a
- * journey on a yes, or join journey `join` (a fragment of its datagram). */
-__noinline int obs_select(struct obs *o, int yes, __u64 join)
-{
-	struct filter_scratch *s;
-	struct track nt = {}, *t = NULL;
-	__u32 zero = 0;
-	__u64 key, head, digest;
-
 	if (!o)
 		return 0;
-	/* Map keys and values from the stack: 6.1 takes no other memory. */
-	key = o->skb;
-	head = o->id.head;
-	digest = o->key;
-	count(CNT_FILTERED);
-	if (!yes && !join) {
-		/* A fragment is judged anew at each site: a later one of a
-		 * selected datagram shares the bytes the filter reads with
-		 * those of others (no ports), and may join it (frag_join()). */
-		if (o->frag)
-			return 0;
-		s = bpf_map_lookup_elem(&scratch, &zero);
-		/*
-		 * Well-formed headers turned down: by packet (all its skbs).
-		 * Not yet a network packet (headers unwritten): by skb, until
-		 * its layout changes. Not a packet being freed: it is not seen
-		 * again (its flow may be).
-		 */
-		if (o->role != ROLE_FREE) {
-			if (s && digest && well_formed(s, o->v.l3, o->fbytes))
-				reject_put(head, pkt_word(head, digest));
-			else if (o->have_id)
-				reject_put(key, skb_word(key, &o->id));
-		}
-		flow_put(o, s);
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s || !frag_of(s, o->fbytes, o->v.l3, &k))
 		return 0;
+	if (!journey)
+		return bpf_map_delete_elem(&frags, &k);
+	note.journey = journey;
+	note.ts = bpf_ktime_get_ns();
+	return bpf_map_update_elem(&frags, &k, &note, BPF_ANY);
+}
+
+/*
+ * Follows untracked packet o as journey `journey`, or as a new journey
+ * (0): its event and its tracking entry. Inlined with a constant journey
+ * in each caller: the stack of a call chain is 512 bytes before 6.13's
+ * private stacks, and obs_select() and obs_emit() hold most of it.
+ */
+static __always_inline int obs_start(struct obs *o, const __u64 journey)
+{
+	struct track nt = {}, *t = NULL;
+	__u64 key = o->skb; /* map keys from the stack: 6.1 takes no other memory */
+
+	if (journey) {
+		nt.journey = journey;
+	} else {
+		nt.journey = __sync_fetch_and_add(&next_journey, 1) + 1;
+		count(CNT_SELECTED);
+		if (o->frag)
+			frag_note(o, nt.journey);
 	}
-	nt.journey = join ? join : __sync_fetch_and_add(&next_journey, 1) + 1;
 	nt.last_ts = bpf_ktime_get_ns();
 	nt.frag = !!o->frag;
-	if (o->frag && !join)
-		frag_put(o, nt.journey, nt.last_ts);
 	nt.fp = fingerprint(&o->v);
 	nt.inner_fp = inner_fingerprint((__u64)o->v.start, o->v.l3);
 	nt.head = o->have_id ? o->id.head : 0;
 	nt.mac = o->id.mac;
 	nt.nh = o->id.nh;
-	if (!join)
-		count(CNT_SELECTED);
 	if (o->role != ROLE_FREE) {
 		track_put(key, &nt);
 		t = bpf_map_lookup_elem(&tracked, &key);
 	}
-	obs_emit(o, nt.journey, join ? 0 : EVENT_F_FIRST, nt.last_ts);
+	obs_emit(o, nt.journey, journey ? 0 : EVENT_F_FIRST, nt.last_ts);
 	obs_end(o, t);
 	return 1;
+}
+
+/* A fragment of a datagram followed joins its journey (frag_join()). */
+__noinline int obs_join(struct obs *o, __u64 journey)
+{
+	if (!o || !journey)
+		return 0;
+	return obs_start(o, journey);
+}
+
+/* An untracked packet the filter selected: a new journey. */
+__noinline int obs_select(struct obs *o)
+{
+	if (!o)
+		return 0;
+	return obs_start(o, 0);
+}
+
+/* An untracked packet the filter turned down: remembered (see rejected). */
+__noinline int obs_reject(struct obs *o)
+{
+	struct filter_scratch *s;
+	__u32 zero = 0;
+	__u64 key, head, digest;
+
+	if (!o)
+		return 0;
+	/* A fragment is judged anew at each site: a later one of a selected
+	 * datagram shares the bytes the filter reads with those of others
+	 * (no ports), and joins it (frag_join()). */
+	if (o->frag) {
+		if (o->frag == FRAG_FIRST)
+			frag_note(o, 0);
+		return 0;
+	}
+	/* Map keys and values from the stack: 6.1 takes no other memory. */
+	key = o->skb;
+	head = o->id.head;
+	digest = o->key;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	/*
+	 * Well-formed headers turned down: by packet (all its skbs). Not yet
+	 * a network packet (headers unwritten): by skb, until its layout
+	 * changes. Not a packet being freed: it is not seen again (its flow
+	 * may be).
+	 */
+	if (o->role != ROLE_FREE) {
+		if (s && digest && well_formed(s, o->v.l3, o->fbytes))
+			reject_put(head, pkt_word(head, digest));
+		else if (o->have_id)
+			reject_put(key, skb_word(key, &o->id));
+	}
+	flow_put(o, s);
+	return 0;
 }
 
 /* One observation: the shared halves, and the filter between them. */
@@ -1671,11 +1718,16 @@ static __always_inline void observe(struct obs *o)
 {
 	struct filter_scratch *s;
 	__u32 zero = 0;
-	__u64 n;
+	__u64 n, join;
 	int yes;
 
 	if (obs_begin(o) != OBS_FILTER)
 		return;
+	join = frag_join(o);
+	if (join) {
+		obs_join(o, join);
+		return;
+	}
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return;
@@ -1686,7 +1738,11 @@ static __always_inline void observe(struct obs *o)
 		yes = filter_l3(s, n) != 0;
 	else
 		yes = filter_l2(s, n) != 0;
-	obs_select(o, yes, frag_join(o, yes));
+	count(CNT_FILTERED);
+	if (yes)
+		obs_select(o);
+	else
+		obs_reject(o);
 }
 
 #ifndef PKTPATH_RAW_TP
