@@ -1453,13 +1453,16 @@ __noinline int obs_begin(struct obs *o)
 	 * offsets are its own (a netlink message has none): a consume whose
 	 * offsets differ from the packet's last site is another skb's. A drop
 	 * is kept unless its buffer differs: a tunnel resets the offsets
-	 * before it can drop the inner packet, with no site in between.
+	 * before it can drop the inner packet, with no site in between. A
+	 * fragment's skb takes the buffer and headers of its datagram's first
+	 * fragment when it completes it (reassembly), and goes on as the
+	 * datagram: neither is checked for it.
 	 */
 	now = t ? bpf_ktime_get_ns() : 0;
 	if (t && (now - t->last_ts > cfg.stale_ns ||
 		  (!cfg.funcs_active && t->state == ROLE_DELIVER && o->role != ROLE_DELIVER) ||
-		  (!cfg.funcs_active && o->v.caplen && t->fp && !same_packet(t, &o->v)) ||
-		  (!cfg.funcs_active && o->role == ROLE_FREE && t->head && o->have_id &&
+		  (!cfg.funcs_active && o->v.caplen && t->fp && !t->frag && !same_packet(t, &o->v)) ||
+		  (!cfg.funcs_active && o->role == ROLE_FREE && t->head && o->have_id && !t->frag &&
 		   (o->id.head != t->head ||
 		    (o->consume && (o->id.mac != t->mac || o->id.nh != t->nh)))))) {
 		/* The address was freed without us seeing it and reused. */
@@ -1510,7 +1513,7 @@ static __always_inline void flow_put(struct obs *o, struct filter_scratch *s)
 }
 
 /*
- * IPv4 fragments. Only the first fragment of a datagram has its ports, so
+ * IP fragments. Only the first fragment of a datagram has its ports, so
  * a filter on them selects that one alone; its datagram (addresses, id,
  * protocol) is noted here with its journey, and the datagram's other
  * fragments join that journey at their first site, as do the fragments a
@@ -1525,11 +1528,11 @@ static __always_inline void flow_put(struct obs *o, struct filter_scratch *s)
 #define FRAG_LATER 2
 
 struct frag_key {
-	__u32 saddr;
-	__u32 daddr;
-	__u16 id;
+	__u64 addrs; /* IPv4: source and destination; IPv6: a hash of them */
+	__u32 id;
 	__u8 proto;
-	__u8 pad;
+	__u8 v6;
+	__u16 pad;
 };
 
 struct frag_note {
@@ -1544,30 +1547,59 @@ struct {
 	__type(value, struct frag_note);
 } frags SEC(".maps");
 
-/* The datagram of the IPv4 fragment whose bytes scratch holds (n of
- * them), and which fragment: FRAG_*, 0 for a whole packet. */
+/* The 8 bytes of scratch at `at`, as they lie. */
+static __always_inline __u64 scratch_word(struct filter_scratch *s, __u32 at)
+{
+	__u64 w;
+
+	__builtin_memcpy(&w, &s->pkt[at], 8);
+	return w;
+}
+
+/*
+ * The datagram of the IP fragment whose bytes scratch holds (n of them),
+ * and which fragment: FRAG_*, 0 for a whole packet. IPv6: a fragment
+ * header right after the fixed header (the filter is given those bytes,
+ * see Filter::new).
+ */
 static __always_inline __u8 frag_of(struct filter_scratch *s, __u64 n, bool l3,
 				    struct frag_key *k)
 {
-	__u32 off = 0;
+	__u32 off = 0, i;
 	__u16 fo;
+	__u64 h;
 
 	if (!l3) {
-		if (n < 14 || s->pkt[12] != 0x08 || s->pkt[13] != 0x00)
+		if (n < 14 || !((s->pkt[12] == 0x08 && s->pkt[13] == 0x00) ||
+				(s->pkt[12] == 0x86 && s->pkt[13] == 0xdd)))
 			return 0;
 		off = 14;
 	}
-	if (n < off + 20 || off + 20 > FILTER_PKT_MAX || (s->pkt[off] >> 4) != 4)
+	if (n < off + 20)
 		return 0;
-	fo = (__u16)s->pkt[off + 6] << 8 | s->pkt[off + 7];
-	if (!(fo & 0x3fff))
+	if ((s->pkt[off] >> 4) == 4) {
+		fo = (__u16)s->pkt[off + 6] << 8 | s->pkt[off + 7];
+		if (!(fo & 0x3fff))
+			return 0;
+		k->addrs = scratch_word(s, off + 12);
+		k->id = (__u16)s->pkt[off + 4] << 8 | s->pkt[off + 5];
+		k->proto = s->pkt[off + 9];
+		return fo & 0x1fff ? FRAG_LATER : FRAG_FIRST;
+	}
+	if ((s->pkt[off] >> 4) != 6 || n < off + 48 || s->pkt[off + 6] != 44)
 		return 0;
-	__builtin_memcpy(&k->saddr, &s->pkt[off + 12], 4);
-	__builtin_memcpy(&k->daddr, &s->pkt[off + 16], 4);
-	k->id = (__u16)s->pkt[off + 4] << 8 | s->pkt[off + 5];
-	k->proto = s->pkt[off + 9];
-	k->pad = 0;
-	return fo & 0x1fff ? FRAG_LATER : FRAG_FIRST;
+	/* Offset (13 bits), 2 reserved, M: an atomic fragment is whole. */
+	fo = (__u16)s->pkt[off + 42] << 8 | s->pkt[off + 43];
+	if (!(fo & 0xfff9))
+		return 0;
+	h = 0xcbf29ce484222325ULL;
+	for (i = 0; i < 4; i++)
+		h = (h ^ scratch_word(s, off + 8 + 8 * i)) * 0x100000001b3ULL;
+	k->addrs = h;
+	__builtin_memcpy(&k->id, &s->pkt[off + 44], 4);
+	k->proto = s->pkt[off + 40];
+	k->v6 = 1;
+	return fo >> 3 ? FRAG_LATER : FRAG_FIRST;
 }
 
 /*
@@ -1723,9 +1755,12 @@ static __always_inline void observe(struct obs *o)
 
 	if (obs_begin(o) != OBS_FILTER)
 		return;
+	/* Freed and not followed: a copy of a fragment (reassembly clones
+	 * the one that completes a datagram), freed with the datagram. */
 	join = frag_join(o);
 	if (join) {
-		obs_join(o, join);
+		if (o->role != ROLE_FREE)
+			obs_join(o, join);
 		return;
 	}
 	s = bpf_map_lookup_elem(&scratch, &zero);

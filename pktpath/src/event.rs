@@ -193,6 +193,16 @@ pub struct NeighInfo {
     pub error: Option<String>,
 }
 
+/// NeighInfo::error of a packet the neighbour layer queued.
+const NEIGH_QUEUED: &str = "packet queued until the neighbour answers";
+
+impl NeighInfo {
+    /// The packet waits in the neighbour's queue until it is resolved.
+    pub fn queued(&self) -> bool {
+        self.error.as_deref() == Some(NEIGH_QUEUED)
+    }
+}
+
 /// The socket a datagram was queued to (Detail::Socket).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SocketInfo {
@@ -406,6 +416,12 @@ impl Step {
             Detail::Free { location } => match location {
                 // A fragment's skb, its payload now part of the datagram.
                 Some(l) if is_reassembly(l) => format!("joined its datagram (freed at {l})"),
+                Some(l)
+                    if l.starts_with("skb_release_data")
+                        && self.flow().is_some_and(|f| f.fragment.is_some()) =>
+                {
+                    format!("freed with its datagram (at {l})")
+                }
                 Some(l) => format!("freed at {l}"),
                 None => "freed".into(),
             },
@@ -823,7 +839,7 @@ impl Decoder {
                 // __neigh_event_send: 0 send now, 1 queued until resolved.
                 error: match raw.args[1] as i64 {
                     0 => None,
-                    1 => Some("packet queued until the neighbour answers".into()),
+                    1 => Some(NEIGH_QUEUED.into()),
                     e => Some(errno_name(e)),
                 },
             })),

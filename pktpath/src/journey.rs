@@ -695,6 +695,10 @@ struct Open {
     /// to a local address, or a segment TCP processed with no data to
     /// queue. Not so after a transmit queue or a neighbour wait.
     settled: bool,
+    /// Waiting in a neighbour's queue for its resolution (the last of its
+    /// own steps before it): nothing is seen until it answers, or the
+    /// kernel gives up (3 s with the default probes).
+    neigh_wait: bool,
     /// skbs of this packet still alive (clones and copies join it).
     live: Vec<u64>,
     /// A TCP segment's direction of its connection (addresses and
@@ -847,6 +851,20 @@ fn name_fragments(steps: &mut [Step]) -> Option<Datagram> {
         let Some(f) = frag(s).filter(|f| f.id == id) else {
             continue;
         };
+        // A datagram's fragments are freed with it by kfree_skb without a
+        // reason (__kfree_skb releases its data as NOT_SPECIFIED), though
+        // their data was used: not a drop.
+        if let Detail::Drop(d) = &s.detail {
+            let with_datagram = d.reason == "NOT_SPECIFIED"
+                && d.location
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with("skb_release_data"));
+            if with_datagram && count > 1 {
+                s.detail = Detail::Free {
+                    location: d.location.clone(),
+                };
+            }
+        }
         let i = offsets.iter().position(|&o| o == f.offset).unwrap_or(0) + 1;
         let of = if whole {
             format!(" of {count}")
@@ -938,6 +956,9 @@ pub struct Journeys {
     pub hold_netns: Option<HashSet<u32>>,
     /// Data queued to a socket waits for the application's read this long.
     pub queued_idle_ns: u64,
+    /// A packet queued for a neighbour's resolution waits this long
+    /// (retrans_time 1 s x 3 multicast probes, and room), ns.
+    pub neigh_wait_ns: u64,
     /// A settled packet (see `Open::settled`) closes after this long
     /// without a step, ns: what follows, if anything, comes at once (a
     /// drop, a forward, the socket's tracepoints); without it the
@@ -974,6 +995,7 @@ impl Default for Journeys {
             datagram_grace_ns: 10_000_000,
             hold_netns: None,
             queued_idle_ns: 10_000_000_000,
+            neigh_wait_ns: 3_500_000_000,
             settled_ns: 25_000_000,
             late: 0,
             steps: 0,
@@ -1009,6 +1031,7 @@ impl Journeys {
             datagram: false,
             rule_traced: false,
             settled: false,
+            neigh_wait: false,
             live: Default::default(),
             stream: None,
             unread: false,
@@ -1040,6 +1063,10 @@ impl Journeys {
         let read_before = match (role == ROLE_DELIVER, o.stream) {
             (true, Some((k, seq))) => self.unread.read(k, seq, id),
             _ => Vec::new(),
+        };
+        o.neigh_wait = match &step.detail {
+            Detail::Neigh(n) => n.queued(),
+            _ => o.neigh_wait && step.correlated,
         };
         o.settled = match &step.detail {
             // The input route of a received packet: local, or on its way.
@@ -1166,6 +1193,8 @@ impl Journeys {
                     quiet > self.deliver_grace_ns
                 } else if o.queued {
                     quiet > self.queued_idle_ns.max(self.idle_ns)
+                } else if o.neigh_wait {
+                    quiet > self.neigh_wait_ns.max(self.idle_ns)
                 } else if o.settled {
                     quiet > self.settled_ns.min(self.idle_ns)
                 } else {

@@ -30,18 +30,19 @@ pub struct Flow {
     pub fragment: Option<Fragment>,
 }
 
-/// One IPv4 fragment of a datagram.
+/// One fragment of an IPv4 or IPv6 datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fragment {
-    /// The datagram's IP id.
-    pub id: u16,
+    /// The datagram's id (IPv4 header, IPv6 fragment header).
+    pub id: u32,
     /// Where its payload goes in the datagram's, bytes.
     pub offset: u32,
     /// More fragments follow (it is not the last).
     pub more: bool,
     /// Its payload (IP length less the header), bytes.
     pub payload: u32,
-    /// The IP header's length, bytes.
+    /// The headers before its payload once reassembled (IPv4 header;
+    /// IPv6 header and the extension headers before the fragment header).
     pub header: u32,
 }
 
@@ -145,7 +146,7 @@ fn ipv4(b: &[u8]) -> Option<Flow> {
     let ip_len = be16(b, 2)? as u32;
     if frag & 0x3fff != 0 {
         flow.fragment = Some(Fragment {
-            id: be16(b, 4)?,
+            id: be16(b, 4)? as u32,
             offset: (frag & 0x1fff) as u32 * 8,
             more: frag & 0x2000 != 0,
             payload: ip_len.saturating_sub(ihl as u32),
@@ -162,10 +163,20 @@ fn ipv6(b: &[u8]) -> Option<Flow> {
     let dst = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(24..40)?).ok()?);
     let mut next = *b.get(6)?;
     let mut off = 40;
+    let mut fragment = None;
     // Skip hop-by-hop, routing, fragment and destination options headers.
     while matches!(next, 0 | 43 | 44 | 60) {
         let h = b.get(off..off + 2).unwrap_or(&[59, 0]);
         let len = if next == 44 {
+            // Offset (13 bits), 2 reserved, M; an atomic fragment (offset
+            // 0, no M) is a whole datagram.
+            let fo = be16(b, off + 2).unwrap_or(0);
+            let id = b
+                .get(off + 4..off + 8)
+                .map(|i| u32::from_be_bytes(i.try_into().unwrap()));
+            if let (true, Some(id)) = (fo & 0xfff9 != 0, id) {
+                fragment = Some((off as u32, (fo >> 3) as u32 * 8, fo & 1 != 0, id));
+            }
             8
         } else {
             (h[1] as usize + 1) * 8
@@ -173,10 +184,24 @@ fn ipv6(b: &[u8]) -> Option<Flow> {
         next = h[0];
         off += len;
     }
-    let mut flow = transport(next, b.get(off..).unwrap_or(&[]), true);
+    let ip_len = be16(b, 4)? as u32 + 40;
+    let mut flow = match fragment {
+        Some((_, offset, ..)) if offset > 0 => Flow {
+            what: format!("IP fragment offset {offset} proto {next}"),
+            proto: next,
+            ..Flow::default()
+        },
+        _ => transport(next, b.get(off..).unwrap_or(&[]), true),
+    };
+    flow.fragment = fragment.map(|(header, offset, more, id)| Fragment {
+        id,
+        offset,
+        more,
+        payload: ip_len.saturating_sub(off as u32),
+        header,
+    });
     flow.src = src.to_string();
     flow.dst = dst.to_string();
-    let ip_len = be16(b, 4)? as u32 + 40;
     flow.ip_len = Some(ip_len);
     flow.set_socket_bytes(ip_len.checked_sub(off as u32));
     Some(flow)

@@ -1091,6 +1091,59 @@ fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
     }
 }
 
+/// A ping too big for the links is one journey per direction in IPv4 and
+/// IPv6, each fragment joining its datagram's (a host filter selects each
+/// fragment: they were three journeys, and the datagram's end, reassembled
+/// in another fragment's skb, was not seen). The request is answered where
+/// it was reassembled.
+#[test]
+fn a_big_ping_is_one_journey_per_datagram_in_ipv4_and_ipv6() {
+    require_root!();
+    let net = Net::new(220);
+    let (lab6, client6, _router6, server6) = common::ipv6_router_lab(251);
+    let p = Pktpath::start(&[&format!(
+        "(icmp and host {}) or ip6 host fd00:251:2::2",
+        net.client_ip()
+    )]);
+    // 3,000 bytes of ICMP data over links of MTU 1500: three fragments.
+    net.lab
+        .exec(
+            &net.client,
+            &["ping", "-c1", "-W3", "-s3000", &net.server_ip()],
+        )
+        .expect("ping");
+    lab6.exec(
+        &client6,
+        &["ping", "-6", "-c1", "-W3", "-s3000", "fd00:251:2::2"],
+    )
+    .expect("ping -6");
+    let all = p.stop();
+    for (what, server, bytes) in [
+        ("ICMP echo request", &net.server, 3028),
+        ("ICMP6 echo request", &server6, 3048),
+    ] {
+        let req = journeys_with(&all, &[what]);
+        assert_eq!(req.len(), 1, "one {what} journey: {all:#?}");
+        let j = req[0];
+        let title = j["packet"].as_str().unwrap_or_default();
+        assert!(title.ends_with("datagram in 3 fragments"), "{title}");
+        assert_eq!(j["len"], bytes, "{j:#}");
+        assert_eq!(end(j), ("consumed", server.as_str()), "{j:#}");
+        let headers: Vec<&str> = j["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["headers"].as_str())
+            .collect();
+        for i in [2, 3] {
+            let named = format!("IP fragment {i} of 3 (offset");
+            assert!(headers.iter().any(|h| h.contains(&named)), "{named}: {j:#}");
+        }
+        let reply = journeys_with(&all, &[&what.replace("request", "reply")]);
+        assert_eq!(reply.len(), 1, "one reply journey: {all:#?}");
+    }
+}
+
 /// A packet dropped by a tc BPF classifier on the receiving device names
 /// the filter (kind, program name and id, pref, handle, chain), the device
 /// and the namespace, with the commands to look at them (the hint said

@@ -254,7 +254,7 @@ fn fwmark_rule_is_named() {
 #[test]
 fn ipv6_next_hop_resolution_is_shown() {
     require_root!();
-    let (lab, client, router, _server) = common::ipv6_router_lab(239);
+    let (lab, client, router, server) = common::ipv6_router_lab(239);
     let p = Pktpath::start(&["--no-nft-trace", "icmp6 and ip6[40] == 128"]);
     lab.exec(&client, &["ping", "-6", "-c1", "-W3", "fd00:239:2::2"])
         .unwrap();
@@ -283,4 +283,9 @@ fn ipv6_next_hop_resolution_is_shown() {
         .iter()
         .any(|(n, site, _)| n == &client && site == "fib6_table_lookup");
     assert!(routed_at_client, "{:#}", req[0]);
+    // It waited in the router's neighbour queue (a fresh lab: about a
+    // second, while the server's own solicitation is answered) and went on:
+    // the journey waits for it rather than end "no end seen".
+    assert_eq!(req[0]["end"]["kind"], "consumed", "{:#}", req[0]);
+    assert_eq!(req[0]["end"]["netns"], server.as_str(), "{:#}", req[0]);
 }

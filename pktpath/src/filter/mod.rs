@@ -66,8 +66,10 @@ impl Filter {
         );
         let max = crate::kernel::abi::FILTER_PKT_MAX as u64;
         let bytes = match (cbpf::bytes_read(&c2), cbpf::bytes_read(&c3)) {
-            // At least what the probes look at to call a packet well formed.
-            (Some(a), Some(b)) => a.max(b).clamp(20, max),
+            // At least what the probes look at to call a packet well formed
+            // and to tell an IP fragment's datagram: Ethernet, the IPv6
+            // header and a fragment header after it (62 bytes).
+            (Some(a), Some(b)) => a.max(b).clamp(62, max),
             _ => max,
         };
         let l2 = ebpf::translate(&c2)?;
