@@ -37,6 +37,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_UDP 17
 #define IPPROTO_UDPLITE 136
+#define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
+#define SOCK_DGRAM 2
 #define AF_INET6 10
 #define CORRELATE_NS 2000000ULL /* FIB lookup to packet, same CPU */
 /*
@@ -2416,8 +2419,11 @@ int fib6(__u64 *ctx)
  * sk_data_ready(const struct sock *sk): data was queued to a socket. For a
  * datagram socket it is the packet this CPU is handling (no other packet
  * came to a site since), queued by the protocol's receive path right after
- * its input route lookup. TCP has its own tracepoints (and coalesces).
- * args[]: 0 family, 1 protocol, 2 local port, 3 socket inode;
+ * its input route lookup: UDP, UDP-Lite, and ping sockets (ICMP and ICMPv6
+ * datagram sockets; a raw socket is given a copy, and the packet goes on).
+ * TCP has its own tracepoints (and coalesces).
+ * args[]: 0 family, 1 protocol, 2 local port (a ping socket's echo id),
+ * 3 socket inode;
  * data[]: the bound address (4 or 16 bytes).
  */
 TP_SEC("sk_data_ready")
@@ -2439,7 +2445,9 @@ int sock_ready(__u64 *ctx)
 	if (!c || !seen || seen->skb != c->skb)
 		return 0;
 	proto = BPF_CORE_READ(sk, sk_protocol);
-	if (proto != IPPROTO_UDP && proto != IPPROTO_UDPLITE)
+	if (proto != IPPROTO_UDP && proto != IPPROTO_UDPLITE &&
+	    !((proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) &&
+	      BPF_CORE_READ(sk, sk_type) == SOCK_DGRAM))
 		return 0;
 	if (BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) != c->netns)
 		return 0;

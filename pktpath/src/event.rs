@@ -206,10 +206,11 @@ impl NeighInfo {
 /// The socket a datagram was queued to (Detail::Socket).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SocketInfo {
-    /// UDP or UDP-Lite.
+    /// UDP, UDP-Lite, ICMP or ICMPv6 (a ping socket).
     pub proto: String,
     /// The address and port it is bound to: `10.0.0.2:53`, `*:53`,
-    /// `[fd00::2]:53`.
+    /// `[fd00::2]:53`; a ping socket's address and echo id: `*, echo id
+    /// 4660`.
     pub addr: String,
     /// Its inode (as in /proc/PID/fd, `ss -e`).
     pub inode: u64,
@@ -869,13 +870,22 @@ impl Decoder {
                 format!("{a}:{port}")
             }
         };
+        let proto = match raw.args[1] {
+            136 => "UDP-Lite",
+            1 => "ICMP",
+            58 => "ICMPv6",
+            _ => "UDP",
+        };
+        // A ping socket's "port" is the echo id it is bound to.
+        let addr = match proto {
+            "ICMP" | "ICMPv6" => match addr.rsplit_once(':') {
+                Some((a, _)) => format!("{a}, echo id {port}"),
+                None => addr,
+            },
+            _ => addr,
+        };
         SocketInfo {
-            proto: if raw.args[1] == 136 {
-                "UDP-Lite"
-            } else {
-                "UDP"
-            }
-            .into(),
+            proto: proto.into(),
             addr,
             inode: raw.args[3],
             process: self.sockets.owner(raw.args[3]),

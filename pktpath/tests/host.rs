@@ -1015,6 +1015,88 @@ fn a_datagram_is_delivered_to_its_socket() {
     }
 }
 
+/// An echo reply queued to a ping socket (an unprivileged ICMP datagram
+/// socket, as ping(8) uses where net.ipv4.ping_group_range allows) ends
+/// "delivered" to that socket, with its echo id and process: it ended
+/// "consumed by the kernel" when the application read it.
+#[test]
+fn an_echo_reply_is_delivered_to_its_ping_socket() {
+    require_root!();
+    if !has_sk_data_ready() {
+        eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
+        return;
+    }
+    let net = Net::new(196);
+    net.lab
+        .sysctl(&net.client, "net.ipv4.ping_group_range", "0 0")
+        .unwrap();
+    let p = Pktpath::start(&[&format!("icmp and host {}", net.client_ip())]);
+    let server: std::net::Ipv4Addr = net.server_ip().parse().unwrap();
+    let (id, got, fd) = pktpath::netlab::in_netns(&net.client, move || {
+        // SAFETY: plain socket calls on a socket this closure owns, with
+        // buffers that outlive them.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP);
+            assert!(fd >= 0, "ping socket: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval {
+                tv_sec: 2,
+                tv_usec: 0,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            let mut to: libc::sockaddr_in = std::mem::zeroed();
+            to.sin_family = libc::AF_INET as u16;
+            to.sin_addr.s_addr = u32::from(server).to_be();
+            // Echo request: the kernel sets the id and the checksum.
+            let req = [8u8, 0, 0, 0, 0, 0, 0, 1, b'p', b'k', b't'];
+            let sent = libc::sendto(
+                fd,
+                req.as_ptr() as *const libc::c_void,
+                req.len(),
+                0,
+                &to as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            );
+            assert_eq!(sent, req.len() as isize);
+            let mut me: libc::sockaddr_in = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            libc::getsockname(fd, &mut me as *mut _ as *mut libc::sockaddr, &mut len);
+            let mut buf = [0u8; 64];
+            let got = libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0);
+            (u16::from_be(me.sin_port), got, fd)
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    // Open until pktpath has named its holder.
+    let all = p.stop();
+    // SAFETY: the socket made above, closed once.
+    unsafe { libc::close(fd) };
+    assert!(got > 0, "no echo reply read");
+    let reply = journeys_with(&all, &["ICMP echo reply", &net.server_ip()]);
+    assert_eq!(reply.len(), 1, "{all:#?}");
+    assert_eq!(
+        end(reply[0]),
+        ("delivered", net.client.as_str()),
+        "{:#}",
+        reply[0]
+    );
+    let said = reply[0]["end"]["socket"].as_str().unwrap_or_default();
+    let socket = format!(
+        "ICMP socket *, echo id {id} of {}",
+        std::fs::read_to_string("/proc/self/comm")
+            .unwrap()
+            .trim_end()
+    );
+    assert!(said.starts_with(&socket), "{said} is not {socket}");
+}
+
 /// The fragments of an IPv4 datagram are one journey, that of its first
 /// fragment (the only one with ports, so the one a port filter selects):
 /// each step names its fragment, the reassembly in the receiving namespace

@@ -96,6 +96,7 @@ struct socket_alloc {
 struct sock {
 	struct sock_common __sk_common;
 	unsigned short sk_protocol;
+	unsigned short sk_type;
 	struct socket *sk_socket;
 };
 
