@@ -515,7 +515,13 @@ static __always_inline bool pkt_view(__u16 type, const struct skb_ident *id, __u
 	if (type == ARPHRD_ETHER && mac != MAC_UNSET && (nh == MAC_UNSET || mac < nh)) {
 		v->start = head + mac;
 		v->l3 = false;
-	} else if (nh != MAC_UNSET && head + nh >= data) {
+	} else if (nh != MAC_UNSET && (head + nh >= data || (mac != MAC_UNSET && mac <= nh))) {
+		/* At the network header; also once the stack has pulled past
+		 * it, for a packet received with a link header before it (or
+		 * reset at it: TUN, IP-in-IP and GRE decapsulation), whose
+		 * offsets are its own: at a free after the protocol handled
+		 * it, the view was the transport header taken for a link
+		 * header, another fingerprint, and the free another packet's. */
 		v->start = head + nh;
 		v->l3 = true;
 	} else {

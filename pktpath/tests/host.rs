@@ -1097,6 +1097,92 @@ fn an_echo_reply_is_delivered_to_its_ping_socket() {
     assert!(said.starts_with(&socket), "{said} is not {socket}");
 }
 
+/// The Internet checksum of `b`.
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A packet written into a TUN device by a program (a user-space VPN or
+/// tunnel) is received by the stack; an echo request so received is
+/// answered, and the journey ends there, consumed, not "no end seen": on
+/// a device without a link header, the free after ICMP pulled its header
+/// was taken for another packet's. The reply goes to the program.
+#[test]
+fn a_packet_written_into_a_tun_device_is_answered() {
+    require_root!();
+    let mut lab = pktpath::netlab::Lab::new("pt197-").unwrap();
+    let ns = lab.netns("tun").unwrap();
+    let fd = pktpath::netlab::in_netns(&ns, || {
+        // SAFETY: a TUNSETIFF request with a zeroed ifreq naming the device.
+        unsafe {
+            let fd = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK);
+            assert!(fd >= 0, "/dev/net/tun: {}", std::io::Error::last_os_error());
+            let mut ifr = [0u8; 40];
+            ifr[..5].copy_from_slice(b"tun97");
+            let flags: u16 = 0x0001 | 0x1000; // IFF_TUN | IFF_NO_PI
+            ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+            let rc = libc::ioctl(fd, 0x400454ca, ifr.as_mut_ptr()); // TUNSETIFF
+            assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+            fd
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    lab.ip(&ns, "addr add 10.197.0.1/24 dev tun97").unwrap();
+    lab.ip(&ns, "link set tun97 up").unwrap();
+    let p = Pktpath::start(&["icmp and net 10.197.0.0/24"]);
+    // An echo request from 10.197.0.2, as a tunnel program would write it.
+    let mut icmp = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend_from_slice(b"pktpath-tun");
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 7, 0, 0, 64, 1, 0, 0, 10, 197, 0, 2, 10, 197, 0, 1,
+    ];
+    let total = (ip.len() + icmp.len()) as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&icmp);
+    // SAFETY: writes and reads of the TUN device's own fd and buffers.
+    let answered = unsafe {
+        assert_eq!(
+            libc::write(fd, ip.as_ptr() as *const libc::c_void, ip.len()),
+            ip.len() as isize
+        );
+        let mut buf = [0u8; 256];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+            if n >= 28 && buf[9] == 1 && buf[20] == 0 {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    let all = p.stop();
+    // SAFETY: the fd opened above, closed once (the device goes with it).
+    unsafe { libc::close(fd) };
+    assert!(answered, "no echo reply read from the TUN device");
+    let req = journeys_with(&all, &["ICMP echo request", "10.197.0.2"]);
+    assert_eq!(req.len(), 1, "{all:#?}");
+    assert_eq!(end(req[0]), ("consumed", ns.as_str()), "{:#}", req[0]);
+    let reply = journeys_with(&all, &["ICMP echo reply", "10.197.0.1"]);
+    assert_eq!(reply.len(), 1, "{all:#?}");
+    assert_ne!(reply[0]["end"]["kind"], "unknown", "{:#}", reply[0]);
+}
+
 /// The fragments of an IPv4 datagram are one journey, that of its first
 /// fragment (the only one with ports, so the one a port filter selects):
 /// each step names its fragment, the reassembly in the receiving namespace
