@@ -2440,6 +2440,7 @@ int sock_ready(__u64 *ctx)
 	struct cpu_seen *seen;
 	struct socket *sock;
 	struct current *c;
+	struct track *t;
 	struct event *e;
 	__u32 zero = 0;
 	__u16 proto, family;
@@ -2457,6 +2458,13 @@ int sock_ready(__u64 *ctx)
 		return 0;
 	if (BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) != c->netns)
 		return 0;
+	/* Delivered: its journey ends here, as a TCP segment's at its copy.
+	 * Its free, when the application has read it (or later, deferred to
+	 * another CPU), is not a step: it came after the journey was handed
+	 * out, counted late. */
+	t = followed(c->skb);
+	if (t)
+		t->state = ROLE_DELIVER;
 	e = new_event(now, EVENT_SOCK, 0);
 	if (!e)
 		return 0;

@@ -961,6 +961,34 @@ fn has_sk_data_ready() -> bool {
     btf.windows(23).any(|w| w == b"btf_trace_sk_data_ready")
 }
 
+/// Says why the test is skipped where the kernel has no sk_data_ready.
+fn lacks_sk_data_ready() -> bool {
+    let lacks = !has_sk_data_ready();
+    if lacks {
+        eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
+    }
+    lacks
+}
+
+/// A UDP socket on the server's address and `port`, bound when this
+/// returns; joining it gives the sizes of the datagrams it read, until
+/// none came for 2 s.
+fn udp_receiver(net: &Net, port: u16) -> pktpath::netlab::NsThread<Vec<usize>> {
+    let addr = format!("{}:{port}", net.server_ip());
+    common::listening(&net.server, move |ready| {
+        let s = std::net::UdpSocket::bind(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        ready();
+        let mut buf = [0u8; 8192];
+        let mut sizes = Vec::new();
+        while let Ok(n) = s.recv(&mut buf) {
+            sizes.push(n);
+        }
+        sizes
+    })
+}
+
 /// A datagram queued to a UDP socket ends "delivered to" that socket, with
 /// the address and port it is bound to and the process holding it: the
 /// kernel reads linear datagrams out (copy_linear_skb) and frees them
@@ -969,30 +997,17 @@ fn has_sk_data_ready() -> bool {
 #[test]
 fn a_datagram_is_delivered_to_its_socket() {
     require_root!();
-    if !has_sk_data_ready() {
-        eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
+    if lacks_sk_data_ready() {
         return;
     }
     let net = Net::new(229);
     let p = Pktpath::start(&[&net.only("udp port 7005")]);
-    let server = net.server_ip();
-    let rx = common::listening(&net.server, move |ready| {
-        let s = std::net::UdpSocket::bind(format!("{server}:7005")).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .unwrap();
-        ready();
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while s.recv(&mut buf).is_ok() {
-            n += 1;
-        }
-        n
-    });
+    let rx = udp_receiver(&net, 7005);
     for _ in 0..20 {
         net.udp(7005);
     }
     let all = p.stop();
-    assert_eq!(rx.join().unwrap(), 20);
+    assert_eq!(rx.join().unwrap().len(), 20);
     let sent = journeys_with(&all, &[&format!("> {} UDP", net.server_ip())]);
     assert_eq!(sent.len(), 20, "{all:#?}");
     let socket = format!(
@@ -1022,8 +1037,7 @@ fn a_datagram_is_delivered_to_its_socket() {
 #[test]
 fn an_echo_reply_is_delivered_to_its_ping_socket() {
     require_root!();
-    if !has_sk_data_ready() {
-        eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
+    if lacks_sk_data_ready() {
         return;
     }
     let net = Net::new(196);
@@ -1192,25 +1206,12 @@ fn a_packet_written_into_a_tun_device_is_answered() {
 #[test]
 fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
     require_root!();
-    if !has_sk_data_ready() {
-        eprintln!("SKIPPED: this kernel has no sock:sk_data_ready tracepoint (before 6.3)");
+    if lacks_sk_data_ready() {
         return;
     }
     let net = Net::new(240);
     let p = Pktpath::start(&[&net.only("udp port 7006")]);
-    let server = net.server_ip();
-    let rx = common::listening(&net.server, move |ready| {
-        let s = std::net::UdpSocket::bind(format!("{server}:7006")).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .unwrap();
-        ready();
-        let mut buf = [0u8; 8192];
-        let mut sizes = Vec::new();
-        while let Ok(n) = s.recv(&mut buf) {
-            sizes.push(n);
-        }
-        sizes
-    });
+    let rx = udp_receiver(&net, 7006);
     // 3,500 bytes of payload over links of MTU 1500: three fragments.
     let dst = format!("{}:7006", net.server_ip());
     pktpath::netlab::in_netns(&net.client, move || {
