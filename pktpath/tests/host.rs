@@ -1269,7 +1269,7 @@ fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
 fn a_big_ping_is_one_journey_per_datagram_in_ipv4_and_ipv6() {
     require_root!();
     let net = Net::new(220);
-    let (lab6, client6, _router6, server6) = common::ipv6_router_lab(251);
+    let (lab6, client6, _router6, server6) = common::router_lab(251, common::Family::V6);
     let p = Pktpath::start(&[&format!(
         "(icmp and host {}) or ip6 host fd00:251:2::2",
         net.client_ip()

@@ -254,8 +254,11 @@ fn fwmark_rule_is_named() {
 #[test]
 fn ipv6_next_hop_resolution_is_shown() {
     require_root!();
-    let (lab, client, router, server) = common::ipv6_router_lab(239);
-    let p = Pktpath::start(&["--no-nft-trace", "icmp6 and ip6[40] == 128"]);
+    let (lab, client, router, server) = common::router_lab(239, common::Family::V6);
+    let p = Pktpath::start(&[
+        "--no-nft-trace",
+        "icmp6 and ip6[40] == 128 and net fd00:239::/32",
+    ]);
     lab.exec(&client, &["ping", "-6", "-c1", "-W3", "fd00:239:2::2"])
         .unwrap();
     let all = p.stop();

@@ -350,7 +350,7 @@ fn rule_counters(ns: &str, table: &str, chain: &str) -> std::collections::BTreeM
 fn ipv6_forward_rule_steps_match_the_rule_counters() {
     require_root!();
     let _serial = serial();
-    let (lab, client, router, server) = common::ipv6_router_lab(249);
+    let (lab, client, router, server) = common::router_lab(249, common::Family::V6);
     lab.ip(&server, "-6 addr add fd00:249:2::3/64 dev eth0 nodad")
         .unwrap();
     // Neighbours resolved before tracing.
@@ -448,23 +448,7 @@ fn forward_rule_steps_under_load_match_the_rule_counters() {
     require_root!();
     let _serial = serial();
     const SENT: u32 = 60_000;
-    let mut lab = pktpath::netlab::Lab::new("pt255-").unwrap();
-    let client = lab.netns("client").unwrap();
-    let router = lab.netns("router").unwrap();
-    let server = lab.netns("server").unwrap();
-    lab.veth(&client, "eth0", &router, "in0").unwrap();
-    lab.veth(&router, "out0", &server, "eth0").unwrap();
-    for (ns, cmd) in [
-        (&client, "addr add 10.255.1.2/24 dev eth0"),
-        (&client, "route add default via 10.255.1.1"),
-        (&router, "addr add 10.255.1.1/24 dev in0"),
-        (&router, "addr add 10.255.2.1/24 dev out0"),
-        (&server, "addr add 10.255.2.2/24 dev eth0"),
-        (&server, "route add default via 10.255.2.1"),
-    ] {
-        lab.ip(ns, cmd).unwrap();
-    }
-    lab.sysctl(&router, "net.ipv4.ip_forward", "1").unwrap();
+    let (lab, client, router, server) = common::router_lab(255, common::Family::V4);
     lab.exec(&client, &["ping", "-c1", "-W3", "10.255.2.2"])
         .unwrap();
     lab.nft(

@@ -89,41 +89,56 @@ impl Drop for Claim {
     }
 }
 
+/// IP version of a `router_lab`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
 /// client - router - server over two veth pairs (client eth0 - in0
-/// router out0 - eth0 server) in IPv6: fd00:N:1::/64 and fd00:N:2::/64,
-/// the router .1 on both, forwarding. Returns the lab and the client,
-/// router and server namespaces.
-pub fn ipv6_router_lab(n: u8) -> (Lab, String, String, String) {
+/// router out0 - eth0 server), the router .1 on both links and forwarding:
+/// IPv4 10.N.1.0/24 and 10.N.2.0/24, IPv6 fd00:N:1::/64 and fd00:N:2::/64.
+/// Returns the lab and the client, router and server namespaces.
+pub fn router_lab(n: u8, family: Family) -> (Lab, String, String, String) {
     let mut lab = Lab::new(&format!("pt{n}-")).expect("lab");
     let client = lab.netns("client").unwrap();
     let router = lab.netns("router").unwrap();
     let server = lab.netns("server").unwrap();
     lab.veth(&client, "eth0", &router, "in0").unwrap();
     lab.veth(&router, "out0", &server, "eth0").unwrap();
+    // Address of host `h` on link `l`, its prefix, and `ip`'s options.
+    let (addr, len, opt, nodad): (&dyn Fn(u8, u8) -> String, u8, &str, &str) = match family {
+        Family::V4 => (&|l, h| format!("10.{n}.{l}.{h}"), 24, "", ""),
+        Family::V6 => (&|l, h| format!("fd00:{n}:{l}::{h}"), 64, "-6 ", " nodad"),
+    };
     for (ns, cmd) in [
         (
             &client,
-            format!("-6 addr add fd00:{n}:1::2/64 dev eth0 nodad"),
+            format!("addr add {}/{len} dev eth0{nodad}", addr(1, 2)),
         ),
-        (&client, format!("-6 route add default via fd00:{n}:1::1")),
+        (&client, format!("route add default via {}", addr(1, 1))),
         (
             &router,
-            format!("-6 addr add fd00:{n}:1::1/64 dev in0 nodad"),
+            format!("addr add {}/{len} dev in0{nodad}", addr(1, 1)),
         ),
         (
             &router,
-            format!("-6 addr add fd00:{n}:2::1/64 dev out0 nodad"),
+            format!("addr add {}/{len} dev out0{nodad}", addr(2, 1)),
         ),
         (
             &server,
-            format!("-6 addr add fd00:{n}:2::2/64 dev eth0 nodad"),
+            format!("addr add {}/{len} dev eth0{nodad}", addr(2, 2)),
         ),
-        (&server, format!("-6 route add default via fd00:{n}:2::1")),
+        (&server, format!("route add default via {}", addr(2, 1))),
     ] {
-        lab.ip(ns, &cmd).unwrap();
+        lab.ip(ns, &format!("{opt}{cmd}")).unwrap();
     }
-    lab.sysctl(&router, "net.ipv6.conf.all.forwarding", "1")
-        .unwrap();
+    let forwarding = match family {
+        Family::V4 => "net.ipv4.ip_forward",
+        Family::V6 => "net.ipv6.conf.all.forwarding",
+    };
+    lab.sysctl(&router, forwarding, "1").unwrap();
     (lab, client, router, server)
 }
 
