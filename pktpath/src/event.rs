@@ -507,6 +507,13 @@ impl Step {
         let (l3, data) = self.packet.as_ref()?;
         packet::decode(data, *l3)
     }
+
+    /// The fragment of a datagram its headers show, if any (without
+    /// decoding the rest).
+    pub fn fragment(&self) -> Option<packet::Fragment> {
+        let (l3, data) = self.packet.as_ref()?;
+        packet::fragment(data, *l3)
+    }
 }
 
 /// Names of a netfilter protocol family and hook number (NFPROTO_*,

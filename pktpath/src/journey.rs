@@ -197,10 +197,12 @@ impl Journey {
             }
         }
         hook_verdicts(&mut steps);
-        let datagram = name_fragments(&mut steps);
         let first = steps.iter().find(|s| s.packet.is_some()).or(steps.first());
         let flow = first.and_then(|s| s.flow());
+        // Taken before the steps' fragments are named: the title names the
+        // datagram.
         let mut packet = first.and_then(|s| s.headers.as_deref().map(str::to_string));
+        let datagram = name_fragments(&mut steps);
         // A packet first seen half built (at __ip_local_out the IP header's
         // length is still 0) has its size at a later step.
         let len = flow
@@ -218,8 +220,6 @@ impl Journey {
         let len = match datagram {
             Some(d) => {
                 if let Some(p) = packet.as_mut() {
-                    let first = format!(", fragment 1 of {}", d.count);
-                    *p = p.replace(&first, "").replace(", fragment 1", "");
                     p.push_str(&d.title());
                 }
                 d.bytes.unwrap_or(len)
@@ -798,7 +798,7 @@ fn finish(id: u64, steps: Vec<Step>, freed: bool, merged: bool) -> Journey {
     j
 }
 
-/// The IPv4 datagram whose fragments a journey followed (they join the
+/// The IPv4 or IPv6 datagram whose fragments a journey followed (they join the
 /// journey of the first one selected).
 #[derive(Clone, Copy, Debug)]
 struct Datagram {
@@ -827,10 +827,10 @@ impl Datagram {
 fn name_fragments(steps: &mut [Step]) -> Option<Datagram> {
     use crate::packet::Fragment;
     let frag = |s: &Step| -> Option<Fragment> {
-        if s.correlated || s.packet.is_none() {
+        if s.correlated {
             return None;
         }
-        s.flow()?.fragment
+        s.fragment()
     };
     let id = steps.iter().find_map(frag)?.id;
     let mut offsets: Vec<u32> = steps

@@ -96,22 +96,7 @@ pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Decodes the headers in `data`; `l3` when it starts at the IP header.
 pub fn decode(data: &[u8], l3: bool) -> Option<Flow> {
-    if l3 {
-        return match data.first()? >> 4 {
-            4 => ipv4(data),
-            6 => ipv6(data),
-            _ => None,
-        };
-    }
-    let mut off = 12;
-    let mut ethertype = be16(data, off)?;
-    let mut vlan = String::new();
-    while ethertype == 0x8100 || ethertype == 0x88a8 {
-        vlan.push_str(&format!("vlan {} ", be16(data, off + 2)? & 0xfff));
-        off += 4;
-        ethertype = be16(data, off)?;
-    }
-    let rest = data.get(off + 2..)?;
+    let (ethertype, rest) = network(data, l3)?;
     let mut flow = match ethertype {
         0x0800 => ipv4(rest)?,
         0x86dd => ipv6(rest)?,
@@ -121,10 +106,61 @@ pub fn decode(data: &[u8], l3: bool) -> Option<Flow> {
             ..Flow::default()
         },
     };
-    if !vlan.is_empty() {
+    // The VLAN tags between the MAC addresses and the ethertype.
+    let tags = data.len() - rest.len();
+    if !l3 && tags > 14 {
+        let vlan: String = (12..tags - 2)
+            .step_by(4)
+            .filter_map(|o| be16(data, o + 2))
+            .map(|tci| format!("vlan {} ", tci & 0xfff))
+            .collect();
         flow.what = format!("{vlan}{}", flow.what);
     }
     Some(flow)
+}
+
+/// The fragment `data` is, if it is one: what [`decode`] puts in
+/// `Flow::fragment`, without the rest of the decoding.
+pub fn fragment(data: &[u8], l3: bool) -> Option<Fragment> {
+    match network(data, l3)? {
+        (0x0800, b) => ipv4_fragment(b),
+        (0x86dd, b) => ipv6_headers(b)?.fragment,
+        _ => None,
+    }
+}
+
+/// The ethertype and the bytes from the network header: past the MAC
+/// header and its VLAN tags, or all of `data` when it starts there (`l3`).
+fn network(data: &[u8], l3: bool) -> Option<(u16, &[u8])> {
+    if l3 {
+        return match data.first()? >> 4 {
+            4 => Some((0x0800, data)),
+            6 => Some((0x86dd, data)),
+            _ => None,
+        };
+    }
+    let mut off = 12;
+    let mut ethertype = be16(data, off)?;
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        off += 4;
+        ethertype = be16(data, off)?;
+    }
+    Some((ethertype, data.get(off + 2..)?))
+}
+
+fn ipv4_fragment(b: &[u8]) -> Option<Fragment> {
+    let ihl = ((b.first()? & 0xf) as u32) * 4;
+    let frag = be16(b, 6)?;
+    if frag & 0x3fff == 0 {
+        return None;
+    }
+    Some(Fragment {
+        id: be16(b, 4)? as u32,
+        offset: (frag & 0x1fff) as u32 * 8,
+        more: frag & 0x2000 != 0,
+        payload: (be16(b, 2)? as u32).saturating_sub(ihl),
+        header: ihl,
+    })
 }
 
 fn ipv4(b: &[u8]) -> Option<Flow> {
@@ -144,27 +180,29 @@ fn ipv4(b: &[u8]) -> Option<Flow> {
     flow.src = ipv4_text(src);
     flow.dst = ipv4_text(dst);
     let ip_len = be16(b, 2)? as u32;
-    if frag & 0x3fff != 0 {
-        flow.fragment = Some(Fragment {
-            id: be16(b, 4)? as u32,
-            offset: (frag & 0x1fff) as u32 * 8,
-            more: frag & 0x2000 != 0,
-            payload: ip_len.saturating_sub(ihl as u32),
-            header: ihl as u32,
-        });
-    }
+    flow.fragment = ipv4_fragment(b);
     flow.ip_len = Some(ip_len);
     flow.set_socket_bytes(ip_len.checked_sub(ihl as u32));
     Some(flow)
 }
 
-fn ipv6(b: &[u8]) -> Option<Flow> {
-    let src = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(8..24)?).ok()?);
-    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(24..40)?).ok()?);
+/// What follows an IPv6 header's extension headers.
+struct Ipv6Headers {
+    /// The upper-layer protocol and where its header starts.
+    next: u8,
+    off: usize,
+    /// IP total length.
+    ip_len: u32,
+    fragment: Option<Fragment>,
+}
+
+/// Walks the hop-by-hop, routing, fragment and destination options
+/// headers.
+fn ipv6_headers(b: &[u8]) -> Option<Ipv6Headers> {
+    let ip_len = be16(b, 4)? as u32 + 40;
     let mut next = *b.get(6)?;
     let mut off = 40;
     let mut fragment = None;
-    // Skip hop-by-hop, routing, fragment and destination options headers.
     while matches!(next, 0 | 43 | 44 | 60) {
         let h = b.get(off..off + 2).unwrap_or(&[59, 0]);
         let len = if next == 44 {
@@ -175,7 +213,15 @@ fn ipv6(b: &[u8]) -> Option<Flow> {
                 .get(off + 4..off + 8)
                 .map(|i| u32::from_be_bytes(i.try_into().unwrap()));
             if let (true, Some(id)) = (fo & 0xfff9 != 0, id) {
-                fragment = Some((off as u32, (fo >> 3) as u32 * 8, fo & 1 != 0, id));
+                fragment = Some(Fragment {
+                    id,
+                    offset: (fo >> 3) as u32 * 8,
+                    more: fo & 1 != 0,
+                    // The fragment header's own 8 bytes are not the
+                    // payload's.
+                    payload: ip_len.saturating_sub(off as u32 + 8),
+                    header: off as u32,
+                });
             }
             8
         } else {
@@ -184,22 +230,32 @@ fn ipv6(b: &[u8]) -> Option<Flow> {
         next = h[0];
         off += len;
     }
-    let ip_len = be16(b, 4)? as u32 + 40;
+    Some(Ipv6Headers {
+        next,
+        off,
+        ip_len,
+        fragment,
+    })
+}
+
+fn ipv6(b: &[u8]) -> Option<Flow> {
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(8..24)?).ok()?);
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(b.get(24..40)?).ok()?);
+    let Ipv6Headers {
+        next,
+        off,
+        ip_len,
+        fragment,
+    } = ipv6_headers(b)?;
     let mut flow = match fragment {
-        Some((_, offset, ..)) if offset > 0 => Flow {
-            what: format!("IP fragment offset {offset} proto {next}"),
+        Some(f) if f.offset > 0 => Flow {
+            what: format!("IP fragment offset {} proto {next}", f.offset),
             proto: next,
             ..Flow::default()
         },
         _ => transport(next, b.get(off..).unwrap_or(&[]), true),
     };
-    flow.fragment = fragment.map(|(header, offset, more, id)| Fragment {
-        id,
-        offset,
-        more,
-        payload: ip_len.saturating_sub(off as u32),
-        header,
-    });
+    flow.fragment = fragment;
     flow.src = src.to_string();
     flow.dst = dst.to_string();
     flow.ip_len = Some(ip_len);

@@ -487,9 +487,13 @@ impl Consumer<'_> {
         }
     }
 
-    /// Ties an ICMP error to the journey of the packet it is about (handed
-    /// out first: that packet's journey has the lower id, and ends at the
-    /// icmp_send that made the error, or soon after).
+    /// Ties an ICMP or ICMPv6 error to the journey of the packet it is
+    /// about (handed out first: that packet's journey has the lower id, and
+    /// ends at the icmp_send that made the error, or soon after). A packet
+    /// that made one was seen sending it (the icmp_send tracepoint, IPv4
+    /// only; icmp6_send at function level) or was dropped: every ICMPv6
+    /// error the kernel sends about a packet (hop limit, no route, port or
+    /// address unreachable, too big) comes with its drop.
     fn link_icmp_error(&mut self, j: &mut Journey) {
         let Some(packet) = j.packet.as_deref() else {
             return;
@@ -497,7 +501,8 @@ impl Consumer<'_> {
         if let Some((_, cause)) = packet.split_once(", for ") {
             j.about = self.icmp_causes.get(cause).copied();
         }
-        if j.steps.iter().any(|s| &*s.site == "icmp_send") {
+        let sent = |site: &str| matches!(site, "icmp_send" | "__icmp_send" | "icmp6_send");
+        if matches!(j.end, End::Dropped { .. }) || j.steps.iter().any(|s| sent(&s.site)) {
             if self.icmp_causes.len() >= 4096 {
                 self.icmp_causes.clear();
             }

@@ -79,17 +79,17 @@ fn drop_rule_is_traced_with_its_text() {
     send_udp(&cli, format!("{server}:9998"));
     let mut traces = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !traces.iter().any(|t: &NftTrace| t.verdict == "drop") {
+    while Instant::now() < deadline && !traces.iter().any(|t: &NftTrace| &*t.verdict == "drop") {
         send_udp(&cli, format!("{server}:9999"));
-        traces.extend(session.collect_until(Duration::from_millis(500), |t| t.verdict == "drop"));
+        traces.extend(session.collect_until(Duration::from_millis(500), |t| &*t.verdict == "drop"));
     }
     let drop = traces
         .iter()
-        .find(|t| t.verdict == "drop")
+        .find(|t| &*t.verdict == "drop")
         .unwrap_or_else(|| panic!("no drop trace: {traces:#?}"));
     assert_eq!(drop.netns_ino, namespaces[1].inode);
-    assert_eq!((drop.family.as_str(), drop.table.as_str()), ("inet", "t"));
-    assert_eq!(drop.chain, "input");
+    assert_eq!((&*drop.family, &*drop.table), ("inet", "t"));
+    assert_eq!(&*drop.chain, "input");
     assert_eq!(drop.nfproto.as_deref(), Some("ipv4"));
     assert_eq!(udp_dport(drop), Some(9999));
     let ifindex = pktpath::netlab::ifindex_in(Some(&srv), "eth0").unwrap();
@@ -160,15 +160,15 @@ fn untranslatable_filter_traces_every_packet_and_drop_cleans_up() {
         for _ in 0..10 {
             send_udp(&cli, format!("10.{n}.1.2:7"));
             got = session.collect_until(Duration::from_millis(500), |t| {
-                t.table == "u" && t.verdict == "accept"
+                &*t.table == "u" && &*t.verdict == "accept"
             });
-            if got.iter().any(|t| t.table == "u") {
+            if got.iter().any(|t| &*t.table == "u") {
                 break;
             }
         }
         let policy = got
             .iter()
-            .find(|t| t.table == "u")
+            .find(|t| &*t.table == "u")
             .unwrap_or_else(|| panic!("{got:#?}"));
         // The kernel's end-of-rules marker (a "rule" without handle) is
         // not passed on: the first message is the policy.
@@ -177,9 +177,9 @@ fn untranslatable_filter_traces_every_packet_and_drop_cleans_up() {
             policy.iif,
             pktpath::netlab::ifindex_in(Some(&srv), "eth0").unwrap()
         );
-        assert_eq!(policy.family, "ip");
+        assert_eq!(&*policy.family, "ip");
         assert_eq!(policy.rule_handle, None);
-        assert_eq!(policy.verdict, "accept");
+        assert_eq!(&*policy.verdict, "accept");
         assert_eq!(our_tables(&lab, &srv).len(), 2);
         // Dropped here, without stop().
     }

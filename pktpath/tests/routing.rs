@@ -162,6 +162,61 @@ fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
     assert!(errors.iter().all(|e| e["about"] == j["id"]), "{errors:#?}");
 }
 
+/// The same in IPv6: a datagram sent with hop limit 1 dies at the router
+/// (IP_INHDR in ip6_forward, in words), and the ICMPv6 time exceeded the
+/// router sends back (no tracepoint fires at icmp6_send: the drop says
+/// nothing of it) names the datagram and is linked to its journey.
+#[test]
+fn ipv6_hop_limit_expiry_is_named_and_its_icmpv6_error_linked() {
+    require_root!();
+    let (_lab, client, router, _server) = common::router_lab(198, common::Family::V6);
+    let p = Pktpath::start(&[
+        "--no-nft-trace",
+        "(udp port 7012 or (icmp6 and ip6[40] == 3)) and net fd00:198::/32",
+    ]);
+    pktpath::netlab::in_netns(&client, || {
+        use std::os::fd::AsRawFd;
+        let s = std::net::UdpSocket::bind("[::]:0").unwrap();
+        let hops: libc::c_int = 1;
+        // SAFETY: a valid socket and an int option of its size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_UNICAST_HOPS,
+                (&hops as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        s.send_to(b"hop limit 1", "[fd00:198:2::2]:7012").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    let j = scenarios::journey_to(&all, "fd00:198:2::2", Some(7012));
+    let (reason, why, _hint) = scenarios::dropped(j);
+    assert_eq!(reason, "IP_INHDR", "{j:#}");
+    assert_eq!(j["end"]["netns"], router.as_str(), "{j:#}");
+    assert!(why.contains("hop limit ran out at this router"), "{why}");
+    let error = "fd00:198:1::1 > fd00:198:1::2 ICMP6 time exceeded";
+    let errors = common::journeys_with(&all, &[error]);
+    assert!(!errors.is_empty(), "no journey of {error}: {all:#?}");
+    for e in &errors {
+        let packet = e["packet"].as_str().unwrap();
+        assert!(
+            packet.contains(", for fd00:198:1::2 > fd00:198:2::2 UDP"),
+            "{packet}"
+        );
+        assert_eq!(
+            e["about"], j["id"],
+            "linked to the datagram's journey: {e:#}"
+        );
+    }
+}
+
 /// A datagram with don't-fragment set, larger than the MTU of the
 /// router's way out: the drop names the device, its MTU and the size.
 #[test]

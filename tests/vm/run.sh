@@ -42,8 +42,10 @@ while read -r k; do
 	# Through a pipe: the console output is reopened by path, which on a
 	# plain file would write over what came before.
 	set +e
-	vng -r "$CACHE/vmlinux-$k" --user root --disable-kvm --force-9p \
-		-a "module_blacklist=$BLACKLIST" --rwdir="$out" -- \
+	# The console at error level and above (loglevel=4 after the 7 of
+	# -v): an oops or panic of the guest is printed, not only an exit 255.
+	vng -v -r "$CACHE/vmlinux-$k" --user root --disable-kvm --force-9p \
+		-a "module_blacklist=$BLACKLIST loglevel=4" --rwdir="$out" -- \
 		"export PKTPATH_VM_BACKENDS='$b' PKTPATH_TEST_SETTLE_MS=4000 PKTPATH_TEST_READY_S=240 RUST_BACKTRACE=1; \
 		'$bin' --exact tracing_loads_no_kernel_module; first=\$?; \
 		'$bin' --test-threads=1 --skip tracing_loads_no_kernel_module $*; rest=\$?; \

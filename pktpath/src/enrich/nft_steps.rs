@@ -18,6 +18,7 @@
 //! lookup, output and postrouting just before its transmit.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::nftrace::{
@@ -34,6 +35,8 @@ const WAIT_NS: u64 = 200_000_000;
 /// Messages waiting at most (a bound on memory when journeys cannot be
 /// found, e.g. when the filter could not be translated to nftables).
 const WAIT_MAX: usize = 16_384;
+/// Messages taken from the reader's queue at a time.
+const DRAIN_BATCH: usize = 512;
 /// A message is placed with the steps that are there once the ring buffer
 /// has been read this far past it (the step its hook comes after is not
 /// coming), ns.
@@ -267,10 +270,25 @@ struct Group {
     /// rest wait behind it rather than join the group's previous packet.
     pending: bool,
     /// The hook of the current evaluation.
-    hook: Option<String>,
+    hook: Option<&'static str>,
     /// Orders the messages of the packet's evaluations in that namespace.
     seq: u64,
     seen: Instant,
+}
+
+/// A netfilter hook's name, shared.
+fn hook_name(hook: &str) -> Option<&'static str> {
+    [
+        "prerouting",
+        "input",
+        "forward",
+        "output",
+        "postrouting",
+        "ingress",
+        "egress",
+    ]
+    .into_iter()
+    .find(|h| *h == hook)
 }
 
 /// nftables tracing during a run: the session, the rule texts, and the
@@ -279,7 +297,10 @@ pub struct RuleTracer {
     session: NftraceSession,
     rules: RulesetCache,
     namespaces: HashMap<u32, NetnsRef>,
-    waiting: Vec<NftTrace>,
+    // Boxed as they come from the queue: kept waiting without a copy, and
+    // a long wait list grows by pointers.
+    #[allow(clippy::vec_box)]
+    waiting: Vec<Box<NftTrace>>,
     groups: HashMap<(u32, u32), Group>,
     seen: SeenIndex,
     /// Messages never tied to a journey.
@@ -289,7 +310,7 @@ pub struct RuleTracer {
 }
 
 /// A rule's place: netns, family, table, chain, handle.
-type RuleAt = (u32, String, String, String, u64);
+type RuleAt = (u32, Arc<str>, Arc<str>, Arc<str>, u64);
 
 /// Tables iptables-nft (and ip6tables-nft) make.
 fn is_iptables_table(family: &str, table: &str) -> bool {
@@ -384,33 +405,76 @@ impl RuleTracer {
         stream: bool,
         ring_read_ns: u64,
     ) -> Vec<(u64, Step)> {
+        self.poll_up_to(journeys, stream, ring_read_ns, super::nftrace::QUEUE_LEN)
+    }
+
+    /// [`Self::poll`], taking at most about `limit` messages from the queue.
+    fn poll_up_to(
+        &mut self,
+        journeys: &mut Journeys,
+        stream: bool,
+        ring_read_ns: u64,
+        limit: usize,
+    ) -> Vec<(u64, Step)> {
         let mut added = Vec::new();
         // Every message sent before this is drained below: a journey
         // closed before it has all its rule steps once they are tied.
         let drained = self.session.drained_ns();
-        let mut pending = std::mem::take(&mut self.waiting);
-        pending.extend(self.session.drain());
-        for t in pending {
-            let read_past = |ns| ring_read_ns > t.received_ns.saturating_add(ns);
-            // The step the hook comes after is not coming: place the
-            // message with what is there.
-            let settle = read_past(SETTLE_NS);
-            match self.tie(journeys, &t, settle, stream.then_some(&mut added)) {
-                Attached::Yes => {}
-                Attached::NotYet if !read_past(WAIT_NS) && self.waiting.len() < WAIT_MAX => {
-                    self.waiting.push(t)
-                }
-                // Its journey was handed out (ended, or evicted under
-                // load), or its packet was never seen.
-                _ => self.unmatched += 1,
+        // Taken from the queue a batch at a time (under load it holds
+        // thousands: collected at once they were 8.6 MB of one Vec), and
+        // at most a queue's worth, so that a reader that keeps filling it
+        // does not keep the ring buffer waiting.
+        let mut batch = std::mem::take(&mut self.waiting);
+        let mut taken = 0;
+        let emptied = loop {
+            for t in batch {
+                self.place(journeys, t, ring_read_ns, stream.then_some(&mut added));
             }
+            if taken >= limit {
+                break false;
+            }
+            batch = self.session.drain(DRAIN_BATCH);
+            if batch.is_empty() {
+                break true;
+            }
+            taken += batch.len();
+        };
+        // The messages of one evaluation come together.
+        // (One clock reading for all: thousands under load.)
+        let now = Instant::now();
+        self.groups
+            .retain(|_, g| now.saturating_duration_since(g.seen) < GROUP_AGE);
+        if !emptied {
+            // What was sent before `drained` is not all handled yet.
+            return added;
         }
         let oldest_waiting = self.waiting.iter().map(|t| t.received_ns).min();
         self.seen.handled_ns = oldest_waiting.map_or(drained, |w| w.min(drained));
-        // The messages of one evaluation come together.
-        self.groups.retain(|_, g| g.seen.elapsed() < GROUP_AGE);
         journeys.caught_up_ns = journeys.caught_up_ns.max(drained);
         added
+    }
+
+    /// Ties one message, or keeps it waiting for its packet's steps.
+    fn place(
+        &mut self,
+        journeys: &mut Journeys,
+        t: Box<NftTrace>,
+        ring_read_ns: u64,
+        added: Option<&mut Vec<(u64, Step)>>,
+    ) {
+        let read_past = |ns| ring_read_ns > t.received_ns.saturating_add(ns);
+        // The step the hook comes after is not coming: place the message
+        // with what is there.
+        let settle = read_past(SETTLE_NS);
+        match self.tie(journeys, &t, settle, added) {
+            Attached::Yes => {}
+            Attached::NotYet if !read_past(WAIT_NS) && self.waiting.len() < WAIT_MAX => {
+                self.waiting.push(t)
+            }
+            // Its journey was handed out (ended, or evicted under load), or
+            // its packet was never seen.
+            _ => self.unmatched += 1,
+        }
     }
 
     /// Waits (at most `limit`) until the reader has read every message
@@ -422,7 +486,7 @@ impl RuleTracer {
         while self.session.drained_ns() < now && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.poll(journeys, true, u64::MAX)
+        self.poll_up_to(journeys, true, u64::MAX, usize::MAX)
     }
 
     /// For a rule of a table iptables-nft manages: its number in the chain
@@ -448,7 +512,7 @@ impl RuleTracer {
                 .rules
                 .chain(ns, &t.family, &t.table, &t.chain, Some(handle))?;
             let n = chain.order.iter().position(|h| *h == handle)?;
-            let tool = if t.family == "ip6" {
+            let tool = if &*t.family == "ip6" {
                 "ip6tables-nft"
             } else {
                 "iptables-nft"
@@ -472,9 +536,7 @@ impl RuleTracer {
         let Some(ns) = self.namespaces.get(&t.netns_ino) else {
             return Attached::Gone;
         };
-        let info = self.rules.describe(ns, t);
         let key = (t.netns_ino, t.id);
-        let base_hook = info.base.as_ref().map(|b| b.hook.clone());
         let id = t.l3_bytes().and_then(|b| ident(&b));
         // The first message of an evaluation; the reader copies its
         // headers into the rest (`headers_inherited`). It is tied by its
@@ -503,12 +565,14 @@ impl RuleTracer {
             }
             return Attached::NotYet;
         };
+        // Described once its journey is found (a waiting message is tried
+        // again at every poll).
+        let info = self.rules.describe(ns, t);
+        let base_hook = info.base.as_ref().and_then(|b| hook_name(&b.hook));
         // The same packet's earlier evaluations (another chain or hook):
         // its messages come after theirs.
         let same = group.filter(|g| g.journey == Some(journey));
-        let hook = base_hook
-            .clone()
-            .or_else(|| same.filter(|_| !first).and_then(|g| g.hook.clone()));
+        let hook = base_hook.or_else(|| same.filter(|_| !first).and_then(|g| g.hook));
         let seq = same.map_or(1, |g| g.seq + 1);
         let what = match t.kind {
             TraceKind::Rule => "rule",
@@ -520,19 +584,19 @@ impl RuleTracer {
             family: info.family,
             table: info.table,
             chain: info.chain,
-            hook: base_hook.clone(),
+            hook: info.base.as_ref().map(|b| b.hook.clone()),
             priority: info.base.as_ref().map(|b| b.priority.clone()),
             what: what.into(),
             handle: info.rule_handle,
             iptables: self.iptables_rule(t, info.rule_handle),
             rule: info.rule_text,
-            verdict: t.verdict.clone(),
+            verdict: t.verdict.to_string(),
         }));
         // An ended journey has all its steps: nothing more to wait for.
         let make = |steps: &[Step], ended: bool| {
-            let ts = place(steps, t, hook.as_deref(), seq, settle || ended)?;
+            let ts = place(steps, t, hook, seq, settle || ended)?;
             // The device the hook ran for: out on output and postrouting.
-            let out = matches!(hook.as_deref(), Some("output" | "postrouting"));
+            let out = matches!(hook, Some("output" | "postrouting"));
             let dev = if out {
                 t.oif.or(t.iif)
             } else {

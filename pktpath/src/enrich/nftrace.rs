@@ -426,17 +426,19 @@ pub struct NftTrace {
     /// `NFTA_TRACE_ID`: the same for all messages of one packet in one
     /// namespace (see the module documentation).
     pub id: u32,
-    /// Family of the table: ip, ip6, inet, arp, bridge, netdev.
-    pub family: String,
+    /// Family of the table: ip, ip6, inet, arp, bridge, netdev. (Names
+    /// are shared, see [`intern`]: tens of thousands of messages a second
+    /// repeat a few.)
+    pub family: Arc<str>,
     /// Protocol the chain processed (`NFTA_TRACE_NFPROTO`): ipv4, ipv6...
-    pub nfproto: Option<String>,
-    pub table: String,
-    pub chain: String,
+    pub nfproto: Option<Arc<str>>,
+    pub table: Arc<str>,
+    pub chain: Arc<str>,
     pub rule_handle: Option<u64>,
     pub kind: TraceKind,
     /// accept, drop, continue, break, return, jump CHAIN, goto CHAIN,
     /// queue N, stolen, repeat, stop; for a policy: accept or drop.
-    pub verdict: String,
+    pub verdict: Arc<str>,
     /// Input and output interface indexes in this namespace.
     pub iif: Option<u32>,
     pub oif: Option<u32>,
@@ -445,11 +447,12 @@ pub struct NftTrace {
     pub oif_type: Option<u16>,
     /// skb->mark (0 when the kernel did not send one).
     pub mark: u32,
-    pub ll_header: Vec<u8>,
+    /// Up to 16 bytes of the link-layer header.
+    pub ll_header: Header<16>,
     /// Up to 40 bytes from the network header.
-    pub network_header: Vec<u8>,
+    pub network_header: Header<40>,
     /// Up to 20 bytes from the transport header.
-    pub transport_header: Vec<u8>,
+    pub transport_header: Header<20>,
     /// Interfaces and headers were copied from an earlier message of the
     /// same packet and chain (the kernel sends them once per chain).
     pub headers_inherited: bool,
@@ -468,7 +471,7 @@ impl NftTrace {
     /// continue, no handle. The return or policy message that follows says
     /// the same; the session does not pass these on.
     pub fn is_end_marker(&self) -> bool {
-        self.kind == TraceKind::Rule && self.rule_handle.is_none() && self.verdict == "continue"
+        self.kind == TraceKind::Rule && self.rule_handle.is_none() && &*self.verdict == "continue"
     }
 
     /// The network and transport headers as one buffer starting at the IP
@@ -484,7 +487,7 @@ impl NftTrace {
         if nh.len() != ip_hdr_len {
             return None;
         }
-        let mut b = nh.clone();
+        let mut b = nh.to_vec();
         b.extend_from_slice(&self.transport_header);
         Some(b)
     }
@@ -572,21 +575,21 @@ pub fn parse_trace(msg: &[u8], netns_ino: u32, received_ns: u64) -> Result<Optio
     let mut t = NftTrace {
         netns_ino,
         id: 0,
-        family: family_name(payload[0]),
+        family: intern(&family_name(payload[0])),
         nfproto: None,
-        table: String::new(),
-        chain: String::new(),
+        table: intern(""),
+        chain: intern(""),
         rule_handle: None,
         kind: TraceKind::Other(0),
-        verdict: String::new(),
+        verdict: intern(""),
         iif: None,
         oif: None,
         iif_type: None,
         oif_type: None,
         mark: 0,
-        ll_header: Vec::new(),
-        network_header: Vec::new(),
-        transport_header: Vec::new(),
+        ll_header: Header::default(),
+        network_header: Header::default(),
+        transport_header: Header::default(),
         headers_inherited: false,
         received_ns,
     };
@@ -597,8 +600,8 @@ pub fn parse_trace(msg: &[u8], netns_ino: u32, received_ns: u64) -> Result<Optio
         let v = nla.value();
         let e = |e: netlink_packet_core::DecodeError| anyhow!("attribute {}: {e}", nla.kind());
         match nla.kind() {
-            NFTA_TRACE_TABLE => t.table = parse_string(v).map_err(e)?,
-            NFTA_TRACE_CHAIN => t.chain = parse_string(v).map_err(e)?,
+            NFTA_TRACE_TABLE => t.table = intern(nla_str(v)?),
+            NFTA_TRACE_CHAIN => t.chain = intern(nla_str(v)?),
             NFTA_TRACE_RULE_HANDLE => t.rule_handle = Some(parse_u64_be(v).map_err(e)?),
             NFTA_TRACE_TYPE => {
                 t.kind = match parse_u32_be(v).map_err(e)? {
@@ -612,26 +615,101 @@ pub fn parse_trace(msg: &[u8], netns_ino: u32, received_ns: u64) -> Result<Optio
             // Put with nla_put_u32 (host order) since 6.4, before that as
             // be32 of a host-order hash: opaque either way.
             NFTA_TRACE_ID => t.id = parse_u32(v).map_err(e)?,
-            NFTA_TRACE_LL_HEADER => t.ll_header = v.to_vec(),
-            NFTA_TRACE_NETWORK_HEADER => t.network_header = v.to_vec(),
-            NFTA_TRACE_TRANSPORT_HEADER => t.transport_header = v.to_vec(),
+            NFTA_TRACE_LL_HEADER => t.ll_header = Header::from(v),
+            NFTA_TRACE_NETWORK_HEADER => t.network_header = Header::from(v),
+            NFTA_TRACE_TRANSPORT_HEADER => t.transport_header = Header::from(v),
             NFTA_TRACE_IIF => t.iif = Some(parse_u32_be(v).map_err(e)?),
             NFTA_TRACE_IIFTYPE => t.iif_type = Some(parse_u16_be(v).map_err(e)?),
             NFTA_TRACE_OIF => t.oif = Some(parse_u32_be(v).map_err(e)?),
             NFTA_TRACE_OIFTYPE => t.oif_type = Some(parse_u16_be(v).map_err(e)?),
             NFTA_TRACE_MARK => t.mark = parse_u32_be(v).map_err(e)?,
-            NFTA_TRACE_NFPROTO => t.nfproto = Some(nfproto_name(parse_u32_be(v).map_err(e)?)),
+            NFTA_TRACE_NFPROTO => {
+                t.nfproto = Some(intern(&nfproto_name(parse_u32_be(v).map_err(e)?)))
+            }
             NFTA_TRACE_POLICY => policy = Some(parse_u32_be(v).map_err(e)? as i32),
             _ => {}
         }
     }
-    t.verdict = match (t.kind, policy, verdict) {
+    t.verdict = intern(&match (t.kind, policy, verdict) {
         (TraceKind::Policy, Some(p), _) => verdict_name(p, None),
         (_, _, Some(v)) => v,
         (_, Some(p), None) => verdict_name(p, None),
         _ => String::new(),
-    };
+    });
     Ok(Some(t))
+}
+
+/// A string attribute (NUL-terminated) without copying it.
+fn nla_str(v: &[u8]) -> Result<&str> {
+    let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+    std::str::from_utf8(&v[..end]).map_err(|_| anyhow!("a name that is not UTF-8"))
+}
+
+/// The shared copy of a name (table, chain, family, verdict): the reader
+/// allocated five strings for each message. Bounded: names from a hostile
+/// ruleset cannot grow it.
+fn intern(s: &str) -> Arc<str> {
+    thread_local! {
+        static NAMES: std::cell::RefCell<std::collections::HashSet<Arc<str>>> =
+            Default::default();
+    }
+    NAMES.with_borrow_mut(|names| {
+        if let Some(n) = names.get(s) {
+            return n.clone();
+        }
+        if names.len() >= 4096 {
+            names.clear();
+        }
+        let n: Arc<str> = s.into();
+        names.insert(n.clone());
+        n
+    })
+}
+
+/// Up to N bytes of a header, kept inline: a message is one allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Header<const N: usize> {
+    len: u8,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Default for Header<N> {
+    fn default() -> Self {
+        Header {
+            len: 0,
+            bytes: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> From<&[u8]> for Header<N> {
+    /// The first N bytes (the kernel sends at most that many).
+    fn from(v: &[u8]) -> Self {
+        let n = v.len().min(N);
+        let mut h = Header::default();
+        h.bytes[..n].copy_from_slice(&v[..n]);
+        h.len = n as u8;
+        h
+    }
+}
+
+impl<const N: usize> std::ops::Deref for Header<N> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Header<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<const N: usize> serde::Serialize for Header<N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
 }
 
 /// The nested NFTA_TRACE_VERDICT attribute in words.
@@ -693,11 +771,25 @@ pub fn monotonic_ns() -> u64 {
 /// previous message of the same packet (namespace and id).
 #[derive(Default)]
 struct Inheritance {
-    last: HashMap<(u32, u32), NftTrace>,
+    last: HashMap<(u32, u32), Lent>,
+}
+
+/// What a message lends the next ones of its packet.
+struct Lent {
+    iif: Option<u32>,
+    oif: Option<u32>,
+    iif_type: Option<u16>,
+    oif_type: Option<u16>,
+    ll_header: Header<16>,
+    network_header: Header<40>,
+    transport_header: Header<20>,
+    nfproto: Option<Arc<str>>,
 }
 
 impl Inheritance {
-    const MAX: usize = 4096;
+    /// The messages of one evaluation come together: the packets of the
+    /// last moment suffice (4,096 copies of a message were 2.2 MB).
+    const MAX: usize = 1024;
 
     fn apply(&mut self, t: &mut NftTrace) {
         let key = (t.netns_ino, t.id);
@@ -706,15 +798,25 @@ impl Inheritance {
             if self.last.len() >= Self::MAX {
                 self.last.clear();
             }
-            self.last.insert(key, t.clone());
+            let lent = Lent {
+                iif: t.iif,
+                oif: t.oif,
+                iif_type: t.iif_type,
+                oif_type: t.oif_type,
+                ll_header: t.ll_header,
+                network_header: t.network_header,
+                transport_header: t.transport_header,
+                nfproto: t.nfproto.clone(),
+            };
+            self.last.insert(key, lent);
         } else if let Some(prev) = self.last.get(&key) {
             t.iif = prev.iif;
             t.oif = prev.oif;
             t.iif_type = prev.iif_type;
             t.oif_type = prev.oif_type;
-            t.ll_header = prev.ll_header.clone();
-            t.network_header = prev.network_header.clone();
-            t.transport_header = prev.transport_header.clone();
+            t.ll_header = prev.ll_header;
+            t.network_header = prev.network_header;
+            t.transport_header = prev.transport_header;
             if t.nfproto.is_none() {
                 t.nfproto = prev.nfproto.clone();
             }
@@ -901,7 +1003,7 @@ pub struct NftraceSession {
     table: String,
     namespaces: Vec<NetnsRef>,
     installed: Vec<NetnsRef>,
-    rx: Receiver<NftTrace>,
+    rx: Receiver<Box<NftTrace>>,
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
     reader: Option<JoinHandle<()>>,
@@ -949,6 +1051,9 @@ fn open_listener(ns: &NetnsRef) -> Result<Socket> {
     socket.with_context(|| format!("cannot join NFNLGRP_NFTRACE in netns {}", ns.name))
 }
 
+/// Messages the reader queues for the consumer at most.
+pub const QUEUE_LEN: usize = 1 << 14;
+
 impl NftraceSession {
     /// Sweeps leftovers of dead processes, opens a trace listener in each
     /// namespace, then adds the tracing table there. `matches`: nft match
@@ -990,8 +1095,10 @@ impl NftraceSession {
             }
         }
         // Bounded: a reader that outruns the consumer loses messages
-        // (counted), it does not grow the heap.
-        let (tx, rx) = sync_channel(1 << 14);
+        // (counted), it does not grow the heap. Boxed: the queue's slots
+        // are allocated up front (16,384 messages of 272 bytes were
+        // 4.5 MB), the messages only while they are in it.
+        let (tx, rx) = sync_channel(QUEUE_LEN);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         let reader = {
@@ -1051,17 +1158,17 @@ impl NftraceSession {
 
     /// The next trace, if one is waiting.
     pub fn try_recv(&self) -> Option<NftTrace> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(|t| *t)
     }
 
     /// The next trace, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<NftTrace> {
-        self.rx.recv_timeout(timeout).ok()
+        self.rx.recv_timeout(timeout).ok().map(|t| *t)
     }
 
-    /// Every trace waiting now.
-    pub fn drain(&self) -> Vec<NftTrace> {
-        self.rx.try_iter().collect()
+    /// Up to `max` of the traces waiting now.
+    pub fn drain(&self, max: usize) -> Vec<Box<NftTrace>> {
+        self.rx.try_iter().take(max).collect()
     }
 
     /// Traces collected until `pred` holds for one of them or `timeout`
@@ -1136,7 +1243,7 @@ impl Drop for NftraceSession {
 
 fn read_loop(
     sockets: Vec<(u32, Socket)>,
-    tx: SyncSender<NftTrace>,
+    tx: SyncSender<Box<NftTrace>>,
     stop: &AtomicBool,
     stats: &Stats,
 ) {
@@ -1160,6 +1267,13 @@ fn read_loop(
         if n < 0 {
             continue;
         }
+        if n > 0 {
+            // Let a few milliseconds of messages gather: woken for each
+            // one, the thread spent more time switching than reading (the
+            // 8 MiB socket buffer holds a hundred times more; the
+            // consumer waits for them 200 ms anyway).
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         for (i, (ino, sock)) in sockets.iter().enumerate() {
             if fds[i].revents == 0 {
                 continue;
@@ -1173,11 +1287,17 @@ fn read_loop(
                         let (traces, bad) = parse_datagram(&buf, *ino, now);
                         stats.malformed.fetch_add(bad as u64, Ordering::Relaxed);
                         for mut t in traces {
-                            inherit.apply(&mut t);
-                            if t.is_own() || t.is_end_marker() {
+                            // Our own chain's messages are not passed on,
+                            // nor need they lend their headers: the next
+                            // chain's first message has its own.
+                            if t.is_own() {
                                 continue;
                             }
-                            match tx.try_send(t) {
+                            inherit.apply(&mut t);
+                            if t.is_end_marker() {
+                                continue;
+                            }
+                            match tx.try_send(Box::new(t)) {
                                 Ok(()) => {}
                                 Err(TrySendError::Full(_)) => {
                                     stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -1440,9 +1560,9 @@ impl RulesetCache {
     pub fn describe(&mut self, ns: &NetnsRef, t: &NftTrace) -> RuleInfo {
         let c = self.chain(ns, &t.family, &t.table, &t.chain, t.rule_handle);
         RuleInfo {
-            family: t.family.clone(),
-            table: t.table.clone(),
-            chain: t.chain.clone(),
+            family: t.family.to_string(),
+            table: t.table.to_string(),
+            chain: t.chain.to_string(),
             base: c.and_then(|c| c.base.clone()),
             rule_handle: t.rule_handle,
             rule_text: t
@@ -1628,16 +1748,13 @@ mod tests {
     fn parses_a_trace_message() {
         let m = sample();
         let t = parse_trace(&m, 4026531840, 5).unwrap().unwrap();
-        assert_eq!(t.family, "inet");
+        assert_eq!(&*t.family, "inet");
         assert_eq!(t.nfproto.as_deref(), Some("ipv4"));
         assert_eq!(t.kind, TraceKind::Rule);
         assert_eq!(t.id, 0xdeadbeef);
-        assert_eq!(
-            (t.table.as_str(), t.chain.as_str()),
-            ("t", "filter_forward")
-        );
+        assert_eq!((&*t.table, &*t.chain), ("t", "filter_forward"));
         assert_eq!(t.rule_handle, Some(7));
-        assert_eq!(t.verdict, "drop");
+        assert_eq!(&*t.verdict, "drop");
         assert_eq!(t.mark, 0x42);
         assert_eq!((t.iif, t.iif_type, t.oif), (Some(3), Some(1), None));
         let flow = crate::packet::decode(&t.l3_bytes().unwrap(), true).unwrap();
@@ -1663,10 +1780,7 @@ mod tests {
         ));
         let (mut ts, bad) = parse_datagram(&d, 1, 2);
         assert_eq!((ts.len(), bad), (2, 0));
-        assert_eq!(
-            (ts[1].kind, ts[1].verdict.as_str()),
-            (TraceKind::Policy, "accept")
-        );
+        assert_eq!((ts[1].kind, &*ts[1].verdict), (TraceKind::Policy, "accept"));
         let mut inh = Inheritance::default();
         for t in ts.iter_mut() {
             inh.apply(t);
