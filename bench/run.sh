@@ -430,6 +430,46 @@ stop_tracer
 read -r _ STRESS_EVENTS STRESS_LOST <<<"$(summary_of "$err")" || true
 say "  $STRESS_PPS datagrams/s, ${STRESS_EVENTS:-?} events, ${STRESS_LOST:-?} lost"
 
+# --- rules traced under load: every verdict on its packet ------------------
+# 20,000 datagrams/s into B, whose input chain counts and accepts them, each
+# selected with its rule traced (as a router's forward chain under load,
+# issue 27). Ground truth is the rule's own counter: the journeys that show
+# that rule must be as many as the packets it counted, no trace message
+# lost, and the tracer's peak RSS under the goal.
+RULES_SECS=$([ "$SHORT" = 1 ] && echo 2 || echo 20)
+say "UDP at 20,000 datagrams/s through a counted nftables rule, rules traced: ${RULES_SECS} s"
+ip netns exec "$NS_B" nft -f - <<'EOF2'
+table inet ppload {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		udp dport 5201 counter accept
+	}
+}
+EOF2
+start_pktpath --json "udp and host $ADDR_B and dst port 5201" >"$WORK/rules.json"
+UNPINNED=1 udp_pps "$RULES_SECS" $((20000 * 64 * 8)) >/dev/null
+RULES_SENT=$(udp_sent_pps)
+RULES_HWM=$(tracer_hwm)
+RULES_ANON=$(tracer_anon)
+err=$TRACER_ERR
+stop_tracer
+RULES_COUNTED=$(ip netns exec "$NS_B" nft list chain inet ppload input | sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
+ip netns exec "$NS_B" nft delete table inet ppload
+RULES_LOST=$(sed -n 's/.*, \([0-9]*\) trace messages lost.*/\1/p' "$err" | tail -n1)
+RULES_UNMATCHED=$(sed -n 's/.* \([0-9]*\) matched no journey.*/\1/p' "$err" | tail -n1)
+# "journeys, with the rule once, with it more than once"
+read -r RULES_J RULES_ONCE RULES_MORE <<<"$(py "
+import json
+n = once = more = 0
+for line in open('$WORK/rules.json'):
+    j = json.loads(line)
+    k = sum(1 for s in j['steps'] if (s.get('detail') or {}).get('type') == 'rule'
+            and s['detail'].get('table') == 'ppload' and s['detail'].get('what') == 'rule')
+    n += 1; once += k == 1; more += k > 1
+print(n, once, more)")"
+rm -f "$WORK/rules.json"
+say "  $RULES_SENT datagrams/s sent; rule counted ${RULES_COUNTED:-?}, journeys ${RULES_J:-?} (${RULES_ONCE:-?} with it once, ${RULES_MORE:-?} more often); ${RULES_LOST:-?} messages lost, ${RULES_UNMATCHED:-?} matched no journey"
+
 # --- where the kernel time goes: BPF run counts and run time ---------------
 # kernel.bpf_stats_enabled=1 for one more TCP run of (b), (c), (c0) each
 # (not during the measurements above: the stats add two clock reads per run).
@@ -607,6 +647,9 @@ table() {
 			"$(mb "$h") MB ($(mb "$a") MB)" "" "< 64 MB" "$(met 'x<64*1024' "$h")"
 	done
 	row "live pktpath peak RSS (VmHWM), UDP -b 0 not pinned c (anonymous RSS at stop)" "$(mb "$STRESS_HWM") MB ($(mb "$STRESS_ANON") MB)" "" "< 64 MB" "$(met 'x<64*1024' "$STRESS_HWM")"
+	row "rules traced at 20,000 pkt/s (sent: $(fmt "$RULES_SENT" 0) pkt/s): trace messages lost; matched no journey" "${RULES_LOST:-?}; ${RULES_UNMATCHED:-?}" "" "0" "$([ "${RULES_LOST:-1}" = 0 ] && echo met || echo MISSED)"
+	row "rules traced at 20,000 pkt/s: packets the rule counted; journeys showing it once (more than once)" "${RULES_COUNTED:-?}; ${RULES_ONCE:-?} (${RULES_MORE:-?})" "" "equal (0)" "$([ -n "${RULES_COUNTED:-}" ] && [ "${RULES_COUNTED}" = "${RULES_ONCE:-}" ] && [ "${RULES_MORE:-1}" = 0 ] && echo met || echo MISSED)"
+	row "live pktpath peak RSS (VmHWM), rules traced at 20,000 pkt/s (anonymous RSS at stop)" "$(mb "$RULES_HWM") MB ($(mb "$RULES_ANON") MB)" "" "< 64 MB" "$(met 'x<64*1024' "$RULES_HWM")"
 	row "idle after the run: pktpath state in the kernel" "$IDLE_AFTER" "" "none" "$([ "$IDLE_AFTER" = none ] && echo met || echo MISSED)"
 	echo
 	echo "Every repetition (TCP Gbit/s, UDP pkt/s):"
