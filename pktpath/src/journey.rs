@@ -301,6 +301,24 @@ fn queued_to(steps: &[Step]) -> Option<&crate::event::SocketInfo> {
     })
 }
 
+/// A packet sent on a TUN or TAP device is copied to the program that
+/// reads the device (skb_copy_datagram_iovec fires in tun_put_user), not to
+/// a socket: its copy comes after a transmit on that device with no receive
+/// in between. The program, in words.
+fn read_from_device(steps: &[Step], copy: &Step) -> Option<String> {
+    let at = steps.iter().position(|s| std::ptr::eq(s, copy))?;
+    let xmit = steps[..at].iter().rev().find(|s| {
+        !s.correlated
+            && (matches!(&*s.site, "net_dev_xmit" | "net_dev_start_xmit")
+                || (s.kind == crate::event::SiteKind::Tracepoint
+                    && (s.site.starts_with("netif_") || s.site.starts_with("napi_gro"))))
+    })?;
+    let dev = xmit.dev.as_deref()?;
+    let sent = matches!(&*xmit.site, "net_dev_xmit" | "net_dev_start_xmit");
+    (sent && xmit.netns == copy.netns)
+        .then(|| format!("the program reading device {dev} (TUN/TAP)"))
+}
+
 fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) -> End {
     // The drop tracepoint is the end even when release functions follow it.
     let last = steps
@@ -409,9 +427,12 @@ fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) ->
         .rev()
         .find(|s| matches!(s.detail, Detail::Deliver { .. } | Detail::Socket(_)))
     {
+        let socket = queued_to(steps)
+            .map(|k| k.describe())
+            .or_else(|| read_from_device(steps, d));
         return End::Delivered {
             netns: d.netns_name.to_string(),
-            socket: queued_to(steps).map(|k| k.describe()),
+            socket,
             merged: false,
         };
     }

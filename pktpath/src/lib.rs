@@ -8,6 +8,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod conntrack;
 pub mod demo;
 pub mod enrich;

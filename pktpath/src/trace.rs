@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use libbpf_rs::RingBufferBuilder;
 
+use crate::clock::monotonic_ns;
 use crate::enrich::bridges::Bridges;
 use crate::enrich::nft_steps::RuleTracer;
 use crate::enrich::nftrace::NetnsRef;
@@ -124,17 +125,6 @@ fn progress_bar(n: usize) -> Option<indicatif::ProgressBar> {
     Some(b)
 }
 
-/// Kernel monotonic time (what bpf_ktime_get_ns returns).
-pub fn ktime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn is_broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }
@@ -163,7 +153,7 @@ pub fn run(
             }
         },
     )?;
-    let attached_ns = ktime_ns();
+    let attached_ns = monotonic_ns();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -284,7 +274,7 @@ pub fn run(
         }
         // Everything that is left when stopping.
         consumer.borrow_mut().draining = stopping;
-        let before = ktime_ns();
+        let before = monotonic_ns();
         rb.consume().ok();
         let mut c = consumer.borrow_mut();
         // Not cut short: the ring was read to its end, after `before`.
@@ -448,7 +438,7 @@ impl Consumer<'_> {
         let now = if self.batch >= BATCH {
             self.last_ts
         } else {
-            ktime_ns()
+            monotonic_ns()
         };
         let finished = if stopping {
             self.journeys.flush()
@@ -515,7 +505,7 @@ impl Consumer<'_> {
     /// held up by its output is when the ring overflows: the first journey
     /// after that checks).
     fn check_losses(&mut self) {
-        let now = ktime_ns();
+        let now = monotonic_ns();
         if now < self.losses.checked_ns + LOSS_CHECK_NS {
             return;
         }

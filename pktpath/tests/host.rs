@@ -1127,7 +1127,8 @@ fn checksum(b: &[u8]) -> u16 {
 /// tunnel) is received by the stack; an echo request so received is
 /// answered, and the journey ends there, consumed, not "no end seen": on
 /// a device without a link header, the free after ICMP pulled its header
-/// was taken for another packet's. The reply goes to the program.
+/// was taken for another packet's. The reply goes to the program, and its
+/// journey says so (it said "delivered to a socket").
 #[test]
 fn a_packet_written_into_a_tun_device_is_answered() {
     require_root!();
@@ -1194,7 +1195,13 @@ fn a_packet_written_into_a_tun_device_is_answered() {
     assert_eq!(end(req[0]), ("consumed", ns.as_str()), "{:#}", req[0]);
     let reply = journeys_with(&all, &["ICMP echo reply", "10.197.0.1"]);
     assert_eq!(reply.len(), 1, "{all:#?}");
-    assert_ne!(reply[0]["end"]["kind"], "unknown", "{:#}", reply[0]);
+    // Read by the program behind the device, not "delivered to a socket".
+    assert_eq!(end(reply[0]), ("delivered", ns.as_str()), "{:#}", reply[0]);
+    assert_eq!(
+        reply[0]["end"]["socket"], "the program reading device tun97 (TUN/TAP)",
+        "{:#}",
+        reply[0]
+    );
 }
 
 /// The fragments of an IPv4 datagram are one journey, that of its first

@@ -481,7 +481,7 @@ impl RuleTracer {
     /// sent before now, then ties them: called when tracing stops, with
     /// the ring buffer read to the end.
     pub fn catch_up(&mut self, journeys: &mut Journeys, limit: Duration) -> Vec<(u64, Step)> {
-        let now = super::nftrace::monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         let deadline = Instant::now() + limit;
         while self.session.drained_ns() < now && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));

@@ -80,6 +80,8 @@ use netlink_packet_core::{
 };
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
+use crate::clock::monotonic_ns;
+
 /// Prefix of the names of our tables; the pid (and a per-process counter
 /// after the first session) follows.
 pub const TABLE_PREFIX: &str = "pktpath_trace_";
@@ -754,17 +756,6 @@ pub fn parse_datagram(buf: &[u8], netns_ino: u32, received_ns: u64) -> (Vec<NftT
         off = off.saturating_add((len + 3) & !3);
     }
     (out, bad)
-}
-
-/// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Fills the interfaces and headers of messages that lack them from the

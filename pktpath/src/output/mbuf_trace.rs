@@ -47,7 +47,7 @@ impl<W: Write> Sink for MbufTrace<W> {
         let mut rec = encode(&lines, &f);
         rec.truncate(65535);
         let strings_len = (rec.len() - f.len().min(rec.len())) as u32;
-        let ts = super::pcapng::wall_ns(t0);
+        let ts = crate::clock::wall_ns(t0);
         self.out
             .write_all(&((ts / 1_000_000_000) as u32).to_le_bytes())?;
         self.out

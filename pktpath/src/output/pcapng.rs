@@ -232,7 +232,7 @@ impl<W: Write> Pcapng<W> {
         json: Option<&[u8]>,
     ) -> io::Result<()> {
         frame.truncate(self.opts.snaplen as usize);
-        let ts = wall_ns(ts_mono);
+        let ts = crate::clock::wall_ns(ts_mono);
         let epb = &mut self.epb;
         epb.clear();
         epb.extend(0u32.to_le_bytes()); // interface 0
@@ -260,15 +260,6 @@ impl<W: Write> Pcapng<W> {
         option(epb, OPT_END, &[]);
         block(&mut self.out, EPB, epb)
     }
-}
-
-/// Kernel monotonic ns to wall-clock ns, so timestamps read as dates.
-pub(crate) fn wall_ns(mono: u64) -> u64 {
-    let now_wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let now_mono = crate::trace::ktime_ns();
-    now_wall.saturating_sub(now_mono.saturating_sub(mono))
 }
 
 impl<W: Write> Sink for Pcapng<W> {
