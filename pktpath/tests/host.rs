@@ -1267,6 +1267,51 @@ fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
     }
 }
 
+/// Through a router with a stateful firewall, conntrack gathers the
+/// fragments at prerouting (nf_defrag), the datagram is forwarded whole
+/// and cut again on the way out: still one journey per datagram, to its
+/// socket on the server, and none of its pieces a journey of its own.
+#[test]
+fn fragments_through_a_stateful_router_are_one_journey() {
+    require_root!();
+    if lacks_sk_data_ready() {
+        return;
+    }
+    let net = Net::new(199);
+    net.lab
+        .nft(
+            &net.router,
+            "table inet stateful {\n chain forward {\n type filter hook forward priority 0; \
+             policy drop;\n ct state established,related accept\n udp dport 7013 accept\n }\n}",
+        )
+        .unwrap();
+    let p = Pktpath::start(&[&net.only("udp port 7013")]);
+    let rx = udp_receiver(&net, 7013);
+    let dst = format!("{}:7013", net.server_ip());
+    pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            s.send_to(&[7u8; 3500], &dst).unwrap();
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    assert_eq!(rx.join().unwrap(), vec![3500; 3]);
+    assert_eq!(all.len(), 3, "one journey per datagram: {all:#?}");
+    for j in &all {
+        assert_eq!(end(j), ("delivered", net.server.as_str()), "{j:#}");
+        // It crossed the router: received there, and sent on to the server.
+        let path = common::path(j);
+        assert!(
+            path.iter()
+                .any(|(s, n, d)| s == "net_dev_start_xmit" && n == &net.router && d == "out0"),
+            "{j:#}"
+        );
+    }
+}
+
 /// A ping too big for the links is one journey per direction in IPv4 and
 /// IPv6, each fragment joining its datagram's (a host filter selects each
 /// fragment: they were three journeys, and the datagram's end, reassembled

@@ -429,7 +429,7 @@ pub struct NftTrace {
     /// namespace (see the module documentation).
     pub id: u32,
     /// Family of the table: ip, ip6, inet, arp, bridge, netdev. (Names
-    /// are shared, see [`intern`]: tens of thousands of messages a second
+    /// are shared (`intern`): tens of thousands of messages a second
     /// repeat a few.)
     pub family: Arc<str>,
     /// Protocol the chain processed (`NFTA_TRACE_NFPROTO`): ipv4, ipv6...
