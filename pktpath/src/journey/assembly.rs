@@ -543,6 +543,22 @@ mod tests {
     use crate::event::test_step as step;
     use crate::event::{DropInfo, HookRun};
 
+    /// A step without a device is where the packet was last seen, not in
+    /// the netns of a socket its skb still holds (a fragment's sender's).
+    #[test]
+    fn a_step_without_a_device_is_where_the_packet_is() {
+        let mut sent = step(1, "net_dev_start_xmit", "client", Detail::None);
+        sent.netns = 10;
+        let mut received = step(2, "netif_receive_skb", "server", Detail::None);
+        received.netns = 20;
+        let mut copied = step(3, "skb_copy_datagram_iovec", "client", Detail::None);
+        copied.netns = 10;
+        copied.dev = None;
+        let j = Journey::from_steps(1, vec![sent, received, copied], false);
+        assert_eq!((j.steps[2].netns, &*j.steps[2].netns_name), (20, "server"));
+        assert_eq!((j.steps[0].netns, &*j.steps[0].netns_name), (10, "client"));
+    }
+
     #[test]
     fn drop_ends_journey_with_reason_in_words() {
         let mut j = Journeys::default();

@@ -179,16 +179,23 @@ impl Journey {
     /// Builds a journey from its steps (any order) and classifies the end.
     pub fn from_steps(id: u64, mut steps: Vec<Step>, closed: bool) -> Journey {
         steps.sort_by_key(|s| s.ts_ns);
-        // A step with neither device nor socket has no netns of its own: the
-        // packet is still where the previous step saw it.
+        // A step without a device has no netns of its own: the BPF side gives
+        // it its skb's socket's, which may be the sender's (the fragments of
+        // a datagram keep it across veth: their frees, and the copy of the
+        // datagram to its reader, read "in the client"), or none. The packet
+        // is still where the previous step saw it. Route lookups, rule
+        // verdicts and the socket it was queued to are where they say.
         let mut prev: Option<(u32, std::sync::Arc<str>)> = None;
         for s in steps.iter_mut() {
-            match (&prev, s.netns) {
-                (Some((ino, name)), 0) => {
+            let own = s.dev.is_some()
+                || s.correlated
+                || matches!(s.detail, Detail::Socket(_) | Detail::Rule(_));
+            match &prev {
+                Some((ino, name)) if !own => {
                     s.netns = *ino;
                     s.netns_name = name.clone();
                 }
-                (_, ino) if ino != 0 => prev = Some((ino, s.netns_name.clone())),
+                _ if s.netns != 0 => prev = Some((s.netns, s.netns_name.clone())),
                 _ => {}
             }
         }
