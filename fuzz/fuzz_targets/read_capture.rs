@@ -8,7 +8,7 @@ use pktpath::output::{json::Json, pcapng, terminal::Terminal, Sink};
 fuzz_target!(|data: &[u8]| {
     let mut term = Terminal::new(std::io::sink(), false, false);
     let mut json = Json::new(std::io::sink(), false);
-    for r in &pktpath::capture::read(data).journeys {
+    for r in &pktpath::formats::read(data).journeys {
         term.journey(&r.journey).unwrap();
         json.journey(&r.journey).unwrap();
         let _ = pcapng::comments(&r.journey);

@@ -23,12 +23,12 @@ use std::io::{self, BufWriter};
 use std::time::Instant;
 
 use pktpath::event::Decoder;
+use pktpath::formats::pcapng::{Pcapng, PcapngOptions};
 use pktpath::journey::Journeys;
 use pktpath::kernel::abi::{self, RawEvent};
 use pktpath::kernel::btf::{ArgKind, Inventory, Param, Tracepoint};
 use pktpath::kernel::tracepoint::plan;
 use pktpath::output::json::Json;
-use pktpath::output::pcapng::{Pcapng, PcapngOptions};
 use pktpath::output::Sink;
 
 /// The tracepoints the stream uses, as the kernel's BTF describes them

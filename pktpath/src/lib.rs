@@ -6,7 +6,6 @@
 //! and `output` renders journeys. `trace` runs that pipeline live; `netlab`
 //! builds the virtual networks of `demo` and the tests.
 
-pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod conntrack;
@@ -15,6 +14,7 @@ pub mod enrich;
 pub mod event;
 pub mod extcap;
 pub mod filter;
+pub mod formats;
 pub mod journey;
 pub mod kernel;
 pub mod netlab;

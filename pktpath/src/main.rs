@@ -12,11 +12,12 @@ use clap::Parser;
 use pktpath::cli::{Backend, Cli, Cmd, Color, OutputArgs, TraceArgs, WriteFormat};
 use pktpath::enrich::nftrace::NetnsRef;
 use pktpath::filter::{Filter, FilterError};
+use pktpath::formats::mbuf_trace::MbufTrace;
+use pktpath::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
 use pktpath::kernel::btf::Inventory;
 use pktpath::kernel::functions::FuncInventory;
 use pktpath::kernel::tracepoint::{Functions, Selection};
-use pktpath::output::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
-use pktpath::output::{json::Json, mbuf_trace::MbufTrace, terminal::Terminal, Sink};
+use pktpath::output::{json::Json, terminal::Terminal, Sink};
 use pktpath::trace::{self, TraceOptions};
 use pktpath::{demo, enrich, kernel, netlab, UsageError};
 
@@ -501,7 +502,7 @@ fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
         std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
     };
     read.map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
-    let capture = pktpath::capture::read(&data);
+    let capture = pktpath::formats::read(&data);
     let expr = args.filter.join(" ");
     let program = if expr.is_empty() {
         None

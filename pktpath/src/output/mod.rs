@@ -1,10 +1,9 @@
 //! Sinks: where journeys and steps go. Every sink takes the same journeys,
-//! live or replayed.
+//! live or replayed. The file formats' sinks (pcapng, mbuf-trace) are in
+//! `formats`, with their readers.
 
 pub mod json;
 pub mod json_text;
-pub mod mbuf_trace;
-pub mod pcapng;
 pub mod terminal;
 
 use crate::event::Step;

@@ -1,10 +1,74 @@
-//! Steps from text: the tab-separated step lines pktpath writes (pcapng
-//! comments, mbuf-trace strings; see `output::pcapng::step_line`) and the
-//! free-form strings of FreeBSD's mbuf_trace, shown as given.
+//! The step line: one step as tab-separated fields, the form of pcapng
+//! comments and mbuf-trace strings (the Lua dissector splits it too),
+//! written here and read back here; and the free-form strings of FreeBSD's
+//! mbuf_trace, shown as given.
 
 use crate::event::{Detail, SiteKind, Step};
 use crate::journey::{End, Journey};
-use crate::output::pcapng::HEADER_PREFIX;
+
+/// First comment line of every record: "pktpath journey #ID: END".
+pub const HEADER_PREFIX: &str = "pktpath journey #";
+
+/// One step as a line of tab-separated fields, the form of both pcapng
+/// comments and mbuf-trace strings (the Lua dissector splits on tabs):
+/// index, +offset ms, netns, device, subsystem, site, source, detail.
+/// Empty fields are "-".
+pub fn step_line(i: usize, t0: u64, s: &Step) -> String {
+    let mut line = String::new();
+    write_step_line(&mut line, i, t0, s);
+    line
+}
+
+/// `step_line`, appended to `out` (the pcapng sink writes every line of a
+/// journey into one buffer).
+pub(super) fn write_step_line(out: &mut String, i: usize, t0: u64, s: &Step) {
+    let field = |out: &mut String, v: &str| {
+        out.push('\t');
+        if v.is_empty() {
+            out.push('-');
+        } else if v.bytes().any(|b| b == b'\t' || b == b'\n') {
+            out.push_str(&v.replace(['\t', '\n'], " "));
+        } else {
+            out.push_str(v);
+        }
+    };
+    // Milliseconds with 3 decimals, rounded, in integers (float
+    // formatting, and even `write!`, are a large share of a line's cost).
+    let us = (s.ts_ns.saturating_sub(t0) + 500) / 1000;
+    let mut n = itoa::Buffer::new();
+    out.push_str(n.format(i));
+    out.push_str("\t+");
+    out.push_str(n.format(us / 1000));
+    out.push('.');
+    let frac = us % 1000;
+    out.push_str(&"00"[..2 - (frac >= 10) as usize - (frac >= 100) as usize]);
+    out.push_str(n.format(frac));
+    out.push_str("ms");
+    field(out, &s.netns_name);
+    field(out, s.dev.as_deref().unwrap_or(""));
+    field(out, &s.subsystem);
+    field(out, &s.site);
+    field(out, s.source.as_deref().unwrap_or(""));
+    field(out, &s.describe());
+}
+
+/// The journey's first comment line.
+pub fn header_line(j: &Journey) -> String {
+    let note = if j.caveats.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", j.caveats.join("; "))
+    };
+    format!("{HEADER_PREFIX}{}: {}{note}", j.id, j.end.line())
+}
+
+/// The path as comment lines: the header, then one line per step.
+pub fn comments(j: &Journey) -> Vec<String> {
+    let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
+    std::iter::once(header_line(j))
+        .chain(j.steps.iter().enumerate().map(|(i, s)| step_line(i, t0, s)))
+        .collect()
+}
 
 /// A step from one line; `t0` is the record's time (ns).
 pub fn parse_step(line: &str, t0: u64) -> Step {
@@ -104,7 +168,6 @@ pub fn journey(id: u64, t0: u64, lines: &[String], frame: &[u8], orig_len: u32) 
 mod tests {
     use super::*;
     use crate::event::test_step;
-    use crate::output::pcapng::step_line;
 
     #[test]
     fn our_lines_round_trip() {

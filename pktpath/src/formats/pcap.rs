@@ -4,7 +4,7 @@
 
 use pcap_file::pcap::PcapParser;
 
-use super::{mbuf_trace, steps, Link, ReadError, Replayed};
+use super::{mbuf_trace, step_line as steps, Link, ReadError, Replayed};
 
 pub fn is_magic(m: &[u8]) -> bool {
     matches!(

@@ -1,15 +1,20 @@
-//! Reading capture files back into journeys (`pktpath -r`): pcapng written
-//! by pktpath (exactly, from the journey each record carries), classic pcap
-//! or pcapng holding FreeBSD `mbuf_trace` records (DLT_USER0), any other
-//! pcap/pcapng (one step per packet: there is no path in it), and JSON lines.
+//! Capture formats, each read and written in one module: pcapng (pktpath's
+//! own, with the journey as JSON and the path as comments; Wireshark reads
+//! it), FreeBSD's mbuf_trace records (DLT_USER0, in pcap or pcapng), classic
+//! pcap (read), the step line both carry, and JSON lines (read; the JSON
+//! sink is in `output`).
 //!
-//! Files are hostile input: every length is checked against what is left,
-//! and errors name the file offset where reading stopped.
+//! Reading (`pktpath -r`): pcapng written by pktpath (exactly, from the
+//! journey each record carries), classic pcap or pcapng holding mbuf_trace
+//! records, any other pcap/pcapng (one step per packet: there is no path in
+//! it), and JSON lines. Files are hostile input: every length is checked
+//! against what is left, and errors name the file offset where reading
+//! stopped.
 
 pub mod mbuf_trace;
 mod pcap;
-mod pcapng;
-mod steps;
+pub mod pcapng;
+pub mod step_line;
 
 use crate::journey::Journey;
 

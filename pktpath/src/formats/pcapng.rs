@@ -8,12 +8,23 @@
 //! Written by hand: the format is small (section header, one interface,
 //! packet blocks with options) and the options we need are plain
 //! type-length-value records.
+//!
+//! Read back (`pktpath -r`) with pcap-file parsing the blocks: pktpath's
+//! own files exactly, from the journey in the custom option; mbuf_trace
+//! records on a DLT_USER0 interface; plain packets from anything else.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 
-use super::Sink;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgParser};
+
+use super::step_line::{self as lines, header_line, step_line, write_step_line};
+use super::{mbuf_trace, Link, ReadError, Replayed};
 use crate::event::Step;
 use crate::journey::Journey;
+use crate::output::Sink;
 
 pub const LINKTYPE_ETHERNET: u16 = 1;
 /// Bytes of each packet the BPF side captures, and so the most a frame
@@ -37,9 +48,6 @@ const SHB_USERAPPL: u16 = 4;
 pub const PEN: u32 = 0;
 /// Prefix of the custom option holding the journey as JSON.
 pub const JSON_PREFIX: &str = "pktpath:journey:";
-/// First comment line of every record: "pktpath journey #ID: END".
-pub const HEADER_PREFIX: &str = "pktpath journey #";
-
 /// Appends one option (type, length, value, padding to 32 bits).
 fn option(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
     // An option's length is 16 bits: longer values are cut.
@@ -84,67 +92,6 @@ pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
 /// The frame of a journey as first seen.
 pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
     step_frame(j.steps.iter().find(|s| s.packet.is_some())?, j.len)
-}
-
-/// One step as a line of tab-separated fields, the form of both pcapng
-/// comments and mbuf-trace strings (the Lua dissector splits on tabs):
-/// index, +offset ms, netns, device, subsystem, site, source, detail.
-/// Empty fields are "-".
-pub fn step_line(i: usize, t0: u64, s: &Step) -> String {
-    let mut line = String::new();
-    write_step_line(&mut line, i, t0, s);
-    line
-}
-
-/// `step_line`, appended to `out` (the pcapng sink writes every line of a
-/// journey into one buffer).
-fn write_step_line(out: &mut String, i: usize, t0: u64, s: &Step) {
-    let field = |out: &mut String, v: &str| {
-        out.push('\t');
-        if v.is_empty() {
-            out.push('-');
-        } else if v.bytes().any(|b| b == b'\t' || b == b'\n') {
-            out.push_str(&v.replace(['\t', '\n'], " "));
-        } else {
-            out.push_str(v);
-        }
-    };
-    // Milliseconds with 3 decimals, rounded, in integers (float
-    // formatting, and even `write!`, are a large share of a line's cost).
-    let us = (s.ts_ns.saturating_sub(t0) + 500) / 1000;
-    let mut n = itoa::Buffer::new();
-    out.push_str(n.format(i));
-    out.push_str("\t+");
-    out.push_str(n.format(us / 1000));
-    out.push('.');
-    let frac = us % 1000;
-    out.push_str(&"00"[..2 - (frac >= 10) as usize - (frac >= 100) as usize]);
-    out.push_str(n.format(frac));
-    out.push_str("ms");
-    field(out, &s.netns_name);
-    field(out, s.dev.as_deref().unwrap_or(""));
-    field(out, &s.subsystem);
-    field(out, &s.site);
-    field(out, s.source.as_deref().unwrap_or(""));
-    field(out, &s.describe());
-}
-
-/// The journey's first comment line.
-pub fn header_line(j: &Journey) -> String {
-    let note = if j.caveats.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", j.caveats.join("; "))
-    };
-    format!("{HEADER_PREFIX}{}: {}{note}", j.id, j.end.line())
-}
-
-/// The path as comment lines: the header, then one line per step.
-pub fn comments(j: &Journey) -> Vec<String> {
-    let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
-    std::iter::once(header_line(j))
-        .chain(j.steps.iter().enumerate().map(|(i, s)| step_line(i, t0, s)))
-        .collect()
 }
 
 /// How packets are written.
@@ -270,7 +217,7 @@ impl<W: Write> Sink for Pcapng<W> {
         // The buffers are taken out of self while record() borrows it.
         let mut json = std::mem::take(&mut self.json);
         json.clear();
-        super::json_text::journey(&mut json, j);
+        crate::output::json_text::journey(&mut json, j);
         let done = if self.opts.per_step {
             self.per_step(j, first, &json)
         } else {
@@ -298,6 +245,128 @@ impl<W: Write> Sink for Pcapng<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+fn corrupt(offset: usize, e: impl std::fmt::Display) -> ReadError {
+    ReadError::Corrupt {
+        offset: offset as u64,
+        what: format!("pcapng: {e}"),
+    }
+}
+
+/// Appends each journey to `out` as it is read: what came before damage stays.
+pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
+    let (mut rest, mut parser) = PcapNgParser::new(data).map_err(|e| corrupt(0, e))?;
+    // Records of one journey (--per-step) share a packet id: keep the first.
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    let mut index = 0u64;
+    while !rest.is_empty() {
+        let at = data.len() - rest.len();
+        let (next, block) = parser.next_block(rest).map_err(|e| corrupt(at, e))?;
+        rest = next;
+        let (iface, ts, orig_len, frame, options) = match block {
+            Block::EnhancedPacket(p) => (
+                p.interface_id,
+                p.timestamp.as_nanos() as u64,
+                p.original_len,
+                p.data.into_owned(),
+                p.options,
+            ),
+            Block::SimplePacket(p) => (0, 0, p.original_len, p.data.into_owned(), Vec::new()),
+            _ => continue,
+        };
+        let idb = parser
+            .interfaces()
+            .get(iface as usize)
+            .ok_or_else(|| corrupt(at, format!("packet on undeclared interface {iface}")))?;
+        let link = Link::from_linktype(u32::from(idb.linktype));
+        // pcap-file reads the raw timestamp as ns: scale by if_tsresol.
+        let resol = idb.options.iter().find_map(|o| match o {
+            InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+            _ => None,
+        });
+        let ts = scale(ts, resol.unwrap_or(6));
+        let mut comments = Vec::new();
+        let mut json = None;
+        let mut packet_id = None;
+        for o in options {
+            match o {
+                EnhancedPacketOption::Comment(c) => comments.push(c.into_owned()),
+                EnhancedPacketOption::CustomUtf8(c) => {
+                    if let Some(j) = c.value.strip_prefix(JSON_PREFIX) {
+                        json = Some(j.to_string());
+                    }
+                }
+                EnhancedPacketOption::Unknown(u) if u.code == EPB_PACKETID => {
+                    packet_id = u
+                        .value
+                        .get(..8)
+                        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+                }
+                _ => {}
+            }
+        }
+        index += 1;
+        if let Some(id) = packet_id {
+            if seen.contains_key(&id) {
+                continue;
+            }
+            seen.insert(id, out.len());
+        }
+        let id = packet_id.unwrap_or(index);
+        let journey = match (json, link) {
+            (Some(j), _) => {
+                let mut journey: Journey =
+                    serde_json::from_str(&j).map_err(|e| corrupt(at, format!("journey: {e}")))?;
+                if let Some(s) = journey.steps.first_mut() {
+                    s.packet = Some((false, frame.as_slice().into()));
+                }
+                journey
+            }
+            (None, Link::MbufTrace) => {
+                let rec = mbuf_trace::decode(&frame, at as u64 + 28)?;
+                let orig = orig_len.saturating_sub((frame.len() - rec.frame.len()) as u32);
+                let j = lines::journey(id, ts, &rec.strings, rec.frame, orig);
+                out.push(Replayed {
+                    frame: Some(rec.frame.to_vec()),
+                    journey: j,
+                });
+                continue;
+            }
+            (None, Link::Ethernet) => lines::journey(id, ts, &comments, &frame, orig_len),
+            (None, Link::Other(t)) => {
+                return Err(corrupt(
+                    at,
+                    format!("link type {t}: pktpath reads Ethernet and mbuf_trace (147)"),
+                ))
+            }
+        };
+        out.push(Replayed {
+            journey,
+            frame: Some(frame),
+        });
+    }
+    Ok(())
+}
+
+/// A timestamp in units of `resol` (pcapng if_tsresol) to ns.
+fn scale(raw: u64, resol: u8) -> u64 {
+    let exp = (resol & 0x7f) as u32;
+    if resol & 0x80 != 0 {
+        // Powers of two: raw / 2^exp seconds.
+        let secs = raw.checked_shr(exp).unwrap_or(0);
+        let frac = raw & (1u64.checked_shl(exp).unwrap_or(0).wrapping_sub(1));
+        let frac_ns = (frac as u128 * 1_000_000_000) >> exp.min(127);
+        secs.saturating_mul(1_000_000_000)
+            .saturating_add(frac_ns as u64)
+    } else if exp <= 9 {
+        raw.saturating_mul(10u64.pow(9 - exp))
+    } else {
+        raw / 10u64.saturating_pow(exp - 9)
     }
 }
 
@@ -359,5 +428,16 @@ mod tests {
         assert_eq!(&f[12..14], &[0x08, 0x00]);
         assert_eq!(f[14], 0x45);
         assert_eq!(orig, 28 + 14);
+    }
+
+    // Reading
+
+    #[test]
+    fn timestamp_resolutions() {
+        assert_eq!(scale(5, 6), 5_000);
+        assert_eq!(scale(5, 9), 5);
+        assert_eq!(scale(5_000, 12), 5);
+        assert_eq!(scale(3, 0x81), 1_500_000_000);
+        assert_eq!(scale(u64::MAX, 0xff), 0);
     }
 }

@@ -3,8 +3,18 @@
 //! Ethernet frame. Integers are little-endian, as the FreeBSD kernel side
 //! writes them on x86 and arm64 (the seed's own dissector read them
 //! big-endian, which is wrong for those captures).
+//!
+//! Written by `--format mbuf-trace` for tools built around FreeBSD's
+//! mbuf_trace tap: classic pcap, link type DLT_USER0, each record the path
+//! as strings (pktpath's step lines) followed by the Ethernet frame.
 
+use std::io::{self, Write};
+
+use super::pcapng::frame;
+use super::step_line::step_line;
 use super::ReadError;
+use crate::journey::Journey;
+use crate::output::Sink;
 
 /// DLT_USER0 / LINKTYPE_USER0.
 pub const LINKTYPE_USER0: u16 = 147;
@@ -68,6 +78,59 @@ pub fn decode(data: &[u8], at: u64) -> Result<Record<'_>, ReadError> {
         strings,
         frame: &data[off..],
     })
+}
+
+pub struct MbufTrace<W: Write> {
+    out: W,
+    snaplen: u32,
+}
+
+impl<W: Write> MbufTrace<W> {
+    /// Writes the pcap file header (nanosecond timestamps).
+    pub fn new(mut out: W, snaplen: u32) -> io::Result<Self> {
+        let mut h = Vec::with_capacity(24);
+        h.extend(0xa1b2_3c4du32.to_le_bytes());
+        h.extend(2u16.to_le_bytes());
+        h.extend(4u16.to_le_bytes());
+        h.extend(0i32.to_le_bytes());
+        h.extend(0u32.to_le_bytes());
+        h.extend(65535u32.to_le_bytes());
+        h.extend((LINKTYPE_USER0 as u32).to_le_bytes());
+        out.write_all(&h)?;
+        out.flush()?;
+        Ok(MbufTrace { out, snaplen })
+    }
+}
+
+impl<W: Write> Sink for MbufTrace<W> {
+    fn journey(&mut self, j: &Journey) -> io::Result<()> {
+        let Some((mut f, orig)) = frame(j) else {
+            return Ok(());
+        };
+        f.truncate(self.snaplen as usize);
+        let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
+        let lines: Vec<String> = j
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| step_line(i, t0, s))
+            .collect();
+        let mut rec = encode(&lines, &f);
+        rec.truncate(65535);
+        let strings_len = (rec.len() - f.len().min(rec.len())) as u32;
+        let ts = crate::clock::wall_ns(t0);
+        self.out
+            .write_all(&((ts / 1_000_000_000) as u32).to_le_bytes())?;
+        self.out
+            .write_all(&((ts % 1_000_000_000) as u32).to_le_bytes())?;
+        self.out.write_all(&(rec.len() as u32).to_le_bytes())?;
+        self.out.write_all(&(orig + strings_len).to_le_bytes())?;
+        self.out.write_all(&rec)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 #[cfg(test)]
