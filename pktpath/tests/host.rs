@@ -1204,6 +1204,21 @@ fn a_packet_written_into_a_tun_device_is_answered() {
     );
 }
 
+/// Three UDP datagrams of 3,500 bytes from the client to the server's
+/// `port`: over links of MTU 1500, three fragments each.
+fn three_big_datagrams(net: &Net, port: u16) {
+    let dst = format!("{}:{port}", net.server_ip());
+    pktpath::netlab::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            s.send_to(&[7u8; 3500], &dst).unwrap();
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+}
+
 /// The fragments of an IPv4 datagram are one journey, that of its first
 /// fragment (the only one with ports, so the one a port filter selects):
 /// each step names its fragment, the reassembly in the receiving namespace
@@ -1219,17 +1234,7 @@ fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
     let net = Net::new(240);
     let p = Pktpath::start(&[&net.only("udp port 7006")]);
     let rx = udp_receiver(&net, 7006);
-    // 3,500 bytes of payload over links of MTU 1500: three fragments.
-    let dst = format!("{}:7006", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..3 {
-            s.send_to(&[7u8; 3500], &dst).unwrap();
-        }
-    })
-    .unwrap()
-    .join()
-    .unwrap();
+    three_big_datagrams(&net, 7006);
     let all = p.stop();
     assert_eq!(rx.join().unwrap(), vec![3500; 3]);
     let sent = journeys_with(&all, &[&format!("> {} UDP", net.server_ip())]);
@@ -1287,16 +1292,7 @@ fn fragments_through_a_stateful_router_are_one_journey() {
         .unwrap();
     let p = Pktpath::start(&[&net.only("udp port 7013")]);
     let rx = udp_receiver(&net, 7013);
-    let dst = format!("{}:7013", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..3 {
-            s.send_to(&[7u8; 3500], &dst).unwrap();
-        }
-    })
-    .unwrap()
-    .join()
-    .unwrap();
+    three_big_datagrams(&net, 7013);
     let all = p.stop();
     assert_eq!(rx.join().unwrap(), vec![3500; 3]);
     assert_eq!(all.len(), 3, "one journey per datagram: {all:#?}");

@@ -449,8 +449,8 @@ pub struct NftTrace {
     pub oif_type: Option<u16>,
     /// skb->mark (0 when the kernel did not send one).
     pub mark: u32,
-    /// Up to 16 bytes of the link-layer header.
-    pub ll_header: Header<16>,
+    /// Up to 20 bytes of the link-layer header (a VLAN tag included).
+    pub ll_header: Header<20>,
     /// Up to 40 bytes from the network header.
     pub network_header: Header<40>,
     /// Up to 20 bytes from the transport header.
@@ -771,7 +771,7 @@ struct Lent {
     oif: Option<u32>,
     iif_type: Option<u16>,
     oif_type: Option<u16>,
-    ll_header: Header<16>,
+    ll_header: Header<20>,
     network_header: Header<40>,
     transport_header: Header<20>,
     nfproto: Option<Arc<str>>,
