@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lists a kernel's drop reasons (enum skb_drop_reason, read from its BTF,
 # without the SKB_DROP_REASON_ prefix), one a line: the fixtures in
-# pktpath/src/enrich/drop_reasons/ that the drop-reason words are checked
+# pktpath-core/src/diagnosis/drop_reasons/ that the drop-reason words are checked
 # against. Needs bpftool.
 #   scripts/drop-reasons.sh [/sys/kernel/btf/vmlinux | vmlinux ELF] > FILE
 set -euo pipefail

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pktpath::formats::mbuf_trace::{decode, encode};
+use pktpath_core::formats::mbuf_trace::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(rec) = decode(data, 0) {

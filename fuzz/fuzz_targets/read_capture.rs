@@ -3,14 +3,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pktpath::output::{json::Json, pcapng, terminal::Terminal, Sink};
+use pktpath_core::formats::step_line;
+use pktpath_core::sinks::{json::Json, terminal::Terminal, Sink};
 
 fuzz_target!(|data: &[u8]| {
     let mut term = Terminal::new(std::io::sink(), false, false);
     let mut json = Json::new(std::io::sink(), false);
-    for r in &pktpath::formats::read(data).journeys {
+    for r in &pktpath_core::formats::read(data).journeys {
         term.journey(&r.journey).unwrap();
         json.journey(&r.journey).unwrap();
-        let _ = pcapng::comments(&r.journey);
+        let _ = step_line::comments(&r.journey);
     }
 });

@@ -22,14 +22,14 @@ use std::hint::black_box;
 use std::io::{self, BufWriter};
 use std::time::Instant;
 
-use pktpath::event::Decoder;
-use pktpath::formats::pcapng::{Pcapng, PcapngOptions};
-use pktpath::journey::Journeys;
+use pktpath::collect::decode::Decoder;
 use pktpath::kernel::abi::{self, RawEvent};
 use pktpath::kernel::btf::{ArgKind, Inventory, Param, Tracepoint};
 use pktpath::kernel::tracepoint::plan;
-use pktpath::output::json::Json;
-use pktpath::output::Sink;
+use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions};
+use pktpath_core::journey::Journeys;
+use pktpath_core::sinks::json::Json;
+use pktpath_core::sinks::Sink;
 
 /// The tracepoints the stream uses, as the kernel's BTF describes them
 /// (used when /sys/kernel/btf/vmlinux is missing).

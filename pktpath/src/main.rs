@@ -10,16 +10,16 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use pktpath::cli::{Backend, Cli, Cmd, Color, OutputArgs, TraceArgs, WriteFormat};
+use pktpath::collect::{self, TraceOptions};
 use pktpath::enrich::nftrace::NetnsRef;
 use pktpath::filter::{Filter, FilterError};
-use pktpath::formats::mbuf_trace::MbufTrace;
-use pktpath::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
 use pktpath::kernel::btf::Inventory;
 use pktpath::kernel::functions::FuncInventory;
 use pktpath::kernel::tracepoint::{Functions, Selection};
-use pktpath::output::{json::Json, terminal::Terminal, Sink};
-use pktpath::trace::{self, TraceOptions};
 use pktpath::{demo, enrich, kernel, netlab, UsageError};
+use pktpath_core::formats::mbuf_trace::MbufTrace;
+use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
+use pktpath_core::sinks::{json::Json, terminal::Terminal, Sink};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -421,8 +421,8 @@ fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
     let plan = kernel::tracepoint::plan(&inv);
     let mut shown = 0;
     for tp in plan.slots.iter().filter(|t| matches(&t.name)) {
-        let info = pktpath::sites::info(&tp.name);
-        let when = pktpath::sites::AttachWhen::of(&tp.name);
+        let info = pktpath_core::sites::info(&tp.name);
+        let when = pktpath_core::sites::AttachWhen::of(&tp.name);
         if json {
             let v = serde_json::json!({"site": tp.name, "kind": "tracepoint",
                 "skb_arg": tp.skb_arg(), "subsystem": info.subsystem, "attachable": true,
@@ -437,7 +437,7 @@ fn sites(re: Option<&str>, json: bool) -> Result<ExitCode> {
                 info.subsystem,
                 info.source,
                 match when {
-                    pktpath::sites::AttachWhen::Always => String::new(),
+                    pktpath_core::sites::AttachWhen::Always => String::new(),
                     w => format!(" (attached {})", w.text()),
                 }
             )?;
@@ -502,7 +502,7 @@ fn run_replay(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
         std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
     };
     read.map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
-    let capture = pktpath::formats::read(&data);
+    let capture = pktpath_core::formats::read(&data);
     let expr = args.filter.join(" ");
     let program = if expr.is_empty() {
         None
@@ -593,7 +593,7 @@ fn run_trace(args: &TraceArgs) -> Result<ExitCode> {
         }
     }
     let mut out = sink(&args.output)?;
-    let summary = trace::run(&inv, &opts, out.as_mut(), &STOP, |t| {
+    let summary = collect::run(&inv, &opts, out.as_mut(), &STOP, |t| {
         for (tp, why) in &t.failed {
             eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
         }
@@ -661,7 +661,7 @@ fn run_demo(out: &OutputArgs) -> Result<ExitCode> {
     let mut sink = sink(out)?;
     let traffic_error = std::sync::Mutex::new(None);
     let summary = std::thread::scope(|scope| {
-        trace::run(&inv, &opts, sink.as_mut(), &STOP, |t| {
+        collect::run(&inv, &opts, sink.as_mut(), &STOP, |t| {
             eprintln!(
                 "  tracing '{}' with the {} backend ({} sites); sending: ping, TCP, UDP to a \
                  blocked port, UDP to a closed port\n",

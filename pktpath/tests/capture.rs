@@ -195,7 +195,7 @@ fn freebsd_mbuf_trace_captures_are_read() {
         "ip_input() at netinet/ip_input.c:467",
     ];
     let frame = common::udp_frame(5001);
-    let rec = pktpath::formats::mbuf_trace::encode(&strings.map(String::from), &frame);
+    let rec = pktpath_core::formats::mbuf_trace::encode(&strings.map(String::from), &frame);
     let pcap = common::mbuf_trace_pcap(&[((1_700_000_000, 5), rec)]);
     let file = temp("freebsd.pcap");
     std::fs::write(&file, &pcap).unwrap();
@@ -218,7 +218,7 @@ fn freebsd_mbuf_trace_captures_are_read() {
 #[test]
 fn corrupt_captures_give_one_line_and_exit_2() {
     let good = {
-        let mut rec = pktpath::formats::mbuf_trace::encode(&["a".into()], &[0u8; 20]);
+        let mut rec = pktpath_core::formats::mbuf_trace::encode(&["a".into()], &[0u8; 20]);
         // The string's length runs past the record.
         rec[2] = 0xff;
         common::mbuf_trace_pcap(&[((0, 0), rec)])
@@ -262,7 +262,7 @@ fn three_records() -> Vec<u8> {
     let records: Vec<_> = [5001, 5002, 5003]
         .map(|port| {
             let frame = common::udp_frame(port);
-            let rec = pktpath::formats::mbuf_trace::encode(&["ip_input()".into()], &frame);
+            let rec = pktpath_core::formats::mbuf_trace::encode(&["ip_input()".into()], &frame);
             ((1_700_000_000, 0), rec)
         })
         .into();
@@ -443,14 +443,14 @@ fn extcap_capture_into_a_fifo_reaches_tshark() {
 /// without a panic: an error or journeys that render.
 #[test]
 fn fuzz_corpus_never_panics() {
-    use pktpath::output::{terminal::Terminal, Sink};
+    use pktpath_core::sinks::{terminal::Terminal, Sink};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/read_capture");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         let mut t = Terminal::new(std::io::sink(), false, false);
-        for r in &pktpath::formats::read(&data).journeys {
+        for r in &pktpath_core::formats::read(&data).journeys {
             t.journey(&r.journey).unwrap();
         }
         n += 1;

@@ -44,7 +44,7 @@ fn run_into_closed_pipe(args: &[&str]) {
 /// A FreeBSD mbuf_trace capture of one frame.
 fn capture_file() -> std::path::PathBuf {
     let frame = common::udp_frame(5001);
-    let rec = pktpath::formats::mbuf_trace::encode(&["ip_input()".to_string()], &frame);
+    let rec = pktpath_core::formats::mbuf_trace::encode(&["ip_input()".to_string()], &frame);
     let file = std::env::temp_dir().join(format!("pktpath-pipe-{}.pcap", std::process::id()));
     std::fs::write(&file, common::mbuf_trace_pcap(&[((0, 0), rec)])).unwrap();
     file

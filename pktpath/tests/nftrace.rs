@@ -94,7 +94,7 @@ fn drop_rule_is_traced_with_its_text() {
     assert_eq!(udp_dport(drop), Some(9999));
     let ifindex = pktpath::netlab::ifindex_in(Some(&srv), "eth0").unwrap();
     assert_eq!(drop.iif, ifindex);
-    let flow = pktpath::packet::decode(&drop.l3_bytes().unwrap(), true).unwrap();
+    let flow = pktpath_core::packet::decode(&drop.l3_bytes().unwrap(), true).unwrap();
     assert_eq!(flow.dst, server);
     // Our own table's messages are not passed on.
     assert!(traces.iter().all(|t| !t.is_own()), "{traces:#?}");

@@ -11,6 +11,7 @@ mod common;
 use common::scenarios::{self, Scenario};
 use common::{assert_in_order, journeys_with, Net, Pktpath};
 use pktpath::netlab::Lab;
+use pktpath_core::diagnosis::drop_reasons;
 use serde_json::Value;
 
 /// The backends this kernel runs, from tests/vm/run.sh.
@@ -855,27 +856,22 @@ impl VlanBridge {
 }
 
 /// Every drop reason of this stock kernel has words, and the list of its
-/// reasons that the unit tests check (src/enrich/drop_reasons/) is its own.
+/// reasons that the unit tests check (pktpath-core/src/diagnosis/drop_reasons/) is its own.
 #[test]
 fn every_drop_reason_of_this_kernel_is_described() {
     let Some(_) = backends() else { return };
     let inv = pktpath::kernel::btf::Inventory::load().unwrap();
     let reasons = inv.drop_reasons();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let file = format!(
-        "{}/src/enrich/drop_reasons/{}",
-        env!("CARGO_MANIFEST_DIR"),
-        release.trim()
-    );
-    let listed = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("{file}: {e} (make it with scripts/drop-reasons.sh)"));
-    let listed: Vec<&str> = listed
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+    let release = release.trim();
+    let file = format!("pktpath-core/src/diagnosis/drop_reasons/{release}");
+    let (_, listed) = drop_reasons::tested_kernels()
+        .into_iter()
+        .find(|(k, _)| k == release)
+        .unwrap_or_else(|| panic!("no {file} (make it with scripts/drop-reasons.sh)"));
     assert_eq!(reasons, listed, "{file} is stale");
     assert_eq!(
-        pktpath::enrich::drop::undescribed(reasons),
+        drop_reasons::undescribed(reasons),
         Vec::<&str>::new(),
         "reasons of this kernel without words"
     );

@@ -13,9 +13,10 @@ use serde::Deserialize;
 
 use super::bridge_vlan::{self, Entry};
 use super::nftrace::{run_in, NetnsRef};
-use crate::event::{BridgeCross, Detail, SiteKind, Step};
-use crate::journey::{End, Journey};
-use crate::packet::mac;
+use pktpath_core::diagnosis::End;
+use pktpath_core::journey::Journey;
+use pktpath_core::model::{BridgeCross, Detail, SiteKind, Step};
+use pktpath_core::packet::mac;
 
 /// How long a namespace's bridge view is reused.
 const FRESH: Duration = Duration::from_secs(2);
@@ -232,7 +233,6 @@ impl Bridges {
                     vlan: vlan.map(|v| v.text),
                 })),
                 packet: None,
-                role_hint: Default::default(),
             });
         }
         // The kernel gives such drops no reason of their own: say it here.

@@ -5,7 +5,6 @@
 
 pub mod bridge_vlan;
 pub mod bridges;
-pub mod drop;
 pub mod netns;
 pub mod nft_steps;
 pub mod nftrace;

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use super::nftrace::{
     run_in, translate_filter, NetnsRef, NftTrace, NftraceSession, RulesetCache, TraceKind,
 };
-use crate::event::{Detail, SiteKind, Step};
-use crate::journey::{Attached, Journeys};
-use crate::packet::be16;
+use pktpath_core::journey::{Attached, Journeys};
+use pktpath_core::model::{Detail, SiteKind, Step};
+use pktpath_core::packet::be16;
 
 /// A message waits for its packet's steps until the ring buffer has been
 /// read this far past the message's reading, ns: the steps before its
@@ -481,7 +481,7 @@ impl RuleTracer {
     /// sent before now, then ties them: called when tracing stops, with
     /// the ring buffer read to the end.
     pub fn catch_up(&mut self, journeys: &mut Journeys, limit: Duration) -> Vec<(u64, Step)> {
-        let now = crate::clock::monotonic_ns();
+        let now = pktpath_core::clock::monotonic_ns();
         let deadline = Instant::now() + limit;
         while self.session.drained_ns() < now && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
@@ -580,7 +580,7 @@ impl RuleTracer {
             TraceKind::Policy => "policy",
             TraceKind::Other(_) => "other",
         };
-        let detail = Detail::Rule(Box::new(crate::event::RuleMatch {
+        let detail = Detail::Rule(Box::new(pktpath_core::model::RuleMatch {
             family: info.family,
             table: info.table,
             chain: info.chain,
@@ -625,7 +625,6 @@ impl RuleTracer {
                 vlan: None,
                 detail,
                 packet: None,
-                role_hint: Default::default(),
             })
         };
         let mut made = None;
@@ -726,7 +725,7 @@ mod tests {
         let mut frame = vec![0u8; 12];
         frame.extend([0x08, 0x00]);
         frame.extend(udp(7, 4000));
-        let mut s = crate::event::test_step(0, "netif_receive_skb", "r", Detail::None);
+        let mut s = pktpath_core::model::test_step(0, "netif_receive_skb", "r", Detail::None);
         s.packet = Some((false, frame.into()));
         assert_eq!(step_ident(&s), Some(a));
         assert!(ident(&[0x45, 0, 0]).is_none());

@@ -80,7 +80,7 @@ use netlink_packet_core::{
 };
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use crate::clock::monotonic_ns;
+use pktpath_core::clock::monotonic_ns;
 
 /// Prefix of the names of our tables; the pid (and a per-process counter
 /// after the first session) follows.
@@ -478,7 +478,7 @@ impl NftTrace {
 
     /// The network and transport headers as one buffer starting at the IP
     /// header, when they are contiguous (the IP header was no longer than
-    /// what the kernel copied): for [`crate::packet::decode`] with `l3`.
+    /// what the kernel copied): for [`pktpath_core::packet::decode`] with `l3`.
     pub fn l3_bytes(&self) -> Option<Vec<u8>> {
         let nh = &self.network_header;
         let ip_hdr_len = match nh.first()? >> 4 {
@@ -1748,7 +1748,7 @@ mod tests {
         assert_eq!(&*t.verdict, "drop");
         assert_eq!(t.mark, 0x42);
         assert_eq!((t.iif, t.iif_type, t.oif), (Some(3), Some(1), None));
-        let flow = crate::packet::decode(&t.l3_bytes().unwrap(), true).unwrap();
+        let flow = pktpath_core::packet::decode(&t.l3_bytes().unwrap(), true).unwrap();
         assert!(flow
             .line()
             .starts_with("10.0.0.1 > 10.0.0.2 UDP 40793 > 9999"));

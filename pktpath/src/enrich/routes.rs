@@ -30,7 +30,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::nftrace::NetnsRef;
-use crate::event::{Detail, Step};
+use pktpath_core::model::{Detail, Step};
 
 /// Do not fetch a namespace's routes again sooner than this.
 const REFRESH: Duration = Duration::from_millis(100);
@@ -624,7 +624,7 @@ impl Routes {
         let Detail::Route(r) = &mut step.detail else {
             return;
         };
-        let crate::event::RouteLookup {
+        let pktpath_core::model::RouteLookup {
             family,
             table,
             error,
@@ -735,7 +735,7 @@ impl Routes {
         let Detail::Drop(d) = &mut step.detail else {
             return;
         };
-        let crate::event::DropInfo {
+        let pktpath_core::model::DropInfo {
             explanation, hint, ..
         } = &mut **d;
         let mode = |v: u32| match v {

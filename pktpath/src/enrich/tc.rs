@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::nftrace::{run_in, NetnsRef};
-use crate::event::{Detail, Step};
+use pktpath_core::model::{Detail, Step};
 
 /// One tc filter, as `tc -j filter show` gives it.
 #[derive(Clone, Debug, PartialEq)]

@@ -49,6 +49,16 @@ pub const SLOT_F_CONSUME: u8 = 0x2;
 pub const ROLE_PASS: u8 = 0;
 pub const ROLE_FREE: u8 = 1;
 pub const ROLE_DELIVER: u8 = 2;
+
+/// A site's role as the BPF side's slot and function tables hold it.
+pub fn role(r: pktpath_core::model::Role) -> u8 {
+    use pktpath_core::model::Role;
+    match r {
+        Role::Pass => ROLE_PASS,
+        Role::Free => ROLE_FREE,
+        Role::Deliver => ROLE_DELIVER,
+    }
+}
 /// Tracking state only: freed by a tracepoint, not yet by the allocator.
 pub const ROLE_FREED: u8 = 3;
 

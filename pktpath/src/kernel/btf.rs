@@ -210,3 +210,48 @@ fn enum_values(t: &BtfType<'_>) -> BTreeMap<i64, String> {
         BTreeMap::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pktpath_core::diagnosis::drop_reasons;
+
+    /// The running kernel may be newer than the table: its reasons without
+    /// words are a warning, never a failure.
+    #[test]
+    fn reasons_of_this_kernel_without_words_are_reported() {
+        let Ok(inv) = crate::kernel::btf::Inventory::load() else {
+            eprintln!("SKIPPED: no kernel BTF here");
+            return;
+        };
+        let reasons = inv.drop_reasons();
+        if reasons.is_empty() {
+            eprintln!("SKIPPED: this kernel has no enum skb_drop_reason");
+            return;
+        }
+        // A kernel we test on: its list here is the kernel's own.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        if let Some((_, listed)) = drop_reasons::tested_kernels()
+            .into_iter()
+            .find(|(k, _)| k == release.trim())
+        {
+            assert_eq!(
+                reasons,
+                listed.iter().map(String::as_str).collect::<Vec<_>>(),
+                "pktpath-core/src/diagnosis/drop_reasons/{} is stale",
+                release.trim()
+            );
+        }
+        let missing = drop_reasons::undescribed(reasons.iter().copied());
+        if !missing.is_empty() {
+            eprintln!(
+                "WARNING: this kernel's drop reasons without a description (shown by their \
+                 kernel name): {missing:?}"
+            );
+        }
+        for r in missing {
+            let (what, hint) = drop_reasons::explain(r);
+            assert_eq!(what, r.to_lowercase().replace('_', " "));
+            assert!(hint.contains(&format!("SKB_DROP_REASON_{r}")), "{hint}");
+        }
+    }
+}

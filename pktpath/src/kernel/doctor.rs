@@ -300,7 +300,7 @@ pub fn examine() -> Report {
     let undescribed_drop_reasons = inv
         .as_ref()
         .map(|inv| {
-            crate::enrich::drop::undescribed(inv.drop_reasons())
+            pktpath_core::diagnosis::drop_reasons::undescribed(inv.drop_reasons())
                 .into_iter()
                 .map(str::to_string)
                 .collect()

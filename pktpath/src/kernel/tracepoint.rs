@@ -19,7 +19,7 @@ use super::fentry;
 use super::functions::FuncSite;
 use super::objects;
 use crate::filter::{splice, Filter};
-use crate::sites;
+use pktpath_core::sites;
 
 /// Which program type the tracepoint programs are loaded as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -261,7 +261,7 @@ impl Tracer {
                     .qdisc_arg()
                     .filter(|&q| q < MAX_ARGS)
                     .map_or(0xff, |q| q as u8),
-                role: sites::info(&tp.name).role,
+                role: abi::role(sites::info(&tp.name).role),
                 sock_arg: tp
                     .sock_arg()
                     .filter(|&q| q < MAX_ARGS)
@@ -336,7 +336,7 @@ impl Tracer {
         for (id, site) in f.sites.iter().enumerate().take(abi::MAX_FUNCS) {
             let c = abi::FuncCfg {
                 skb_arg: site.skb_arg.unwrap_or(0xff),
-                role: sites::function_role(&site.name),
+                role: abi::role(sites::function_role(&site.name)),
                 flags: (site.returns_skb as u8 * abi::FUNC_F_RETURNS_SKB)
                     | (site.skb_ptrptr as u8 * abi::FUNC_F_SKB_PTRPTR)
                     | if sites::function_starts_journey(&site.name)

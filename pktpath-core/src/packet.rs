@@ -90,7 +90,7 @@ pub fn ipv4_text(a: [u8; 4]) -> String {
 }
 
 /// The big-endian u16 at `at`, if the bytes are there.
-pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
+pub fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
@@ -290,7 +290,7 @@ fn arp(b: &[u8]) -> Option<Flow> {
 }
 
 /// A MAC address as colon-separated hex.
-pub(crate) fn mac(b: &[u8]) -> String {
+pub fn mac(b: &[u8]) -> String {
     b.iter()
         .map(|x| format!("{x:02x}"))
         .collect::<Vec<_>>()

@@ -13,8 +13,8 @@
 
 use serde::Serialize;
 
-use crate::event::{Detail, RouteLookup, SiteKind, Step};
 use crate::journey::Journey;
+use crate::model::{Detail, RouteLookup, SiteKind, Step};
 
 /// Appends `j` as one JSON object (no newline).
 pub fn journey(out: &mut Vec<u8>, j: &Journey) {
@@ -134,7 +134,7 @@ fn detail(out: &mut Vec<u8>, d: &Detail) {
             out.push(b'}');
         }
         Detail::Drop(d) => {
-            let crate::event::DropInfo {
+            let crate::model::DropInfo {
                 reason,
                 code,
                 location,
@@ -225,8 +225,8 @@ fn serde(out: &mut Vec<u8>, v: &(impl Serialize + ?Sized)) {
 mod tests {
     use super::*;
     use crate::conntrack::Conntrack;
-    use crate::event::{test_step, DropInfo, RuleMatch};
-    use crate::journey::End;
+    use crate::diagnosis::End;
+    use crate::model::{test_step, DropInfo, RuleMatch};
 
     /// Every field set (so that a field missing here shows), and a few
     /// strings that need escaping.

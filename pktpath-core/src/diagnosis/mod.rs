@@ -1,13 +1,152 @@
 //! How a journey ended, and why, in words: from its last steps and what
 //! came before them (the drop's reason, the route, the rule, the TTL).
 
-use super::{is_local_route, is_release, End};
-use crate::enrich::drop;
-use crate::event::{Detail, Step};
-use crate::kernel::abi::ROLE_FREE;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Detail, Role, Step};
+
+pub mod drop_reasons;
+
+/// How a packet's journey ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum End {
+    /// Freed by kfree_skb: a drop, with the kernel's reason.
+    Dropped {
+        reason: String,
+        /// The reason in words.
+        explanation: String,
+        /// What to check, when we know.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+        netns: String,
+        /// Not a loss (e.g. ICMP echo replies whose copy reached ping's raw
+        /// socket, while the original finds no ping socket).
+        benign: bool,
+    },
+    /// Copied to a socket in user space, or queued to a datagram socket.
+    Delivered {
+        netns: String,
+        /// The datagram socket it was queued to, in words ("UDP socket
+        /// 10.0.0.2:53 of dnsmasq (pid 12)").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        socket: Option<String>,
+        /// Not copied from its own skb: TCP added its data to the segment
+        /// before it in the socket's queue (coalescing, where no tracepoint
+        /// fires), and a segment queued after it was read (TCP reads in
+        /// order).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        merged: bool,
+    },
+    /// Handed to a device driver for transmission.
+    Transmitted { dev: String, netns: String },
+    /// Freed after the kernel used it (e.g. an ICMP echo request answered).
+    Consumed { netns: String, after: String },
+    /// Read from a capture that states the end only in words (or not at
+    /// all: a FreeBSD mbuf_trace record, a plain packet capture).
+    Recorded { text: String },
+    /// No end seen before the journey went quiet or tracing stopped.
+    Unknown {
+        last_site: String,
+        /// A TCP segment: TCP frees what it handled without a tracepoint.
+        #[serde(default)]
+        tcp: bool,
+        /// Routed to a local address, and nothing seen after: handed to
+        /// the local stack where no tracepoint fires (a datagram queued
+        /// to its socket).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        local: bool,
+    },
+}
+
+impl End {
+    pub fn is_real_drop(&self) -> bool {
+        match self {
+            End::Dropped { benign, .. } => !benign,
+            End::Recorded { text } => text.starts_with("dropped") && !text.contains("(not a loss)"),
+            _ => false,
+        }
+    }
+    /// A one-line statement of the end.
+    pub fn line(&self) -> String {
+        match self {
+            End::Dropped {
+                reason,
+                explanation,
+                netns,
+                location,
+                benign,
+                ..
+            } => {
+                let at = location
+                    .as_ref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                let note = if *benign { " (not a loss)" } else { "" };
+                format!("dropped in netns {netns}: {reason}{at}, {explanation}{note}")
+            }
+            End::Recorded { text } => text.clone(),
+            End::Delivered {
+                netns,
+                socket: Some(socket),
+                ..
+            } => format!("delivered to {socket} in netns {netns}"),
+            End::Delivered {
+                netns,
+                merged: false,
+                ..
+            } => format!("delivered to a socket in netns {netns}"),
+            End::Delivered {
+                netns,
+                merged: true,
+                ..
+            } => format!(
+                "delivered to a socket in netns {netns} (its data joined the segment \
+                 before it in the socket's queue, and later data was read)"
+            ),
+            End::Transmitted { dev, netns } => format!("transmitted on {dev} in netns {netns}"),
+            End::Consumed { netns, after } => {
+                format!("consumed by the kernel in netns {netns} after {after}")
+            }
+            End::Unknown {
+                last_site,
+                tcp: true,
+                ..
+            } => format!(
+                "no end seen after {last_site} (TCP frees segments it handles without a \
+                 tracepoint)"
+            ),
+            End::Unknown {
+                last_site,
+                local: true,
+                ..
+            } => format!(
+                "no end seen after {last_site}, routed to a local address (handed to the \
+                 local stack, where no tracepoint fires: e.g. a datagram queued to its socket)"
+            ),
+            End::Unknown { last_site, .. } => format!(
+                "no end seen after {last_site} (freed where no tracepoint fires, or still \
+                 in flight)"
+            ),
+        }
+    }
+}
+
+/// A route lookup that found a local address: the packet is for this
+/// namespace.
+pub(crate) fn is_local_route(s: &Step) -> bool {
+    matches!(&s.detail, Detail::Route(r) if r.kind.as_deref() == Some("local"))
+}
+
+/// Functions of an skb's release path, not of what happened to the packet.
+pub(crate) fn is_release(site: &str) -> bool {
+    site.contains("free") || site.contains("release") || site.contains("consume")
+}
 
 /// The datagram socket the packet was queued to, if a step saw it.
-fn queued_to(steps: &[Step]) -> Option<&crate::event::SocketInfo> {
+fn queued_to(steps: &[Step]) -> Option<&crate::model::SocketInfo> {
     steps.iter().rev().find_map(|s| match &s.detail {
         Detail::Socket(k) => Some(&**k),
         _ => None,
@@ -23,7 +162,7 @@ fn read_from_device(steps: &[Step], copy: &Step) -> Option<String> {
     let xmit = steps[..at].iter().rev().find(|s| {
         !s.correlated
             && (matches!(&*s.site, "net_dev_xmit" | "net_dev_start_xmit")
-                || (s.kind == crate::event::SiteKind::Tracepoint
+                || (s.kind == crate::model::SiteKind::Tracepoint
                     && (s.site.starts_with("netif_") || s.site.starts_with("napi_gro"))))
     })?;
     let dev = xmit.dev.as_deref()?;
@@ -32,7 +171,7 @@ fn read_from_device(steps: &[Step], copy: &Step) -> Option<String> {
         .then(|| format!("the program reading device {dev} (TUN/TAP)"))
 }
 
-pub(super) fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) -> End {
+pub fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>) -> End {
     // The drop tracepoint is the end even when release functions follow it.
     let last = steps
         .iter()
@@ -51,14 +190,14 @@ pub(super) fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet
         .rev()
         .find(|s| matches!(s.detail, Detail::Deliver { .. }));
     if let Detail::Drop(d) = &last.detail {
-        let crate::event::DropInfo {
+        let crate::model::DropInfo {
             reason,
             location,
             explanation: found,
             hint: found_hint,
             ..
         } = &**d;
-        let (explanation, hint) = drop::explain(reason);
+        let (explanation, hint) = drop_reasons::explain(reason);
         let ping_reply = reason == "NO_SOCKET" && flow.is_some_and(|f| f.is_echo_reply());
         // A FIN (no data) still queued when the application closed its
         // socket: the connection ended normally.
@@ -170,14 +309,14 @@ pub(super) fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet
         .rev()
         .skip(1)
         .find(|s| {
-            !s.correlated && s.role() != ROLE_FREE && s.kind == crate::event::SiteKind::Tracepoint
+            !s.correlated && s.role() != Role::Free && s.kind == crate::model::SiteKind::Tracepoint
         })
         .or_else(|| {
             steps
                 .iter()
                 .rev()
                 .skip(1)
-                .find(|s| !s.correlated && s.role() != ROLE_FREE && !is_release(&s.site))
+                .find(|s| !s.correlated && s.role() != Role::Free && !is_release(&s.site))
         });
     match before {
         Some(b) if &*b.site == "net_dev_xmit" || &*b.site == "net_dev_start_xmit" => {

@@ -599,30 +599,31 @@ pub fn undescribed<'a>(reasons: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
         .collect()
 }
 
+/// The drop-reason lists of the kernels we test on (host and VM), one file
+/// per kernel release, made by scripts/drop-reasons.sh: (release, reasons).
+#[cfg(any(test, feature = "testing"))]
+pub fn tested_kernels() -> Vec<(String, Vec<String>)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/diagnosis/drop_reasons");
+    let mut all: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|f| {
+            let f = f.unwrap();
+            let text = std::fs::read_to_string(f.path()).unwrap();
+            let reasons = text
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+            (f.file_name().to_string_lossy().into_owned(), reasons)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The drop-reason lists of the kernels we test on (host and VM), one file
-    /// per kernel release, made by scripts/drop-reasons.sh: (release, reasons).
-    fn tested_kernels() -> Vec<(String, Vec<String>)> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/enrich/drop_reasons");
-        let mut all: Vec<_> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .map(|f| {
-                let f = f.unwrap();
-                let text = std::fs::read_to_string(f.path()).unwrap();
-                let reasons = text
-                    .lines()
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_string)
-                    .collect();
-                (f.file_name().to_string_lossy().into_owned(), reasons)
-            })
-            .collect();
-        all.sort();
-        all
-    }
 
     #[test]
     fn every_reason_of_the_kernels_we_test_on_is_described() {
@@ -636,46 +637,6 @@ mod tests {
             );
             let missing = undescribed(reasons.iter().map(String::as_str));
             assert!(missing.is_empty(), "{kernel}: no words for {missing:?}");
-        }
-    }
-
-    /// The running kernel may be newer than the table: its reasons without
-    /// words are a warning, never a failure.
-    #[test]
-    fn reasons_of_this_kernel_without_words_are_reported() {
-        let Ok(inv) = crate::kernel::btf::Inventory::load() else {
-            eprintln!("SKIPPED: no kernel BTF here");
-            return;
-        };
-        let reasons = inv.drop_reasons();
-        if reasons.is_empty() {
-            eprintln!("SKIPPED: this kernel has no enum skb_drop_reason");
-            return;
-        }
-        // A kernel we test on: its list here is the kernel's own.
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        if let Some((_, listed)) = tested_kernels()
-            .into_iter()
-            .find(|(k, _)| k == release.trim())
-        {
-            assert_eq!(
-                reasons,
-                listed.iter().map(String::as_str).collect::<Vec<_>>(),
-                "drop_reasons/{} is stale",
-                release.trim()
-            );
-        }
-        let missing = undescribed(reasons.iter().copied());
-        if !missing.is_empty() {
-            eprintln!(
-                "WARNING: this kernel's drop reasons without a description (shown by their \
-                 kernel name): {missing:?}"
-            );
-        }
-        for r in missing {
-            let (what, hint) = explain(r);
-            assert_eq!(what, r.to_lowercase().replace('_', " "));
-            assert!(hint.contains(&format!("SKB_DROP_REASON_{r}")), "{hint}");
         }
     }
 

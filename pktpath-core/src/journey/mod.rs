@@ -1,144 +1,17 @@
 //! Journeys: the ordered steps of one packet, from the first time it was
 //! selected to the end of its life, and how it ended.
 //!
-//! Three parts: the journey and its end (here), `diagnosis` (how it ended
-//! and why, in words), and `assembly` (steps grouped live into journeys).
+//! Two parts: the journey (here) and `assembly` (steps grouped live into
+//! journeys). How it ended, and why, is `crate::diagnosis`.
 
 mod assembly;
-mod diagnosis;
 
 pub use assembly::{Attached, Journeys};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Detail, Step};
-
-/// How a packet's journey ended.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum End {
-    /// Freed by kfree_skb: a drop, with the kernel's reason.
-    Dropped {
-        reason: String,
-        /// The reason in words.
-        explanation: String,
-        /// What to check, when we know.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        hint: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        location: Option<String>,
-        netns: String,
-        /// Not a loss (e.g. ICMP echo replies whose copy reached ping's raw
-        /// socket, while the original finds no ping socket).
-        benign: bool,
-    },
-    /// Copied to a socket in user space, or queued to a datagram socket.
-    Delivered {
-        netns: String,
-        /// The datagram socket it was queued to, in words ("UDP socket
-        /// 10.0.0.2:53 of dnsmasq (pid 12)").
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        socket: Option<String>,
-        /// Not copied from its own skb: TCP added its data to the segment
-        /// before it in the socket's queue (coalescing, where no tracepoint
-        /// fires), and a segment queued after it was read (TCP reads in
-        /// order).
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        merged: bool,
-    },
-    /// Handed to a device driver for transmission.
-    Transmitted { dev: String, netns: String },
-    /// Freed after the kernel used it (e.g. an ICMP echo request answered).
-    Consumed { netns: String, after: String },
-    /// Read from a capture that states the end only in words (or not at
-    /// all: a FreeBSD mbuf_trace record, a plain packet capture).
-    Recorded { text: String },
-    /// No end seen before the journey went quiet or tracing stopped.
-    Unknown {
-        last_site: String,
-        /// A TCP segment: TCP frees what it handled without a tracepoint.
-        #[serde(default)]
-        tcp: bool,
-        /// Routed to a local address, and nothing seen after: handed to
-        /// the local stack where no tracepoint fires (a datagram queued
-        /// to its socket).
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        local: bool,
-    },
-}
-
-impl End {
-    pub fn is_real_drop(&self) -> bool {
-        match self {
-            End::Dropped { benign, .. } => !benign,
-            End::Recorded { text } => text.starts_with("dropped") && !text.contains("(not a loss)"),
-            _ => false,
-        }
-    }
-    /// A one-line statement of the end.
-    pub fn line(&self) -> String {
-        match self {
-            End::Dropped {
-                reason,
-                explanation,
-                netns,
-                location,
-                benign,
-                ..
-            } => {
-                let at = location
-                    .as_ref()
-                    .map(|l| format!(" at {l}"))
-                    .unwrap_or_default();
-                let note = if *benign { " (not a loss)" } else { "" };
-                format!("dropped in netns {netns}: {reason}{at}, {explanation}{note}")
-            }
-            End::Recorded { text } => text.clone(),
-            End::Delivered {
-                netns,
-                socket: Some(socket),
-                ..
-            } => format!("delivered to {socket} in netns {netns}"),
-            End::Delivered {
-                netns,
-                merged: false,
-                ..
-            } => format!("delivered to a socket in netns {netns}"),
-            End::Delivered {
-                netns,
-                merged: true,
-                ..
-            } => format!(
-                "delivered to a socket in netns {netns} (its data joined the segment \
-                 before it in the socket's queue, and later data was read)"
-            ),
-            End::Transmitted { dev, netns } => format!("transmitted on {dev} in netns {netns}"),
-            End::Consumed { netns, after } => {
-                format!("consumed by the kernel in netns {netns} after {after}")
-            }
-            End::Unknown {
-                last_site,
-                tcp: true,
-                ..
-            } => format!(
-                "no end seen after {last_site} (TCP frees segments it handles without a \
-                 tracepoint)"
-            ),
-            End::Unknown {
-                last_site,
-                local: true,
-                ..
-            } => format!(
-                "no end seen after {last_site}, routed to a local address (handed to the \
-                 local stack, where no tracepoint fires: e.g. a datagram queued to its socket)"
-            ),
-            End::Unknown { last_site, .. } => format!(
-                "no end seen after {last_site} (freed where no tracepoint fires, or still \
-                 in flight)"
-            ),
-        }
-    }
-}
+use crate::diagnosis::{classify, is_release, End};
+use crate::model::{Detail, Step};
 
 /// Caveats: why a journey may be incomplete, said with it in every output.
 pub const WHILE_ATTACHING: &str =
@@ -233,7 +106,7 @@ impl Journey {
             (Some(a), Some(b)) => b.ts_ns - a.ts_ns,
             _ => 0,
         };
-        let end = diagnosis::classify(&steps, closed, flow.as_ref());
+        let end = classify(&steps, closed, flow.as_ref());
         Journey {
             id,
             packet,
@@ -294,17 +167,6 @@ fn hook_verdicts(steps: &mut [Step]) {
             h.verdict = Some(verdict.to_string());
         }
     }
-}
-
-/// A route lookup that found a local address: the packet is for this
-/// namespace.
-fn is_local_route(s: &Step) -> bool {
-    matches!(&s.detail, Detail::Route(r) if r.kind.as_deref() == Some("local"))
-}
-
-/// Functions of an skb's release path, not of what happened to the packet.
-fn is_release(site: &str) -> bool {
-    site.contains("free") || site.contains("release") || site.contains("consume")
 }
 
 /// The IPv4 or IPv6 datagram whose fragments a journey followed (they join the

@@ -6,8 +6,8 @@ pub mod json;
 pub mod json_text;
 pub mod terminal;
 
-use crate::event::Step;
 use crate::journey::Journey;
+use crate::model::Step;
 
 /// A destination for journeys (and, with --steps, for live steps).
 pub trait Sink {

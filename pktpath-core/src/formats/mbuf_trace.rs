@@ -14,7 +14,7 @@ use super::pcapng::frame;
 use super::step_line::step_line;
 use super::ReadError;
 use crate::journey::Journey;
-use crate::output::Sink;
+use crate::sinks::Sink;
 
 /// DLT_USER0 / LINKTYPE_USER0.
 pub const LINKTYPE_USER0: u16 = 147;

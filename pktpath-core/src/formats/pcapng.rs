@@ -22,9 +22,9 @@ use pcap_file::pcapng::{Block, PcapNgParser};
 
 use super::step_line::{self as lines, header_line, step_line, write_step_line};
 use super::{mbuf_trace, Link, ReadError, Replayed};
-use crate::event::Step;
 use crate::journey::Journey;
-use crate::output::Sink;
+use crate::model::Step;
+use crate::sinks::Sink;
 
 pub const LINKTYPE_ETHERNET: u16 = 1;
 /// Bytes of each packet the BPF side captures, and so the most a frame
@@ -217,7 +217,7 @@ impl<W: Write> Sink for Pcapng<W> {
         // The buffers are taken out of self while record() borrows it.
         let mut json = std::mem::take(&mut self.json);
         json.clear();
-        crate::output::json_text::journey(&mut json, j);
+        crate::sinks::json_text::journey(&mut json, j);
         let done = if self.opts.per_step {
             self.per_step(j, first, &json)
         } else {
@@ -373,8 +373,8 @@ fn scale(raw: u64, resol: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{test_step, Detail, Step};
     use crate::journey::Journey;
+    use crate::model::{test_step, Detail, Step};
 
     fn journey() -> Journey {
         let mut pkt = vec![

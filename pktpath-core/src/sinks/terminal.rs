@@ -4,8 +4,9 @@
 use std::io::Write;
 
 use super::Sink;
-use crate::event::Step;
-use crate::journey::{End, Journey};
+use crate::diagnosis::End;
+use crate::journey::Journey;
+use crate::model::Step;
 
 pub struct Terminal<W: Write> {
     out: W,

@@ -1,6 +1,9 @@
 //! A live tracing run: attach, read the ring buffer, decode, group into
 //! journeys, hand them to a sink, stop on a signal, a count or a deadline.
 
+pub mod conntrack;
+pub mod decode;
+
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -8,19 +11,20 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use libbpf_rs::RingBufferBuilder;
 
-use crate::clock::monotonic_ns;
+use crate::collect::decode::Decoder;
 use crate::enrich::bridges::Bridges;
 use crate::enrich::nft_steps::RuleTracer;
 use crate::enrich::nftrace::NetnsRef;
 use crate::enrich::routes::Routes;
 use crate::enrich::tc::TcDrops;
-use crate::event::Decoder;
 use crate::filter::Filter;
-use crate::journey::{End, Journey, Journeys, NFT_LOSS, RING_LOSS, WHILE_ATTACHING};
 use crate::kernel::abi::{RawEvent, CNT_FILTERED, CNT_LOST, CNT_SELECTED};
 use crate::kernel::btf::Inventory;
 use crate::kernel::tracepoint::{Flavour, Functions, Selection, Tracer};
-use crate::output::Sink;
+use pktpath_core::clock::monotonic_ns;
+use pktpath_core::diagnosis::End;
+use pktpath_core::journey::{Journey, Journeys, NFT_LOSS, RING_LOSS, WHILE_ATTACHING};
+use pktpath_core::sinks::Sink;
 
 /// What to trace and when to stop.
 pub struct TraceOptions {
@@ -625,8 +629,18 @@ mod tests {
         let j = Journey::from_steps(
             1,
             vec![
-                crate::event::test_step(50, "netif_receive_skb", "a", crate::event::Detail::None),
-                crate::event::test_step(150, "netif_receive_skb", "b", crate::event::Detail::None),
+                pktpath_core::model::test_step(
+                    50,
+                    "netif_receive_skb",
+                    "a",
+                    pktpath_core::model::Detail::None,
+                ),
+                pktpath_core::model::test_step(
+                    150,
+                    "netif_receive_skb",
+                    "b",
+                    pktpath_core::model::Detail::None,
+                ),
             ],
             false,
         );

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use super::{json_text, Sink};
-use crate::event::Step;
 use crate::journey::Journey;
+use crate::model::Step;
 
 pub struct Json<W: Write> {
     out: W,

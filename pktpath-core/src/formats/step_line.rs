@@ -3,8 +3,9 @@
 //! written here and read back here; and the free-form strings of FreeBSD's
 //! mbuf_trace, shown as given.
 
-use crate::event::{Detail, SiteKind, Step};
-use crate::journey::{End, Journey};
+use crate::diagnosis::End;
+use crate::journey::Journey;
+use crate::model::{Detail, SiteKind, Step};
 
 /// First comment line of every record: "pktpath journey #ID: END".
 pub const HEADER_PREFIX: &str = "pktpath journey #";
@@ -116,7 +117,6 @@ pub fn parse_step(line: &str, t0: u64) -> Step {
             None => Detail::None,
         },
         packet: None,
-        role_hint: Default::default(),
     }
 }
 
@@ -167,7 +167,7 @@ pub fn journey(id: u64, t0: u64, lines: &[String], frame: &[u8], orig_len: u32) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::test_step;
+    use crate::model::test_step;
 
     #[test]
     fn our_lines_round_trip() {

@@ -5,10 +5,11 @@
 //! Tracepoints not listed here are still traced when they take a packet
 //! (found through BTF); their subsystem is guessed from the name.
 
-use std::collections::HashMap;
+// Looked up for every step: a fast hash, no need for SipHash's defence.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::LazyLock;
 
-use crate::kernel::abi::{ROLE_DELIVER, ROLE_FREE, ROLE_PASS};
+use crate::model::Role;
 
 /// Static knowledge about one tracepoint.
 #[derive(Clone, Copy, Debug)]
@@ -19,7 +20,7 @@ pub struct SiteInfo {
     pub what: &'static str,
     /// The kernel source file where the tracepoint fires (most common caller).
     pub source: &'static str,
-    pub role: u8,
+    pub role: Role,
 }
 
 const fn site(
@@ -27,7 +28,7 @@ const fn site(
     subsystem: &'static str,
     what: &'static str,
     source: &'static str,
-    role: u8,
+    role: Role,
 ) -> SiteInfo {
     SiteInfo {
         name,
@@ -45,161 +46,161 @@ pub const KNOWN: &[SiteInfo] = &[
         "receive",
         "receive",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "netif_rx",
         "receive",
         "queued to backlog",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "napi_gro_receive_entry",
         "gro",
         "GRO receive",
         "net/core/gro.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "napi_gro_frags_entry",
         "gro",
         "GRO receive (frags)",
         "net/core/gro.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "netif_receive_skb_entry",
         "receive",
         "driver hands over",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "netif_receive_skb_list_entry",
         "receive",
         "driver hands over (list)",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "netif_rx_entry",
         "receive",
         "driver hands over (netif_rx)",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "net_dev_queue",
         "xmit",
         "transmit queued",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "qdisc_enqueue",
         "qdisc",
         "enqueued on qdisc",
         "net/sched/sch_generic.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "qdisc_dequeue",
         "qdisc",
         "dequeued from qdisc",
         "net/sched/sch_generic.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "net_dev_start_xmit",
         "xmit",
         "handed to driver",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "net_dev_xmit",
         "xmit",
         "transmitted",
         "net/core/dev.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "icmp_send",
         "icmp",
         "ICMP error sent about it",
         "net/ipv4/icmp.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "tcp_probe",
         "tcp",
         "TCP receive (established)",
         "net/ipv4/tcp_input.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "tcp_retransmit_skb",
         "tcp",
         "TCP retransmit",
         "net/ipv4/tcp_output.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "tcp_send_reset",
         "tcp",
         "TCP reset sent",
         "net/ipv4/tcp_ipv4.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "tcp_bad_csum",
         "tcp",
         "TCP bad checksum",
         "net/ipv4/tcp_ipv4.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "tcp_sendmsg_locked",
         "tcp",
         "TCP send",
         "net/ipv4/tcp.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "udp_fail_queue_rcv_skb",
         "udp",
         "UDP socket queue failed",
         "net/ipv4/udp.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "sock_rcvqueue_full",
         "socket",
         "socket receive queue full",
         "net/core/sock.c",
-        ROLE_PASS,
+        Role::Pass,
     ),
     site(
         "skb_copy_datagram_iovec",
         "socket",
         "copied to user space",
         "net/core/datagram.c",
-        ROLE_DELIVER,
+        Role::Deliver,
     ),
     site(
         "kfree_skb",
         "drop",
         "dropped",
         "net/core/skbuff.c",
-        ROLE_FREE,
+        Role::Free,
     ),
     site(
         "consume_skb",
         "free",
         "freed (consumed)",
         "net/core/skbuff.c",
-        ROLE_FREE,
+        Role::Free,
     ),
 ];
 
@@ -209,21 +210,21 @@ pub const FIB4: SiteInfo = site(
     "routing",
     "IPv4 route lookup",
     "net/ipv4/fib_trie.c",
-    ROLE_PASS,
+    Role::Pass,
 );
 pub const FIB6: SiteInfo = site(
     "fib6_table_lookup",
     "routing",
     "IPv6 route lookup",
     "net/ipv6/route.c",
-    ROLE_PASS,
+    Role::Pass,
 );
 pub const NEIGH: SiteInfo = site(
     "neigh_event_send_done",
     "neighbour",
     "next hop resolution",
     "net/core/neighbour.c",
-    ROLE_PASS,
+    Role::Pass,
 );
 
 /// A datagram queued to its socket (sock:sk_data_ready, Linux 6.3 and
@@ -233,7 +234,7 @@ pub const SOCK_READY: SiteInfo = site(
     "socket",
     "queued to a socket",
     "net/core/sock.c",
-    ROLE_DELIVER,
+    Role::Deliver,
 );
 
 /// Tracepoints a packet never reaches first: it passed a site where
@@ -386,11 +387,11 @@ pub fn queues_to_socket(site: &str) -> bool {
 }
 
 /// What a function site means for tracking.
-pub fn function_role(name: &str) -> u8 {
+pub fn function_role(name: &str) -> Role {
     if FREEING_FUNCTIONS.contains(&name) {
-        ROLE_FREE
+        Role::Free
     } else {
-        ROLE_PASS
+        Role::Pass
     }
 }
 
@@ -440,7 +441,7 @@ pub fn info(name: &str) -> SiteInfo {
         subsystem,
         what: "",
         source: "",
-        role: ROLE_PASS,
+        role: Role::Pass,
     }
 }
 
@@ -450,9 +451,9 @@ mod tests {
 
     #[test]
     fn ends_of_life_are_free_sites() {
-        assert_eq!(info("kfree_skb").role, ROLE_FREE);
-        assert_eq!(info("consume_skb").role, ROLE_FREE);
-        assert_eq!(info("skb_copy_datagram_iovec").role, ROLE_DELIVER);
+        assert_eq!(info("kfree_skb").role, Role::Free);
+        assert_eq!(info("consume_skb").role, Role::Free);
+        assert_eq!(info("skb_copy_datagram_iovec").role, Role::Deliver);
         assert_eq!(info("tcp_whatever").subsystem, "tcp");
         assert_eq!(info("brand_new").subsystem, "other");
     }

@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 // Journey ids and stream keys: a fast hash, no need for SipHash's defence.
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{is_local_route, End, Journey, NFT_BEHIND};
-use crate::event::{Detail, Step};
-use crate::kernel::abi::{ROLE_DELIVER, ROLE_FREE};
+use super::{Journey, NFT_BEHIND};
+use crate::diagnosis::{is_local_route, End};
+use crate::model::Role;
+use crate::model::{Detail, Step};
 
 struct Open {
     steps: Vec<Step>,
@@ -280,7 +281,7 @@ impl Journeys {
             unread: false,
         });
         o.last_ts = o.last_ts.max(step.ts_ns);
-        o.delivered |= role == ROLE_DELIVER;
+        o.delivered |= role == Role::Deliver;
         if o.socket_data.is_none() {
             if let Some(f) = step.flow() {
                 o.socket_data = Some(f.waits_in_socket());
@@ -303,7 +304,7 @@ impl Journeys {
                 self.unread.queued(k, seq, id);
             }
         }
-        let read_before = match (role == ROLE_DELIVER, o.stream) {
+        let read_before = match (role == Role::Deliver, o.stream) {
             (true, Some((k, seq))) => self.unread.read(k, seq, id),
             _ => Vec::new(),
         };
@@ -320,7 +321,7 @@ impl Journeys {
             }
         };
         if !step.correlated {
-            if role == ROLE_FREE {
+            if role == Role::Free {
                 o.live.retain(|&s| s != step.skb);
             } else if !o.live.contains(&step.skb) {
                 o.live.push(step.skb);
@@ -329,7 +330,7 @@ impl Journeys {
         let ts = step.ts_ns;
         push_step(&mut o.steps, step);
         self.steps += 1;
-        let freed = role == ROLE_FREE && o.live.is_empty();
+        let freed = role == Role::Free && o.live.is_empty();
         for other in read_before {
             // Closed already (an entry left behind), or read itself.
             if self.open.get(&other).is_some_and(|o| !o.delivered) {
@@ -540,8 +541,8 @@ impl Journeys {
 mod tests {
     use super::*;
 
-    use crate::event::test_step as step;
-    use crate::event::{DropInfo, HookRun};
+    use crate::model::test_step as step;
+    use crate::model::{DropInfo, HookRun};
 
     /// A step without a device is where the packet was last seen, not in
     /// the netns of a socket its skb still holds (a fragment's sender's).
@@ -678,7 +679,7 @@ mod tests {
     #[test]
     fn hook_verdicts_come_from_what_followed() {
         let hook = |ts| Step {
-            kind: crate::event::SiteKind::Function,
+            kind: crate::model::SiteKind::Function,
             detail: Detail::Hook(Box::new(HookRun {
                 family: "ipv4".into(),
                 hook: "FORWARD".into(),
@@ -996,7 +997,7 @@ mod tests {
     }
 
     fn route(table: &str, dst: &str, kind: Option<&str>, prefix: Option<&str>) -> Detail {
-        Detail::Route(Box::new(crate::event::RouteLookup {
+        Detail::Route(Box::new(crate::model::RouteLookup {
             family: 4,
             table: table.into(),
             error: Some("x".into()),
