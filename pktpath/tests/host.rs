@@ -17,6 +17,7 @@ fn end(j: &Value) -> (&str, &str) {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn routed_and_bridged_ping_path() {
     require_root!();
     let net = Net::new(201);
@@ -69,6 +70,7 @@ fn routed_and_bridged_ping_path() {
 /// before or after another tracepoint for the same skb) and come back with
 /// --all-tracepoints.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn adjacent_tracepoints_come_with_all_tracepoints() {
     require_root!();
     let net = Net::new(219);
@@ -120,6 +122,7 @@ fn adjacent_tracepoints_come_with_all_tracepoints() {
 /// qdisc takes it (net_dev_queue, just before, is left out by default), and
 /// the queue's steps name the qdisc.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_packet_sent_through_a_qdisc_starts_at_its_enqueue() {
     require_root!();
     let net = Net::new(225);
@@ -154,6 +157,7 @@ fn a_packet_sent_through_a_qdisc_starts_at_its_enqueue() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn nftables_drop_in_router_is_explained() {
     require_root!();
     let net = Net::new(202);
@@ -193,6 +197,7 @@ fn nftables_drop_in_router_is_explained() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn closed_udp_port_is_no_socket_with_icmp_error() {
     require_root!();
     let net = Net::new(203);
@@ -227,6 +232,7 @@ fn closed_udp_port_is_no_socket_with_icmp_error() {
 /// in software (validate_xmit_skb), each a new skb: every segment starts
 /// its own journey at net_dev_start_xmit and reaches the server.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn segments_cut_by_software_gso_start_their_own_journeys() {
     require_root!();
     let net = Net::new(226);
@@ -260,6 +266,7 @@ fn segments_cut_by_software_gso_start_their_own_journeys() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn tcp_data_is_delivered_to_the_server_socket() {
     require_root!();
     let net = Net::new(204);
@@ -289,6 +296,7 @@ fn tcp_data_is_delivered_to_the_server_socket() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn unselected_traffic_is_absent() {
     require_root!();
     let net = Net::new(205);
@@ -332,6 +340,7 @@ fn filter_runs(err: &str) -> u64 {
 /// with a map lookup, and the filter runs again only where the headers
 /// moved (a layer pushed or pulled), not at every site.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn rejected_packets_are_not_filtered_at_every_site() {
     require_root!();
     let net = Net::new(215);
@@ -357,6 +366,7 @@ fn rejected_packets_are_not_filtered_at_every_site() {
 /// filtered at all (unselected_traffic_is_absent checks that another port
 /// is still looked at).
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_flow_turned_down_is_filtered_once() {
     require_root!();
     let net = Net::new(216);
@@ -372,6 +382,7 @@ fn a_flow_turned_down_is_filtered_once() {
 /// where it dies; the drops of a flow the filter turned down end at the
 /// free's first check: the filter runs for the first of them only.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_packet_dropped_at_its_first_site_starts_its_journey_there() {
     require_root!();
     let net = Net::new(218);
@@ -408,6 +419,7 @@ fn a_packet_dropped_at_its_first_site_starts_its_journey_there() {
 /// A packet of a flow turned down is still selected when a byte the filter
 /// reads differs: here the first payload bytes, behind the IPv4 header.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_turned_down_flow_does_not_hide_a_packet_the_filter_takes() {
     require_root!();
     let net = Net::new(217);
@@ -483,6 +495,7 @@ fn netlink_request(fd: i32) {
 /// the buffer alone compared still ~80: the request often gets the
 /// datagram's buffer back too.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_reused_skb_address_does_not_end_the_last_packet_there() {
     require_root!();
     let net = Net::new(247);
@@ -568,6 +581,7 @@ fn a_reused_skb_address_does_not_end_the_last_packet_there() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn interface_and_netns_select_where_tracing_starts() {
     require_root!();
     let net = Net::new(206);
@@ -583,6 +597,7 @@ fn interface_and_netns_select_where_tracing_starts() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn mark_selects_marked_packets() {
     require_root!();
     let net = Net::new(207);
@@ -609,6 +624,7 @@ fn mark_selects_marked_packets() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn raw_tp_backend_sees_the_same_path_as_tp_btf() {
     require_root!();
     let net = Net::new(208);
@@ -626,6 +642,7 @@ fn raw_tp_backend_sees_the_same_path_as_tp_btf() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn steps_are_streamed_live_and_count_stops() {
     require_root!();
     let net = Net::new(209);
@@ -654,6 +671,7 @@ fn steps_are_streamed_live_and_count_stops() {
 /// the summary says how many more were not shown (they once vanished
 /// without a word).
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn count_says_how_many_journeys_it_did_not_show() {
     require_root!();
     let net = Net::new(250);
@@ -682,6 +700,7 @@ fn count_says_how_many_journeys_it_did_not_show() {
 /// ring buffer overflow: the journeys in flight then say that events were
 /// lost, in the output itself, not only in the summary.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn journeys_in_flight_during_a_ring_buffer_loss_say_so() {
     require_root!();
     use std::io::Read;
@@ -799,6 +818,7 @@ fn exists(kind: &str, id: u64) -> bool {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn nothing_stays_attached_after_sigint_sigterm_or_sigkill() {
     require_root!();
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
@@ -833,6 +853,7 @@ fn nothing_stays_attached_after_sigint_sigterm_or_sigkill() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn demo_runs_and_cleans_up() {
     require_root!();
     let out = Command::new(BIN).args(["demo", "--json"]).output().unwrap();
@@ -882,6 +903,7 @@ fn demo_runs_and_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn ipv6_ping_with_route_lookups() {
     require_root!();
     let mut lab = pktpath::netlab::Lab::new("pt210-").unwrap();
@@ -924,6 +946,7 @@ fn ipv6_ping_with_route_lookups() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn pcapng_is_read_by_tcpdump_with_the_path_in_comments() {
     require_root!();
     let net = Net::new(211);
@@ -995,6 +1018,7 @@ fn udp_receiver(net: &Net, port: u16) -> pktpath::netlab::NsThread<Vec<usize>> {
 /// (skb_attempt_defer_free) where no tracepoint fires, so each of them
 /// used to end "no end seen after netif_receive_skb".
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_datagram_is_delivered_to_its_socket() {
     require_root!();
     if lacks_sk_data_ready() {
@@ -1035,6 +1059,7 @@ fn a_datagram_is_delivered_to_its_socket() {
 /// "delivered" to that socket, with its echo id and process: it ended
 /// "consumed by the kernel" when the application read it.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn an_echo_reply_is_delivered_to_its_ping_socket() {
     require_root!();
     if lacks_sk_data_ready() {
@@ -1130,6 +1155,7 @@ fn checksum(b: &[u8]) -> u16 {
 /// was taken for another packet's. The reply goes to the program, and its
 /// journey says so (it said "delivered to a socket").
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_packet_written_into_a_tun_device_is_answered() {
     require_root!();
     let mut lab = pktpath::netlab::Lab::new("pt197-").unwrap();
@@ -1226,6 +1252,7 @@ fn three_big_datagrams(net: &Net, port: u16) {
 /// used to be the first fragment alone, ending "consumed" where it was
 /// reassembled, and the datagram's delivery was not shown.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
     require_root!();
     if lacks_sk_data_ready() {
@@ -1277,6 +1304,7 @@ fn the_fragments_of_a_datagram_are_one_journey_to_its_socket() {
 /// and cut again on the way out: still one journey per datagram, to its
 /// socket on the server, and none of its pieces a journey of its own.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn fragments_through_a_stateful_router_are_one_journey() {
     require_root!();
     if lacks_sk_data_ready() {
@@ -1314,6 +1342,7 @@ fn fragments_through_a_stateful_router_are_one_journey() {
 /// in another fragment's skb, was not seen). The request is answered where
 /// it was reassembled.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_big_ping_is_one_journey_per_datagram_in_ipv4_and_ipv6() {
     require_root!();
     let net = Net::new(220);
@@ -1366,6 +1395,7 @@ fn a_big_ping_is_one_journey_per_datagram_in_ipv4_and_ipv6() {
 /// and the namespace, with the commands to look at them (the hint said
 /// `tc filter show dev DEV ingress`, a literal DEV and no namespace).
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_tc_drop_names_its_filter() {
     require_root!();
     let dir = std::env::temp_dir().join(format!("pktpath-tc-{}", std::process::id()));
@@ -1451,6 +1481,7 @@ fn a_tc_drop_names_its_filter() {
 /// decapsulation, to its end. Each ping was three journeys, the first
 /// ending "no end seen after net_dev_start_xmit" though it was sent on.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn a_vxlan_packet_is_one_journey_through_the_tunnel() {
     require_root!();
     let mut lab = pktpath::netlab::Lab::new("pt227-").unwrap();

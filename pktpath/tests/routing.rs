@@ -20,26 +20,31 @@ fn run_alone(n: u8, scenario: &dyn Scenario) {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn no_route_is_network_unreachable_in_table_main() {
     run_alone(241, &scenarios::NoRoute);
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn blackhole_route_is_named() {
     run_alone(242, &scenarios::Blackhole);
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn prohibit_route_is_named() {
     run_alone(243, &scenarios::Prohibit);
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn rp_filter_drop_names_the_interface_and_the_sysctl() {
     run_alone(244, &scenarios::RpFilter);
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn policy_routing_names_table_100_and_the_rule() {
     run_alone(245, &scenarios::PolicyRouting);
 }
@@ -50,6 +55,7 @@ fn policy_routing_names_table_100_and_the_rule() {
 /// the same device, while the selected ones wait in a socket), the
 /// selected journeys hold no lookup of the flood's destination.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn route_lookups_belong_to_their_packet() {
     require_root!();
     let net = Net::new(246);
@@ -112,6 +118,7 @@ fn route_lookups_belong_to_their_packet() {
 /// counter for it) and that ICMP time exceeded went back, and that ICMP
 /// error's own journey names the datagram it is about.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
     require_root!();
     let net = Net::new(248);
@@ -167,6 +174,7 @@ fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
 /// router sends back (no tracepoint fires at icmp6_send: the drop says
 /// nothing of it) names the datagram and is linked to its journey.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn ipv6_hop_limit_expiry_is_named_and_its_icmpv6_error_linked() {
     require_root!();
     let (_lab, client, router, _server) = common::router_lab(198, common::Family::V6);
@@ -220,6 +228,7 @@ fn ipv6_hop_limit_expiry_is_named_and_its_icmpv6_error_linked() {
 /// A datagram with don't-fragment set, larger than the MTU of the
 /// router's way out: the drop names the device, its MTU and the size.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn mtu_drop_names_the_device_and_its_mtu() {
     require_root!();
     let net = Net::new(252);
@@ -265,6 +274,7 @@ fn mtu_drop_names_the_device_and_its_mtu() {
 /// the rule (the lookup's own mark is used, not the packet's at its last
 /// site; before, the table was named and the rule was not).
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn fwmark_rule_is_named() {
     require_root!();
     let net = Net::new(253);
@@ -307,6 +317,7 @@ fn fwmark_rule_is_named() {
 /// sender's own route lookup. (The sender's own resolution, whose packet
 /// waits in the neighbour's queue for the answer, is not tied yet.)
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn ipv6_next_hop_resolution_is_shown() {
     require_root!();
     let (lab, client, router, server) = common::router_lab(239, common::Family::V6);

@@ -58,6 +58,7 @@ fn run_alone(n: u8, scenario: &dyn Scenario, filter: &str) -> (Net, i32) {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn nft_drop_names_the_rule_table_chain_and_handle() {
     require_root!();
     let _serial = serial();
@@ -66,6 +67,7 @@ fn nft_drop_names_the_rule_table_chain_and_handle() {
 }
 
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn nft_reject_and_chain_policy_are_explained() {
     require_root!();
     let _serial = serial();
@@ -76,6 +78,7 @@ fn nft_reject_and_chain_policy_are_explained() {
 /// stay, and the next start removes them. Only namespaces with a ruleset
 /// get them.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn tracing_tables_are_removed_on_every_exit() {
     require_root!();
     let _serial = serial();
@@ -154,6 +157,7 @@ fn tracing_tables_are_removed_on_every_exit() {
 /// A port forward on the router: the journey continues past the rewrite,
 /// and shows the NAT rule and the conntrack mapping.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn dnat_port_forward_is_followed_and_shown() {
     require_root!();
     let _serial = serial();
@@ -163,6 +167,7 @@ fn dnat_port_forward_is_followed_and_shown() {
 /// iptables (nft-backed) DROP in FORWARD: named by its number and its
 /// `iptables -S` text.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn iptables_drop_in_forward_is_named() {
     require_root!();
     let _serial = serial();
@@ -176,6 +181,7 @@ fn iptables_drop_in_forward_is_named() {
 /// The bridge step: in by one port, out by another, and what the FDB said:
 /// a learned entry for the server's MAC, none for a MAC nobody has (flood).
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn bridge_ports_and_fdb_hit_or_flood() {
     require_root!();
     let _serial = serial();
@@ -235,6 +241,7 @@ fn bridge_ports_and_fdb_hit_or_flood() {
 /// A VLAN sub-interface on veth: the tag travels outside the packet data
 /// (skb->vlan_tci), and the steps on the veth show it.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn vlan_tags_held_outside_the_data_are_shown() {
     require_root!();
     let _serial = serial();
@@ -289,6 +296,7 @@ fn vlan_tags_held_outside_the_data_are_shown() {
 
 /// With --steps, rule verdicts are streamed too, as they join the journey.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn streamed_steps_include_rule_verdicts() {
     require_root!();
     let _serial = serial();
@@ -347,6 +355,7 @@ fn rule_counters(ns: &str, table: &str, chain: &str) -> std::collections::BTreeM
 /// reply two), a dropped request shows the drop rule and no policy, and
 /// the rule steps pktpath reports equal the rules' counters.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn ipv6_forward_rule_steps_match_the_rule_counters() {
     require_root!();
     let _serial = serial();
@@ -444,6 +453,7 @@ fn ipv6_forward_rule_steps_match_the_rule_counters() {
 /// journey (in 200,000 datagrams, 381 journeys had no rule step and 266
 /// two or more, nothing said so).
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn forward_rule_steps_under_load_match_the_rule_counters() {
     require_root!();
     let _serial = serial();
@@ -543,6 +553,7 @@ fn forward_rule_steps_under_load_match_the_rule_counters() {
 /// VM suite (function steps, a slower ring) caught the two chains' first
 /// messages given one place; on this host their arrival order hid it.
 #[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn rule_steps_of_two_tables_at_one_hook_keep_their_order() {
     require_root!();
     let _serial = serial();

@@ -15,15 +15,10 @@ use pktpath_core::diagnosis::drop_reasons;
 use serde_json::Value;
 
 /// The backends this kernel runs, from tests/vm/run.sh.
-fn backends() -> Option<Vec<String>> {
+fn backends() -> Vec<String> {
     match std::env::var("PKTPATH_VM_BACKENDS") {
-        Ok(v) if !v.trim().is_empty() => Some(v.split_whitespace().map(str::to_string).collect()),
-        _ => {
-            eprintln!(
-                "SKIPPED: not in the test VM (PKTPATH_VM_BACKENDS unset; see tests/vm/run.sh)"
-            );
-            None
-        }
+        Ok(v) if !v.trim().is_empty() => v.split_whitespace().map(str::to_string).collect(),
+        _ => panic!("not in the test VM (PKTPATH_VM_BACKENDS unset): run tests/vm/run.sh"),
     }
 }
 
@@ -109,7 +104,7 @@ fn bridge_net(n: u8) -> BridgeNet {
 
 #[test]
 fn every_backend_sees_the_bridged_and_the_forwarded_path() {
-    let Some(backends) = backends() else { return };
+    let backends = backends();
     let bn = bridge_net(180);
     let net = Net::new(181);
     let mut sequences = Vec::new();
@@ -200,7 +195,7 @@ fn every_backend_sees_the_bridged_and_the_forwarded_path() {
 
 #[test]
 fn clones_join_the_journey_and_it_ends_with_its_last_skb() {
-    let Some(backends) = backends() else { return };
+    let backends = backends();
     let bn = bridge_net(182);
     for backend in &backends {
         // By a byte behind the IP header (the filter's X): the programs'
@@ -246,7 +241,7 @@ fn clones_join_the_journey_and_it_ends_with_its_last_skb() {
 
 #[test]
 fn start_at_a_function_begins_there() {
-    let Some(backends) = backends() else { return };
+    let backends = backends();
     let bn = bridge_net(183);
     let p = start(
         &backends[0],
@@ -271,7 +266,7 @@ fn start_at_a_function_begins_there() {
 
 #[test]
 fn all_functions_attach_with_the_first_backend() {
-    let Some(backends) = backends() else { return };
+    let backends = backends();
     // kprobe-multi attaches every function in seconds; fentry and kprobe
     // need one attach per function, too slow under software emulation.
     let Some(b) = backends.iter().find(|b| *b == "kprobe-multi") else {
@@ -310,7 +305,7 @@ fn all_functions_attach_with_the_first_backend() {
 
 #[test]
 fn vxlan_journey_spans_outer_and_inner_processing() {
-    let Some(backends) = backends() else { return };
+    let backends = backends();
     // a and b joined by an underlay veth (10.185.0.0/24), and a VXLAN
     // overlay on top (10.186.0.0/24).
     let mut lab = Lab::new("pv185-").unwrap();
@@ -381,9 +376,7 @@ fn vxlan_journey_spans_outer_and_inner_processing() {
 /// change; each ping was several journeys, the first ending "no end seen".
 #[test]
 fn tunnels_are_one_journey_on_the_tracepoint_backend() {
-    if backends().is_none() {
-        return;
-    }
+    backends();
     let mut lab = Lab::new("pv190-").unwrap();
     let tunnels = [
         ("geneve", "gn0", "type geneve id 7 remote {peer}"),
@@ -651,7 +644,7 @@ fn function_steps(name: &str, net: &Net, js: &[&Value]) {
 /// steps must show where it happened.
 #[test]
 fn why_it_went_there_with_function_steps() {
-    let Some(backends) = backends() else { return };
+    let backends = backends();
     // Forwarded through the router: rules, NAT, policy routing.
     let fwd = Net::new(187);
     // Dropped by routes, rp_filter, or the server's input chain.
@@ -859,7 +852,7 @@ impl VlanBridge {
 /// reasons that the unit tests check (pktpath-core/src/diagnosis/drop_reasons/) is its own.
 #[test]
 fn every_drop_reason_of_this_kernel_is_described() {
-    let Some(_) = backends() else { return };
+    backends();
     let inv = pktpath::kernel::btf::Inventory::load().unwrap();
     let reasons = inv.drop_reasons();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -902,7 +895,7 @@ fn modules() -> Vec<String> {
 /// before other tests' rulesets load nf_tables.
 #[test]
 fn tracing_loads_no_kernel_module() {
-    let Some(backends) = backends() else { return };
+    let backends = backends();
     let before = modules();
     if before.iter().any(|m| m == "nf_tables") {
         eprintln!(

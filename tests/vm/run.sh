@@ -16,7 +16,7 @@ export PATH="$CACHE/venv/bin:$PATH"
 BLACKLIST=kvm_amd,kvm,irqbypass,ccp,sr_mod,cdrom,sg,ahci,libahci,libata,scsi_mod,iTCO_wdt,iTCO_vendor_support,intel_pmc_bxt,i2c_i801,i2c_smbus,lpc_ich,i6300esb,psmouse,serio_raw,pcspkr,evdev,button,crct10dif_pclmul,crc32_pclmul,ghash_clmulni_intel,sha512_ssse3,sha256_ssse3,sha1_ssse3,aesni_intel,crypto_simd,cryptd,qemu_fw_cfg,watchdog
 
 # Release build: user space is ~16x slower under emulation.
-bin=$(cargo test --release --quiet --test vm --no-run --message-format=json 2>/dev/null |
+bin=$(cargo test --release --quiet --features vm-tests --test vm --no-run --message-format=json 2>/dev/null |
 	python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

@@ -105,6 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[ignore = "needs root (reads kernel addresses): scripts/test.sh runs it with --include-ignored"]
     fn resolves_a_function_of_the_running_kernel() {
         let text = fs::read_to_string("/proc/kallsyms").unwrap_or_default();
         let Some(addr) = text.lines().find_map(|l| {
@@ -112,8 +113,7 @@ mod tests {
             let a = u64::from_str_radix(it.next()?, 16).ok()?;
             (it.next()? == "T" && it.next()? == "ip_rcv" && a != 0).then_some(a)
         }) else {
-            eprintln!("SKIPPED: /proc/kallsyms shows no address of ip_rcv (not root?)");
-            return;
+            panic!("/proc/kallsyms shows no address of ip_rcv (not root?)");
         };
         let mut s = Symbols::default();
         s.preload();

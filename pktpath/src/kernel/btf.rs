@@ -218,11 +218,9 @@ mod tests {
     /// The running kernel may be newer than the table: its reasons without
     /// words are a warning, never a failure.
     #[test]
+    #[ignore = "reads the running kernel's BTF: scripts/test.sh runs it with --include-ignored"]
     fn reasons_of_this_kernel_without_words_are_reported() {
-        let Ok(inv) = crate::kernel::btf::Inventory::load() else {
-            eprintln!("SKIPPED: no kernel BTF here");
-            return;
-        };
+        let inv = crate::kernel::btf::Inventory::load().expect("the running kernel's BTF");
         let reasons = inv.drop_reasons();
         if reasons.is_empty() {
             eprintln!("SKIPPED: this kernel has no enum skb_drop_reason");
