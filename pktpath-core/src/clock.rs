@@ -22,3 +22,24 @@ pub fn wall_ns(mono: u64) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64);
     now_wall.saturating_sub(monotonic_ns().saturating_sub(mono))
 }
+
+/// How a file sink dates its records: kernel monotonic ns to wall-clock ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WallClock {
+    /// The live clocks, read for each record ([`wall_ns`]).
+    #[default]
+    Live,
+    /// A fixed offset added to monotonic time: the same journeys are
+    /// always written as the same bytes (golden tests).
+    Offset(u64),
+}
+
+impl WallClock {
+    /// Monotonic ns to wall-clock ns.
+    pub fn wall_ns(self, mono: u64) -> u64 {
+        match self {
+            WallClock::Live => wall_ns(mono),
+            WallClock::Offset(offset) => mono.saturating_add(offset),
+        }
+    }
+}

@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use super::pcapng::frame;
 use super::step_line::step_line;
 use super::ReadError;
+use crate::clock::WallClock;
 use crate::journey::Journey;
 use crate::sinks::Sink;
 
@@ -83,6 +84,7 @@ pub fn decode(data: &[u8], at: u64) -> Result<Record<'_>, ReadError> {
 pub struct MbufTrace<W: Write> {
     out: W,
     snaplen: u32,
+    clock: WallClock,
 }
 
 impl<W: Write> MbufTrace<W> {
@@ -98,7 +100,17 @@ impl<W: Write> MbufTrace<W> {
         h.extend((LINKTYPE_USER0 as u32).to_le_bytes());
         out.write_all(&h)?;
         out.flush()?;
-        Ok(MbufTrace { out, snaplen })
+        Ok(MbufTrace {
+            out,
+            snaplen,
+            clock: WallClock::Live,
+        })
+    }
+
+    /// Dates records with `clock` instead of the live clocks.
+    pub fn with_clock(mut self, clock: WallClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -118,7 +130,7 @@ impl<W: Write> Sink for MbufTrace<W> {
         let mut rec = encode(&lines, &f);
         rec.truncate(65535);
         let strings_len = (rec.len() - f.len().min(rec.len())) as u32;
-        let ts = crate::clock::wall_ns(t0);
+        let ts = self.clock.wall_ns(t0);
         self.out
             .write_all(&((ts / 1_000_000_000) as u32).to_le_bytes())?;
         self.out

@@ -22,6 +22,7 @@ use pcap_file::pcapng::{Block, PcapNgParser};
 
 use super::step_line::{self as lines, header_line, step_line, write_step_line};
 use super::{mbuf_trace, Link, ReadError, Replayed};
+use crate::clock::WallClock;
 use crate::journey::Journey;
 use crate::model::Step;
 use crate::sinks::Sink;
@@ -121,6 +122,7 @@ pub struct Pcapng<W: Write> {
     json: Vec<u8>,
     text: String,
     epb: Vec<u8>,
+    clock: WallClock,
 }
 
 impl<W: Write> Pcapng<W> {
@@ -149,7 +151,14 @@ impl<W: Write> Pcapng<W> {
             json: Vec::new(),
             text: String::new(),
             epb: Vec::new(),
+            clock: WallClock::Live,
         })
+    }
+
+    /// Dates records with `clock` instead of the live clocks.
+    pub fn with_clock(mut self, clock: WallClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// One record per step, each with the bytes seen there (the last
@@ -179,7 +188,7 @@ impl<W: Write> Pcapng<W> {
         json: Option<&[u8]>,
     ) -> io::Result<()> {
         frame.truncate(self.opts.snaplen as usize);
-        let ts = crate::clock::wall_ns(ts_mono);
+        let ts = self.clock.wall_ns(ts_mono);
         let epb = &mut self.epb;
         epb.clear();
         epb.extend(0u32.to_le_bytes()); // interface 0
