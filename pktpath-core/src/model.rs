@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::packet;
-use crate::sites;
+use crate::sites::{self, Role};
 
 /// What kind of site a step was observed at.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -24,18 +24,6 @@ pub enum SiteKind {
     Function,
     /// Return of a function that gives a packet.
     Return,
-}
-
-/// What a site means for the life of the packet it sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Role {
-    /// The packet goes on.
-    #[default]
-    Pass,
-    /// The packet is freed here (dropped, or consumed after use).
-    Free,
-    /// The packet's data is handed to a program (copied to a socket's reader).
-    Deliver,
 }
 
 /// One observation of a packet.

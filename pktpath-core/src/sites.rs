@@ -9,7 +9,17 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::LazyLock;
 
-use crate::model::Role;
+/// What a site means for the life of the packet it sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Role {
+    /// The packet goes on.
+    #[default]
+    Pass,
+    /// The packet is freed here (dropped, or consumed after use).
+    Free,
+    /// The packet's data is handed to a program (copied to a socket's reader).
+    Deliver,
+}
 
 /// Static knowledge about one tracepoint.
 #[derive(Clone, Copy, Debug)]

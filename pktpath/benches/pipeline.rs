@@ -9,7 +9,7 @@
 //! socket, consume_skb; one packet in 16 is dropped by kfree_skb instead of
 //! being delivered). Each record is made as the ring buffer callback sees it
 //! (bytes, then `RawEvent::from_bytes`), so the measured path is the one of
-//! `trace::run`: decode, journey, sink, and an `expire` every 4096 records.
+//! `collect::run`: decode, journey, sink, and an `expire` every 4096 records.
 //!
 //! Run: `cargo bench --bench pipeline -- [--events N] [--only STAGE]`
 //! (default 1,000,000 events, every stage).
@@ -289,7 +289,7 @@ fn pass(inv: &Inventory, slots: &[Tracepoint], events: u64, stage: Stage) -> (f6
                 s.journey(&j).expect("sink");
             }
         }
-        // As trace::run: memory bound per record, quiet journeys per poll.
+        // As collect::run: memory bound per record, quiet journeys per poll.
         let mut due = if journeys.over_limit() {
             journeys.evict()
         } else {

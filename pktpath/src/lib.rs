@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod commands;
 pub mod demo;
 pub mod enrich;
 pub mod extcap;

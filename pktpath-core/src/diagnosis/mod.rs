@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Detail, Role, Step};
+use crate::model::{Detail, Step};
+use crate::sites::Role;
 
 pub mod drop_reasons;
 

@@ -10,7 +10,7 @@
 
 use std::io::{self, Write};
 
-use super::pcapng::frame;
+use super::frame;
 use super::step_line::step_line;
 use super::ReadError;
 use crate::clock::WallClock;

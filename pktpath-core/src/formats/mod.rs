@@ -2,7 +2,7 @@
 //! own, with the journey as JSON and the path as comments; Wireshark reads
 //! it), FreeBSD's mbuf_trace records (DLT_USER0, in pcap or pcapng), classic
 //! pcap (read), the step line both carry, and JSON lines (read; the JSON
-//! sink is in `output`).
+//! sink is in `crate::sinks`).
 //!
 //! Reading (`pktpath -r`): pcapng written by pktpath (exactly, from the
 //! journey each record carries), classic pcap or pcapng holding mbuf_trace
@@ -17,6 +17,7 @@ pub mod pcapng;
 pub mod step_line;
 
 use crate::journey::Journey;
+use crate::model::Step;
 
 /// What went wrong reading a capture.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +108,31 @@ fn read_json_lines(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError
         });
     }
     Ok(())
+}
+
+/// A step's bytes as an Ethernet frame (an Ethernet header is made up when
+/// the capture started at the IP header: one link type per file), and the
+/// original length.
+pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
+    let (l3, data) = s.packet.as_ref()?;
+    if !*l3 {
+        let orig = (ip_len + 14).max(data.len() as u32);
+        return Some((data.to_vec(), orig));
+    }
+    let ethertype: u16 = match data.first().map(|b| b >> 4) {
+        Some(6) => 0x86dd,
+        _ => 0x0800,
+    };
+    let mut f = vec![0u8; 12];
+    f.extend(ethertype.to_be_bytes());
+    f.extend_from_slice(data);
+    let orig = (ip_len + 14).max(f.len() as u32);
+    Some((f, orig))
+}
+
+/// The frame of a journey as first seen.
+pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
+    step_frame(j.steps.iter().find(|s| s.packet.is_some())?, j.len)
 }
 
 #[cfg(test)]

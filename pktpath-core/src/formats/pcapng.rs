@@ -21,10 +21,9 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgParser};
 
 use super::step_line::{self as lines, header_line, step_line, write_step_line};
-use super::{mbuf_trace, Link, ReadError, Replayed};
+use super::{frame, mbuf_trace, step_frame, Link, ReadError, Replayed};
 use crate::clock::WallClock;
 use crate::journey::Journey;
-use crate::model::Step;
 use crate::sinks::Sink;
 
 pub const LINKTYPE_ETHERNET: u16 = 1;
@@ -68,31 +67,6 @@ fn block(out: &mut impl Write, kind: u32, body: &[u8]) -> io::Result<()> {
     out.write_all(body)?;
     out.write_all(&vec![0u8; padded - body.len()])?;
     out.write_all(&total.to_le_bytes())
-}
-
-/// A step's bytes as an Ethernet frame (an Ethernet header is made up when
-/// the capture started at the IP header: one link type per file), and the
-/// original length.
-pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
-    let (l3, data) = s.packet.as_ref()?;
-    if !*l3 {
-        let orig = (ip_len + 14).max(data.len() as u32);
-        return Some((data.to_vec(), orig));
-    }
-    let ethertype: u16 = match data.first().map(|b| b >> 4) {
-        Some(6) => 0x86dd,
-        _ => 0x0800,
-    };
-    let mut f = vec![0u8; 12];
-    f.extend(ethertype.to_be_bytes());
-    f.extend_from_slice(data);
-    let orig = (ip_len + 14).max(f.len() as u32);
-    Some((f, orig))
-}
-
-/// The frame of a journey as first seen.
-pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
-    step_frame(j.steps.iter().find(|s| s.packet.is_some())?, j.len)
 }
 
 /// How packets are written.

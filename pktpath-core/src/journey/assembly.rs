@@ -11,8 +11,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::{Journey, NFT_BEHIND};
 use crate::diagnosis::{is_local_route, End};
-use crate::model::Role;
 use crate::model::{Detail, Step};
+use crate::sites::Role;
 
 struct Open {
     steps: Vec<Step>,

@@ -24,7 +24,7 @@ use crate::kernel::tracepoint::{Flavour, Functions, Selection, Tracer};
 use pktpath_core::clock::monotonic_ns;
 use pktpath_core::diagnosis::End;
 use pktpath_core::journey::{Journey, Journeys, NFT_LOSS, RING_LOSS, WHILE_ATTACHING};
-use pktpath_core::sinks::Sink;
+use pktpath_core::sinks::{Gate, Sink};
 
 /// What to trace and when to stop.
 pub struct TraceOptions {
@@ -129,10 +129,6 @@ fn progress_bar(n: usize) -> Option<indicatif::ProgressBar> {
     Some(b)
 }
 
-fn is_broken_pipe(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::BrokenPipe
-}
-
 /// Runs until `stop` is set, the count or the duration is reached.
 /// `on_ready` is called once the probes are attached.
 pub fn run(
@@ -222,8 +218,7 @@ pub fn run(
     // Records are decoded and grouped inside the ring buffer callback: no
     // copy of a whole poll's records is kept.
     let consumer = RefCell::new(Consumer {
-        opts,
-        sink,
+        out: Gate::new(sink, opts.drops_only, opts.count),
         tracer: &tracer,
         decoder,
         routes,
@@ -236,12 +231,10 @@ pub fn run(
         attached_ns,
         losses: Losses::default(),
         icmp_causes: Default::default(),
-        going: true,
         batch: 0,
         draining: false,
         last_ts: 0,
         ring_read_ns: 0,
-        error: None,
     });
     // Before the ring is mapped (twice its size): the peak stays that of
     // loading, or of tracing, not both.
@@ -258,7 +251,7 @@ pub fn run(
         // reached, or a batch is done (the loop then ties the nftables
         // steps and hands out the journeys held for them: a poll that ran
         // on through a busy ring held ~100 ms of journeys).
-        if c.going && (c.draining || c.batch < BATCH) {
+        if c.out.open() && (c.draining || c.batch < BATCH) {
             0
         } else {
             -1
@@ -288,10 +281,10 @@ pub fn run(
         c.tie_rule_steps(stopping);
         c.tick(stopping);
         c.batch = 0;
-        if let Some(e) = c.error.take() {
-            return Err(e);
+        if let Some(e) = c.out.take_error() {
+            return Err(anyhow::Error::new(e).context("writing output"));
         }
-        if stopping || !c.going {
+        if stopping || !c.out.open() {
             break;
         }
     }
@@ -301,8 +294,11 @@ pub fn run(
         mut summary,
         journeys,
         rules,
+        out,
         ..
     } = consumer.into_inner();
+    summary.journeys = out.shown;
+    summary.not_shown = out.not_shown;
     let counters = tracer.counters().unwrap_or_default();
     summary.lost = counters[CNT_LOST as usize];
     summary.filtered = counters[CNT_FILTERED as usize];
@@ -333,8 +329,8 @@ const SWEEP_NS: u64 = 5_000_000;
 /// Decodes records, groups them into journeys and hands finished ones to
 /// the sink.
 struct Consumer<'a> {
-    opts: &'a TraceOptions,
-    sink: &'a mut dyn Sink,
+    /// The sink, behind the rules of -c, --drops-only and a closed pipe.
+    out: Gate<'a>,
     /// For its loss counter.
     tracer: &'a Tracer,
     decoder: Decoder,
@@ -348,8 +344,6 @@ struct Consumer<'a> {
     summary: Summary,
     /// Event time of the next sweep for quiet journeys.
     next_sweep: u64,
-    /// False once the output is gone or the count is reached.
-    going: bool,
     /// Records read since the loop last went round.
     batch: u32,
     /// Read all that waits, however many (stopping).
@@ -366,13 +360,11 @@ struct Consumer<'a> {
     /// Journeys with an icmp_send step, by their packet's line: the ICMP
     /// error that names that packet (", for ...") is about that journey.
     icmp_causes: std::collections::HashMap<String, u64>,
-    /// The first error writing the output.
-    error: Option<anyhow::Error>,
 }
 
 impl Consumer<'_> {
     fn record(&mut self, raw: &RawEvent) {
-        if !self.going {
+        if !self.out.open() {
             return;
         }
         let Some(mut step) = self.decoder.decode(raw) else {
@@ -381,8 +373,7 @@ impl Consumer<'_> {
         self.routes.annotate(raw.journey, &mut step);
         self.tc.annotate(&mut step);
         self.summary.events += 1;
-        let r = self.sink.step(raw.journey, &step);
-        self.written(r);
+        self.out.step(raw.journey, &step);
         if let Some(rules) = self.rules.as_mut() {
             rules.observe(raw.journey, &step);
         }
@@ -422,15 +413,14 @@ impl Consumer<'_> {
         let Some(r) = self.rules.as_mut() else {
             return;
         };
-        let stream = self.sink.wants_steps();
+        let stream = self.out.wants_steps();
         let added = if stopping {
             r.catch_up(&mut self.journeys, Duration::from_secs(2))
         } else {
             r.poll(&mut self.journeys, stream, self.ring_read_ns)
         };
         for (journey, step) in added.into_iter().filter(|_| stream) {
-            let r = self.sink.step(journey, &step);
-            self.written(r);
+            self.out.step(journey, &step);
         }
     }
 
@@ -452,20 +442,11 @@ impl Consumer<'_> {
         for j in finished {
             self.emit(j);
         }
-        let r = self.sink.flush();
-        self.written(r);
+        self.out.flush();
     }
 
     fn emit(&mut self, mut j: Journey) {
-        if self.opts.drops_only && !j.end.is_real_drop() {
-            return;
-        }
-        if self.opts.count.is_some_and(|c| self.summary.journeys >= c) {
-            self.going = false;
-            self.summary.not_shown += 1;
-            return;
-        }
-        if !self.going {
+        if !self.out.admits(&j) {
             return;
         }
         self.check_losses();
@@ -473,12 +454,7 @@ impl Consumer<'_> {
         j.caveats.extend(found);
         self.link_icmp_error(&mut j);
         self.bridges.annotate(&mut j);
-        self.summary.journeys += 1;
-        let r = self.sink.journey(&j);
-        self.written(r);
-        if self.opts.count.is_some_and(|c| self.summary.journeys >= c) {
-            self.going = false;
-        }
+        self.out.write(&j);
     }
 
     /// Ties an ICMP or ICMPv6 error to the journey of the packet it is
@@ -516,19 +492,6 @@ impl Consumer<'_> {
         let ring = self.tracer.counter(CNT_LOST).unwrap_or(0);
         let nft = self.rules.as_ref().map_or(0, |r| r.lost());
         self.losses.check(now, ring, nft);
-    }
-
-    /// A broken pipe ends the run quietly; other errors end it with the error.
-    fn written(&mut self, r: std::io::Result<()>) {
-        match r {
-            Ok(()) => {}
-            Err(e) if is_broken_pipe(&e) => self.going = false,
-            Err(e) => {
-                self.going = false;
-                self.error
-                    .get_or_insert(anyhow::Error::new(e).context("writing output"));
-            }
-        }
     }
 }
 

@@ -51,8 +51,8 @@ pub const ROLE_FREE: u8 = 1;
 pub const ROLE_DELIVER: u8 = 2;
 
 /// A site's role as the BPF side's slot and function tables hold it.
-pub fn role(r: pktpath_core::model::Role) -> u8 {
-    use pktpath_core::model::Role;
+pub fn role(r: pktpath_core::sites::Role) -> u8 {
+    use pktpath_core::sites::Role;
     match r {
         Role::Pass => ROLE_PASS,
         Role::Free => ROLE_FREE,

@@ -1,0 +1,85 @@
+//! `pktpath [FILTER]`: a live trace (or, with -r, a replay).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::options::{filter, functions, nft_trace, ring_bytes, selection, sink};
+use super::{replay, STOP};
+use crate::cli::TraceArgs;
+use crate::collect::{self, TraceOptions};
+use crate::kernel::btf::Inventory;
+use crate::UsageError;
+
+pub fn run(args: &TraceArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.read {
+        return replay::run(args, path);
+    }
+    let expr = args.filter.join(" ");
+    let (nft_trace, nft_sweep) = nft_trace(args.no_nft_trace, args.netns.as_deref(), &expr);
+    let opts = TraceOptions {
+        filter: filter(&expr)?,
+        selection: selection(args)?,
+        backend: args.backend.flavour(),
+        ring_bytes: ring_bytes(args.ring_size)?,
+        count: args.count,
+        duration: args.duration.map(Duration::from_secs_f64),
+        idle: Duration::from_secs_f64(args.idle_timeout.max(0.01)),
+        drops_only: args.output.drops_only,
+        functions: functions(args)?,
+        nft_trace,
+        nft_sweep,
+    };
+    let inv = Inventory::load()?;
+    if let Some(site) = &opts.selection.start_at {
+        let known = inv.tracepoints.contains_key(site)
+            || opts
+                .functions
+                .as_ref()
+                .is_some_and(|f| f.sites.iter().any(|s| &s.name == site));
+        if !known {
+            return Err(UsageError(format!(
+                "--start-at {site}: no such tracepoint or attached function"
+            ))
+            .into());
+        }
+    }
+    let mut out = sink(&args.output)?;
+    let summary = collect::run(&inv, &opts, out.as_mut(), &STOP, |t| {
+        for (tp, why) in &t.failed {
+            eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
+        }
+        if !t.func_failed.is_empty() {
+            eprintln!(
+                "pktpath: {} functions could not be attached (e.g. {}: {})",
+                t.func_failed.len(),
+                t.func_failed[0].0,
+                t.func_failed[0].1
+            );
+        }
+        let backend = match &t.functions {
+            Some(f) => format!("{} + {}", f.backend.name(), t.flavour.name()),
+            None => t.flavour.name().to_string(),
+        };
+        eprintln!(
+            "pktpath: attached {} sites ({backend}) in {:.1} s, {} not attachable; tracing {}; \
+             Ctrl-C to stop",
+            t.attached(),
+            t.attach_time.as_secs_f64(),
+            t.func_failed.len() + t.failed.len(),
+            if expr.is_empty() {
+                "all packets".to_string()
+            } else {
+                format!("'{expr}'")
+            },
+        );
+        if let Some(p) = &args.ready_file {
+            std::fs::write(p, "ready\n")
+                .with_context(|| format!("cannot write ready file {}", p.display()))?;
+        }
+        Ok(())
+    })?;
+    eprintln!("pktpath: {}", summary.line());
+    Ok(ExitCode::SUCCESS)
+}
