@@ -2132,7 +2132,7 @@ static __always_inline __u32 patched_site(void)
 {
 	__u64 site;
 
-	asm volatile("%0 = " pp_str(SITE_MAGIC) : "=r"(site));
+	asm volatile("%0 = %1" : "=r"(site) : "i"(SITE_MAGIC));
 	return site;
 }
 
@@ -2255,6 +2255,7 @@ int kprobe_one(struct pt_regs *ctx) { return kprobe_common(ctx); }
 SEC("kretprobe")
 int kretprobe_one(struct pt_regs *ctx) { return kretprobe_common(ctx); }
 
+/* MAX_SLOTS of them: slot_0 to slot_47 (a test of src/kernel/abi.rs counts). */
 #define SLOT(n) \
 	TP_SEC("pktpath_slot") int slot_##n(__u64 *ctx) { return handle_skb(ctx, n); }
 

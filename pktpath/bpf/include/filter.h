@@ -22,14 +22,8 @@
 
 #include "pktpath.h"
 
-#define __pp_str(x) #x
-#define pp_str(x) __pp_str(x)
-
-#define FILTER_RESERVE \
-	".rept " pp_str(FILTER_MAX_INSNS) " - 1;\n" \
-	"goto +0;\n" \
-	".endr;\n"
-
+/* The constants are enumerators (pktpath.h): immediate operands ("i"), as
+ * the preprocessor cannot spell them into the assembly text. */
 #define DEFINE_FILTER(name, magic)						\
 static __always_inline __u64 name(struct filter_scratch *scratch, __u64 caplen)\
 {										\
@@ -37,9 +31,12 @@ static __always_inline __u64 name(struct filter_scratch *scratch, __u64 caplen)\
 	register __u64 r2 asm("r2") = caplen;					\
 	register __u64 r0 asm("r0");						\
 										\
-	asm volatile("call " pp_str(magic) ";\n" FILTER_RESERVE		\
+	asm volatile("call %[helper];\n"					\
+		     ".rept %[insns] - 1;\n"					\
+		     "goto +0;\n"						\
+		     ".endr;\n"							\
 		     : "=r"(r0), "+r"(r1), "+r"(r2)				\
-		     :								\
+		     : [helper] "i"(magic), [insns] "i"(FILTER_MAX_INSNS)	\
 		     : "r3", "r4", "r5", "memory");				\
 	return r0;								\
 }

@@ -3,24 +3,43 @@
  * The kernel/user ABI of pktpath: the read-only config set between open and
  * load, and the event records written to the ring buffer.
  *
- * Keep in sync with pktpath/src/kernel/abi.rs (a unit test compares the sizes
- * against this object's BTF).
+ * This header is the one source of truth; pktpath/src/kernel/abi.rs holds the
+ * Rust twins, and its tests compare them with the compiled object's BTF:
+ * every member of every struct here (name, order, offset, size) and every
+ * constant. So the constants are enumerators, not macros (a macro leaves no
+ * trace in BTF), each enum is listed in struct pktpath_abi at the end (BTF
+ * only has the types something uses), and a change here that abi.rs does not
+ * follow fails `cargo test`.
  */
 #ifndef __PKTPATH_H
 #define __PKTPATH_H
 
-/* Tracepoint programs are generic slots: user space picks the tracepoint. */
-#define MAX_SLOTS 48
-/* Raw tracepoint arguments captured per event. */
-#define MAX_ARGS 6
-/* Bytes of packet the filter can look at, and bytes copied into events. */
-#define FILTER_PKT_MAX 256
-#define EVENT_PKT_MAX 128
-/* eBPF instructions reserved for each spliced filter (see filter.h). */
-#define FILTER_MAX_INSNS 1024
-/* Placeholder helper ids marking where the L2 and L3 filters go. */
-#define FILTER_MAGIC_L2 0x70c2f11a
-#define FILTER_MAGIC_L3 0x70c3f11a
+enum limits {
+	/* Tracepoint programs are generic slots: user space picks the
+	 * tracepoint. pktpath.bpf.c defines slot_0 to slot_<MAX_SLOTS - 1>. */
+	MAX_SLOTS = 48,
+	/* Raw tracepoint arguments captured per event. */
+	MAX_ARGS = 6,
+	/* An argument index meaning "none" (skb_arg, qdisc_arg...). */
+	ARG_NONE = 0xff,
+	/* Bytes of packet the filter can look at, and bytes copied into events. */
+	FILTER_PKT_MAX = 256,
+	EVENT_PKT_MAX = 128,
+	/* eBPF instructions reserved for each spliced filter (see filter.h). */
+	FILTER_MAX_INSNS = 1024,
+	/* Function sites: ids index func_cfgs[]; kprobes carry the id as cookie. */
+	MAX_FUNCS = 16384,
+};
+
+/* Immediates that user space finds and replaces in the instructions. */
+enum placeholder {
+	/* Helper ids marking where the L2 and L3 filters go (filter.h). */
+	FILTER_MAGIC_L2 = 0x70c2f11a,
+	FILTER_MAGIC_L3 = 0x70c3f11a,
+	/* The site id in the fentry/fexit templates, replaced in each copy
+	 * (src/kernel/fentry.rs). */
+	SITE_MAGIC = 0x51735173,
+};
 
 /* struct event.kind */
 enum event_kind {
@@ -33,29 +52,27 @@ enum event_kind {
 	EVENT_SOCK = 7,	 /* sk_data_ready: queued to a datagram socket */
 };
 
-/* Function sites: ids index func_cfgs[]; kprobes carry the id as cookie. */
-#define MAX_FUNCS 16384
-/* Placeholder immediate of the site id in the fentry/fexit templates,
- * replaced in each copy (src/kernel/functions.rs). */
-#define SITE_MAGIC 0x51735173
-
 /* struct func_cfg.flags */
-#define FUNC_F_RETURNS_SKB 0x1	/* traced on return too (fexit/kretprobe) */
-#define FUNC_F_NO_START 0x2	/* packets first seen here start no journey */
-#define FUNC_F_SKB_PTRPTR 0x4	/* the argument is struct sk_buff **: read through it */
+enum func_flags {
+	FUNC_F_RETURNS_SKB = 0x1, /* traced on return too (fexit/kretprobe) */
+	FUNC_F_NO_START = 0x2,	  /* packets first seen here start no journey */
+	FUNC_F_SKB_PTRPTR = 0x4,  /* the argument is struct sk_buff **: read through it */
+};
 
 struct func_cfg {
-	unsigned char skb_arg; /* index of the struct sk_buff * argument, 0xff none */
+	unsigned char skb_arg; /* index of the struct sk_buff * argument, ARG_NONE: none */
 	unsigned char role;    /* enum slot_role */
 	unsigned char flags;   /* FUNC_F_* */
-	unsigned char nf_state_arg; /* index of a struct nf_hook_state * argument, 0xff none:
+	unsigned char nf_state_arg; /* index of a struct nf_hook_state * argument, ARG_NONE: none;
 				     * its hook and protocol family go in args[1], args[2] */
 };
 
 /* struct event.flags */
-#define EVENT_F_FIRST 0x1	/* first event of its journey */
-#define EVENT_F_L3 0x2		/* data[] starts at the network header */
-#define EVENT_F_CORRELATED 0x4	/* tied to the packet by CPU and addresses */
+enum event_flags {
+	EVENT_F_FIRST = 0x1,	  /* first event of its journey */
+	EVENT_F_L3 = 0x2,	  /* data[] starts at the network header */
+	EVENT_F_CORRELATED = 0x4, /* tied to the packet by CPU and addresses */
+};
 
 /* struct slot_cfg.role: what a site means for tracking */
 enum slot_role {
@@ -66,17 +83,19 @@ enum slot_role {
 };
 
 /* struct slot_cfg.flags */
-#define SLOT_F_NO_START 0x1 /* packets first seen here start no journey */
-#define SLOT_F_CONSUME 0x2  /* frees a packet that was done with (not a drop) */
+enum slot_flags {
+	SLOT_F_NO_START = 0x1, /* packets first seen here start no journey */
+	SLOT_F_CONSUME = 0x2,  /* frees a packet that was done with (not a drop) */
+};
 
 struct slot_cfg {
 	unsigned char skb_arg;	 /* index of the struct sk_buff * argument */
 	unsigned char nargs;	 /* number of tracepoint arguments */
-	unsigned char qdisc_arg; /* index of a struct Qdisc * argument, or 0xff */
+	unsigned char qdisc_arg; /* index of a struct Qdisc * argument, or ARG_NONE */
 	unsigned char role;	 /* enum slot_role */
-	unsigned char sock_arg;	 /* index of a struct sock * argument, or 0xff */
+	unsigned char sock_arg;	 /* index of a struct sock * argument, or ARG_NONE */
 	unsigned char flags;	 /* SLOT_F_* */
-	unsigned char dev_arg;	 /* index of a struct net_device * argument, or 0xff */
+	unsigned char dev_arg;	 /* index of a struct net_device * argument, or ARG_NONE */
 	unsigned char pad;
 };
 
@@ -137,6 +156,7 @@ struct event {
 	char dev[16];		    /* device name */
 	char qdisc_kind[16];	    /* qdisc ops id, for qdisc sites */
 	unsigned char data[EVENT_PKT_MAX]; /* packet from L2 or L3; FIB: addresses */
+	unsigned int pad3;	    /* to the alignment of ts: no padding unnamed */
 };
 
 /* Per-CPU scratch the filter reads: the packet, cBPF memory, wire length. */
@@ -155,5 +175,24 @@ enum counter {
 	CNT_EVENTS = 3,	  /* events emitted */
 	CNT_MAX = 4,
 };
+
+/*
+ * One member per enum above, so that each is in the object's BTF: clang
+ * writes a type there only when a variable, function or map uses it, and
+ * using an enumerator does not use its enum. The variable is alone in an ELF
+ * section that libbpf skips (it is no map, and no program reads it); only
+ * its BTF is loaded, as with the license.
+ */
+struct pktpath_abi {
+	enum limits limits;
+	enum placeholder placeholder;
+	enum event_kind event_kind;
+	enum func_flags func_flags;
+	enum event_flags event_flags;
+	enum slot_role slot_role;
+	enum slot_flags slot_flags;
+	enum counter counter;
+};
+const struct pktpath_abi pktpath_abi __attribute__((section(".pktpath_abi"), used)) = {};
 
 #endif

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, OpenObject};
 
-use super::abi::{self, Config, ReadSetCfg, SlotCfg, MAX_ARGS, MAX_SLOTS};
+use super::abi::{self, Config, ReadSetCfg, SlotCfg, ARG_NONE, MAX_ARGS, MAX_SLOTS};
 use super::btf::{Inventory, Tracepoint};
 use super::fentry;
 use super::functions::FuncSite;
@@ -260,17 +260,17 @@ impl Tracer {
                 qdisc_arg: tp
                     .qdisc_arg()
                     .filter(|&q| q < MAX_ARGS)
-                    .map_or(0xff, |q| q as u8),
+                    .map_or(ARG_NONE, |q| q as u8),
                 role: abi::role(sites::info(&tp.name).role),
                 sock_arg: tp
                     .sock_arg()
                     .filter(|&q| q < MAX_ARGS)
-                    .map_or(0xff, |q| q as u8),
+                    .map_or(ARG_NONE, |q| q as u8),
                 flags: slot_flags(&tp.name, sel.start_at.as_deref()),
                 dev_arg: tp
                     .dev_arg()
                     .filter(|&q| q < MAX_ARGS)
-                    .map_or(0xff, |q| q as u8),
+                    .map_or(ARG_NONE, |q| q as u8),
                 pad: 0,
             };
         }
@@ -335,7 +335,7 @@ impl Tracer {
             .ok_or_else(|| anyhow!("func_cfgs map missing"))?;
         for (id, site) in f.sites.iter().enumerate().take(abi::MAX_FUNCS) {
             let c = abi::FuncCfg {
-                skb_arg: site.skb_arg.unwrap_or(0xff),
+                skb_arg: site.skb_arg.unwrap_or(ARG_NONE),
                 role: abi::role(sites::function_role(&site.name)),
                 flags: (site.returns_skb as u8 * abi::FUNC_F_RETURNS_SKB)
                     | (site.skb_ptrptr as u8 * abi::FUNC_F_SKB_PTRPTR)
@@ -346,10 +346,9 @@ impl Tracer {
                     } else {
                         abi::FUNC_F_NO_START
                     },
-                nf_state_arg: site.nf_state_arg.unwrap_or(0xff),
+                nf_state_arg: site.nf_state_arg.unwrap_or(ARG_NONE),
             };
-            let bytes = [c.skb_arg, c.role, c.flags, c.nf_state_arg];
-            map.update(&(id as u32).to_ne_bytes(), &bytes, MapFlags::ANY)?;
+            map.update(&(id as u32).to_ne_bytes(), c.as_bytes(), MapFlags::ANY)?;
         }
         let max_arg = if f.backend == FuncBackend::Fentry {
             12
