@@ -699,17 +699,30 @@ static __noinline __u64 inner_fingerprint(__u64 start, __u32 l3)
 	return fp ^ ((__u64)seq << 8);
 }
 
+/* The bits of an IPv4 fingerprint that a datagram's fragments share with
+ * it: version, protocol and IP id (not the length). */
+#define FP_DATAGRAM 0x00ff0000ffff00ffULL
+
 /*
  * Whether the headers a site sees are still those of tracked packet `t`:
  * its fingerprint, or a tunnel's outer headers now around it (encapsulated
  * in the same skb), or the inner packet of the tunnel packet it was
  * (decapsulated). The fingerprints follow.
+ *
+ * A fragment's skb that completes its datagram goes on as the datagram
+ * (reassembly gives it the first fragment's headers and the whole length):
+ * the same IPv4 id and protocol. Another id at its address is another
+ * packet: fragments freed by reassembly fire no tracepoint, and the next
+ * datagram's fragments come back at their addresses (a journey took the
+ * next datagram's fragments in, under load).
  */
 static __always_inline bool same_packet(struct track *t, struct pkt_view *v)
 {
 	__u64 fp = fingerprint(v), inner;
 
 	if (fp == t->fp)
+		return true;
+	if (t->frag && ((t->fp & 0xff) != 4 || !((fp ^ t->fp) & FP_DATAGRAM)))
 		return true;
 	inner = inner_fingerprint((__u64)v->start, v->l3);
 	if ((t->inner_fp && fp == t->inner_fp) || (inner && inner == t->fp)) {
@@ -1465,12 +1478,13 @@ __noinline int obs_begin(struct obs *o)
 	 * before it can drop the inner packet, with no site in between. A
 	 * fragment's skb takes the buffer and headers of its datagram's first
 	 * fragment when it completes it (reassembly), and goes on as the
-	 * datagram: neither is checked for it.
+	 * datagram: its frees are not checked, and its headers only for the
+	 * datagram's IP id (same_packet()).
 	 */
 	now = t ? bpf_ktime_get_ns() : 0;
 	if (t && (now - t->last_ts > cfg.stale_ns ||
 		  (!cfg.funcs_active && t->state == ROLE_DELIVER && o->role != ROLE_DELIVER) ||
-		  (!cfg.funcs_active && o->v.caplen && t->fp && !t->frag && !same_packet(t, &o->v)) ||
+		  (!cfg.funcs_active && o->v.caplen && t->fp && !same_packet(t, &o->v)) ||
 		  (!cfg.funcs_active && o->role == ROLE_FREE && t->head && o->have_id && !t->frag &&
 		   (o->id.head != t->head ||
 		    (o->consume && (o->id.mac != t->mac || o->id.nh != t->nh)))))) {
@@ -2255,7 +2269,7 @@ int kprobe_one(struct pt_regs *ctx) { return kprobe_common(ctx); }
 SEC("kretprobe")
 int kretprobe_one(struct pt_regs *ctx) { return kretprobe_common(ctx); }
 
-/* MAX_SLOTS of them: slot_0 to slot_47 (a test of src/kernel/abi.rs counts). */
+/* MAX_SLOTS of them: slot_0 to slot_47 (a test of src/abi.rs counts). */
 #define SLOT(n) \
 	TP_SEC("pktpath_slot") int slot_##n(__u64 *ctx) { return handle_skb(ctx, n); }
 

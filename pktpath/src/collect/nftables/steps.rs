@@ -21,9 +21,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::nftrace::{
-    run_in, translate_filter, NetnsRef, NftTrace, NftraceSession, RulesetCache, TraceKind,
-};
+use super::nftrace::{translate_filter, NftTrace, NftraceSession, RulesetCache, TraceKind};
+use crate::netns::{run_in, NetnsRef};
 use pktpath_core::journey::{Attached, Journeys};
 use pktpath_core::model::{Detail, SiteKind, Step};
 use pktpath_core::packet::be16;
