@@ -150,13 +150,126 @@ pub struct DropInfo {
     pub code: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// What pktpath found out about this drop when it happened (e.g.
-    /// the rp_filter setting and the route back), in words.
+    /// What pktpath found out about this drop when it happened (the
+    /// rp_filter setting and the route back, the MTU of the way out, the
+    /// tc filters), as data; `diagnosis` puts it in words.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub explanation: Option<String>,
-    /// The fix that goes with `explanation`.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub hint: Option<String>,
+    pub found: Option<Cause>,
+}
+
+/// What decided a drop, as data: the configured object the explanation
+/// names (a rule, a route, a filter, a setting), or the kernel's reason
+/// alone. Found by the diagnosis from a journey's steps, or by an enricher
+/// from the kernel's state when the drop happened; `diagnosis::words` says
+/// it in words, a report links to it, an expectation compares with it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    /// Nothing more than the kernel's drop reason.
+    Reason { reason: String },
+    /// An nftables rule (its handle and text, as `nft -a list ruleset`
+    /// prints it).
+    NftRule {
+        family: String,
+        table: String,
+        chain: String,
+        handle: Option<u64>,
+        rule: Option<String>,
+    },
+    /// The policy of an nftables chain: no rule accepted the packet.
+    NftPolicy {
+        family: String,
+        table: String,
+        chain: String,
+    },
+    /// A rule of a table iptables-nft manages: its number in the chain and
+    /// its `-A` line.
+    Iptables {
+        family: String,
+        table: String,
+        chain: String,
+        number: u32,
+        rule: String,
+    },
+    /// A rule of a legacy x_tables table, which has no trace interface:
+    /// the tool that lists it and the table's code.
+    LegacyTable {
+        netns: String,
+        tool: String,
+        code: String,
+    },
+    /// A blackhole, unreachable or prohibit route.
+    Route {
+        netns: String,
+        table: String,
+        dst: String,
+        prefix: Option<String>,
+        route: String,
+    },
+    /// No route to the destination.
+    NoRoute {
+        netns: String,
+        table: String,
+        dst: String,
+        src: String,
+        iif: Option<String>,
+    },
+    /// The time to live (IPv6: hop limit) ran out at a router; the ICMP
+    /// error sent back, and to whom, when seen.
+    Ttl {
+        v6: bool,
+        icmp_sent: bool,
+        to: Option<String>,
+    },
+    /// Too big for the device its route leaves by (`len` bytes; `mtu`
+    /// when it could be read), and not to be fragmented; `route` when the
+    /// route sets an MTU of its own.
+    Mtu {
+        netns: String,
+        dev: String,
+        mtu: Option<u32>,
+        len: u32,
+        route: Option<String>,
+    },
+    /// The reverse-path filter of `dev`: the sysctl values (the device's
+    /// and `all`'s) and the route back to the source.
+    RpFilter {
+        netns: String,
+        dev: String,
+        src: String,
+        here: Option<u32>,
+        all: Option<u32>,
+        back: Option<RouteBack>,
+    },
+    /// A tc filter of `dev` (the filters there, in words, and the ids of
+    /// their BPF programs).
+    Tc {
+        netns: String,
+        dev: String,
+        direction: String,
+        filters: Vec<String>,
+        progs: Vec<u64>,
+    },
+    /// The VLAN filter of a bridge port.
+    VlanFilter {
+        netns: String,
+        bridge: String,
+        port: String,
+        vid: Option<u16>,
+        why: String,
+    },
+    /// Queued to a socket, and purged unread when the application closed
+    /// it.
+    Purged { socket: String },
+}
+
+/// The route back to a source, as the reverse-path filter saw it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RouteBack {
+    /// As `ip route` prints it.
+    pub route: String,
+    /// The devices it leaves by.
+    pub devs: Vec<String>,
 }
 
 /// A queueing discipline (Detail::Qdisc).

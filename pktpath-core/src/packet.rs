@@ -148,6 +148,30 @@ fn network(data: &[u8], l3: bool) -> Option<(u16, &[u8])> {
     Some((ethertype, data.get(off + 2..)?))
 }
 
+/// The IPv4 id of a packet: two packets of one flow with the same header
+/// line differ in it.
+pub fn ipv4_id(data: &[u8], l3: bool) -> Option<u16> {
+    match network(data, l3)? {
+        (0x0800, b) => be16(b, 4),
+        _ => None,
+    }
+}
+
+/// For an ICMP error (IPv4), the IPv4 id of the packet it is about: the
+/// error quotes its header after its own 8 bytes.
+pub fn quoted_ipv4_id(data: &[u8], l3: bool) -> Option<u16> {
+    let (0x0800, b) = network(data, l3)? else {
+        return None;
+    };
+    let ihl = ((b.first()? & 0xf) as usize) * 4;
+    let icmp = b.get(ihl..)?;
+    if *b.get(9)? != 1 || icmp_error_words(false, *icmp.first()?, *icmp.get(1)?).is_none() {
+        return None;
+    }
+    let inner = icmp.get(8..)?;
+    (inner.first()? >> 4 == 4).then(|| be16(inner, 4)).flatten()
+}
+
 fn ipv4_fragment(b: &[u8]) -> Option<Fragment> {
     let ihl = ((b.first()? & 0xf) as u32) * 4;
     let frag = be16(b, 6)?;
@@ -514,6 +538,23 @@ mod tests {
         }
         let line = decode(&p, true).unwrap().line();
         assert!(line.matches("port unreachable").count() >= 5, "{line}");
+    }
+
+    /// An ICMP error and the packet it quotes share that packet's IP id.
+    #[test]
+    fn an_icmp_error_quotes_the_ip_id_of_its_cause() {
+        let cause = [
+            0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 1, 17, 0, 0, 10, 0, 1, 2, 10, 0, 2, 2,
+        ];
+        let mut error = vec![0x45, 0, 0, 56, 0xab, 0xcd, 0, 0, 64, 1, 0, 0];
+        error.extend([10, 0, 1, 1, 10, 0, 1, 2, 3, 3, 0, 0, 0, 0, 0, 0]);
+        error.extend(cause);
+        assert_eq!(ipv4_id(&cause, true), Some(0x1234));
+        assert_eq!(ipv4_id(&error, true), Some(0xabcd));
+        assert_eq!(quoted_ipv4_id(&error, true), Some(0x1234));
+        assert_eq!(quoted_ipv4_id(&cause, true), None, "not an ICMP error");
+        error[20] = 8; // an echo request quotes nothing
+        assert_eq!(quoted_ipv4_id(&error, true), None);
     }
 
     #[test]

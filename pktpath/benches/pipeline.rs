@@ -22,8 +22,8 @@ use std::hint::black_box;
 use std::io::{self, BufWriter};
 use std::time::Instant;
 
+use pktpath::abi::{self, RawEvent};
 use pktpath::collect::decode::Decoder;
-use pktpath::kernel::abi::{self, RawEvent};
 use pktpath::kernel::btf::{ArgKind, Inventory, Param, Tracepoint};
 use pktpath::kernel::tracepoint::plan;
 use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions};
@@ -242,7 +242,7 @@ enum Stage {
 }
 
 fn pass(inv: &Inventory, slots: &[Tracepoint], events: u64, stage: Stage) -> (f64, u64) {
-    let netns = pktpath::enrich::netns::own_inode().unwrap_or(4026531840);
+    let netns = pktpath::netns::own_inode().unwrap_or(4026531840);
     let mut decoder = Decoder::new(slots.to_vec(), inv.clone());
     let mut stream = Stream::new(slots, netns);
     let mut journeys = Journeys::default();

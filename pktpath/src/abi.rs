@@ -120,31 +120,6 @@ pub struct ReadSetCfg {
     pub pad: [u8; 6],
 }
 
-impl ReadSetCfg {
-    /// The masks of `set` (None: off, the filter reads other bytes too).
-    pub fn new(set: Option<crate::filter::cbpf::ReadSet>) -> ReadSetCfg {
-        let Some(set) = set else {
-            return ReadSetCfg::default();
-        };
-        let mut c = ReadSetCfg {
-            on: 1,
-            msh: set.msh,
-            ..ReadSetCfg::default()
-        };
-        for i in 0..64 {
-            if set.abs >> i & 1 == 1 {
-                c.abs[i / 8] |= 0xff << (8 * (i % 8));
-            }
-        }
-        for i in 0..32 {
-            if set.ind >> i & 1 == 1 {
-                c.ind[i / 8] |= 0xff << (8 * (i % 8));
-            }
-        }
-        c
-    }
-}
-
 /// `struct config`: the read-only config, written between open and load.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::netlab::{in_netns, Lab};
+use crate::netlab::Lab;
+use crate::netns::in_netns;
 
 pub const PREFIX: &str = "ppdemo-";
 /// The filter the demo traces with.

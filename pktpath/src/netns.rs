@@ -104,8 +104,8 @@ pub struct NetnsRef {
 impl NetnsRef {
     /// A namespace made with `ip netns add NAME`.
     pub fn named(name: &str) -> Result<NetnsRef> {
-        let inode = named_inode(name)
-            .ok_or_else(|| anyhow!("no network namespace named {name}"))?;
+        let inode =
+            named_inode(name).ok_or_else(|| anyhow!("no network namespace named {name}"))?;
         let path = NETNS_DIRS
             .iter()
             .map(|d| PathBuf::from(d).join(name))
@@ -133,8 +133,8 @@ impl NetnsRef {
 
     /// Namespace `inode`, found under /run/netns or through a process in it.
     pub fn from_inode(inode: u32) -> Result<NetnsRef> {
-        let path = path_of(inode)
-            .ok_or_else(|| anyhow!("no way to enter network namespace {inode}"))?;
+        let path =
+            path_of(inode).ok_or_else(|| anyhow!("no way to enter network namespace {inode}"))?;
         let name = match path.parent().and_then(|p| p.to_str()) {
             Some(d) if NETNS_DIRS.contains(&d) => path
                 .file_name()
@@ -146,7 +146,7 @@ impl NetnsRef {
         Ok(NetnsRef { name, path, inode })
     }
 
-    fn is_own(&self) -> bool {
+    pub fn is_own(&self) -> bool {
         own_inode() == Some(self.inode)
     }
 }
@@ -155,14 +155,7 @@ impl NetnsRef {
 /// input; its standard output.
 pub fn run_in(ns: &NetnsRef, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args);
     // Kept open until the child has started.
     let ns_file = if ns.is_own() {
         None
@@ -182,19 +175,30 @@ pub fn run_in(ns: &NetnsRef, program: &str, args: &[&str], input: Option<&str>) 
             });
         }
     }
+    let shown = format!("{program} {} in netns {}", args.join(" "), ns.name);
+    output(&mut cmd, input, &shown)
+}
+
+/// Runs `cmd` with `input` on its standard input: its standard output, or
+/// an error naming it (`shown`) with what it wrote on standard error.
+pub fn output(cmd: &mut Command, input: Option<&str>, shown: &str) -> Result<String> {
     let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot run {program} in netns {}", ns.name))?;
-    drop(ns_file);
+        .with_context(|| format!("cannot run {shown}"))?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin.write_all(text.as_bytes())?;
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
-            "{program} {} in netns {} failed: {}",
-            args.join(" "),
-            ns.name,
+            "{shown} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

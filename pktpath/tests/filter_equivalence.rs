@@ -6,9 +6,9 @@
 //! eBPF in the rbpf interpreter, with the memory layout and register contract
 //! of the kernel side. No kernel and no privileges are needed.
 
+use pktpath::abi::{FILTER_PKT_MAX, SCRATCH_WIRELEN_OFF};
 use pktpath::filter::ebpf::{translate, Insn};
 use pktpath::filter::{cbpf, Layer};
-use pktpath::kernel::abi::{FILTER_PKT_MAX, SCRATCH_WIRELEN_OFF};
 
 const FILTERS: &[&str] = &[
     "",

@@ -395,7 +395,7 @@ fn a_packet_dropped_at_its_first_site_starts_its_journey_there() {
         .unwrap();
     let p = Pktpath::start(&["--netns", &net.client, &net.only("udp port 5040")]);
     let dst = net.server_ip();
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..50 {
             // EPERM: the rule dropped it.
@@ -425,7 +425,7 @@ fn a_turned_down_flow_does_not_hide_a_packet_the_filter_takes() {
     let net = Net::new(217);
     let p = Pktpath::start(&[&net.only("udp dst port 5060 and udp[8:4] = 0x70707070")]);
     let dst = format!("{}:5060", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..50 {
             s.send_to(b"aaaa same length", &dst).unwrap();
@@ -542,7 +542,7 @@ fn a_reused_skb_address_does_not_end_the_last_packet_there() {
         n
     });
     let (client, server) = (net.client_ip(), net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind(format!("{client}:7004")).unwrap();
         for _ in 0..1500 {
             s.send_to(b"to a connected socket", format!("{server}:7003"))
@@ -677,7 +677,7 @@ fn count_says_how_many_journeys_it_did_not_show() {
     let net = Net::new(250);
     let p = Pktpath::start(&["-c", "1", &net.only("udp port 5031")]);
     let to = format!("{}:5031", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..50 {
             s.send_to(b"burst", &to).unwrap();
@@ -727,7 +727,7 @@ fn journeys_in_flight_during_a_ring_buffer_loss_say_so() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let to = format!("{}:5033", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..20_000 {
             let _ = s.send_to(b"flood", &to);
@@ -895,7 +895,7 @@ fn demo_runs_and_cleans_up() {
         "{err}\n{dropped:#}"
     );
     assert!(
-        !pktpath::netlab::list_netns()
+        !pktpath::netns::list_netns()
             .iter()
             .any(|n| n.starts_with("ppdemo-")),
         "demo namespaces removed"
@@ -996,7 +996,7 @@ fn lacks_sk_data_ready() -> bool {
 /// A UDP socket on the server's address and `port`, bound when this
 /// returns; joining it gives the sizes of the datagrams it read, until
 /// none came for 2 s.
-fn udp_receiver(net: &Net, port: u16) -> pktpath::netlab::NsThread<Vec<usize>> {
+fn udp_receiver(net: &Net, port: u16) -> pktpath::netns::NsThread<Vec<usize>> {
     let addr = format!("{}:{port}", net.server_ip());
     common::listening(&net.server, move |ready| {
         let s = std::net::UdpSocket::bind(addr).unwrap();
@@ -1071,7 +1071,7 @@ fn an_echo_reply_is_delivered_to_its_ping_socket() {
         .unwrap();
     let p = Pktpath::start(&[&format!("icmp and host {}", net.client_ip())]);
     let server: std::net::Ipv4Addr = net.server_ip().parse().unwrap();
-    let (id, got, fd) = pktpath::netlab::in_netns(&net.client, move || {
+    let (id, got, fd) = pktpath::netns::in_netns(&net.client, move || {
         // SAFETY: plain socket calls on a socket this closure owns, with
         // buffers that outlive them.
         unsafe {
@@ -1160,7 +1160,7 @@ fn a_packet_written_into_a_tun_device_is_answered() {
     require_root!();
     let mut lab = pktpath::netlab::Lab::new("pt197-").unwrap();
     let ns = lab.netns("tun").unwrap();
-    let fd = pktpath::netlab::in_netns(&ns, || {
+    let fd = pktpath::netns::in_netns(&ns, || {
         // SAFETY: a TUNSETIFF request with a zeroed ifreq naming the device.
         unsafe {
             let fd = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK);
@@ -1234,7 +1234,7 @@ fn a_packet_written_into_a_tun_device_is_answered() {
 /// `port`: over links of MTU 1500, three fragments each.
 fn three_big_datagrams(net: &Net, port: u16) {
     let dst = format!("{}:{port}", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..3 {
             s.send_to(&[7u8; 3500], &dst).unwrap();
@@ -1444,7 +1444,7 @@ fn a_tc_drop_names_its_filter() {
         .as_u64()
         .unwrap();
     let p = Pktpath::start(&["udp port 7006 and host 10.230.0.2"]);
-    pktpath::netlab::in_netns(&client, || {
+    pktpath::netns::in_netns(&client, || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         s.send_to(b"to be shot", "10.230.0.2:7006").unwrap();
     })

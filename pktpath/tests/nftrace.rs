@@ -1,4 +1,4 @@
-//! Root tests of nftables tracing (`pktpath::enrich::nftrace`) on the real
+//! Root tests of nftables tracing (`pktpath::collect::nftables`) on the real
 //! kernel: a tracing table in sandbox namespaces, real UDP packets, the
 //! trace messages naming the user's rule, and no table left behind (after
 //! a drop, and after a SIGKILL once the next session starts).
@@ -9,10 +9,13 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pktpath::enrich::nftrace::{
-    translate_filter, NetnsRef, NftTrace, NftraceSession, RulesetCache, TraceKind,
-};
-use pktpath::netlab::{in_netns, Lab};
+use pktpath::collect::nftables::message::{NftTrace, TraceKind};
+use pktpath::collect::nftables::ruleset::RulesetCache;
+use pktpath::collect::nftables::session::NftraceSession;
+use pktpath::collect::nftables::translate::translate_filter;
+use pktpath::netlab::Lab;
+use pktpath::netns::in_netns;
+use pktpath::netns::NetnsRef;
 
 /// client (10.N.1.1) -- server (10.N.1.2), namespaces ptnftN-cli/-srv.
 fn pair(n: u8) -> (Lab, String, String) {
@@ -93,7 +96,7 @@ fn drop_rule_is_traced_with_its_text() {
     assert_eq!(&*drop.chain, "input");
     assert_eq!(drop.nfproto.as_deref(), Some("ipv4"));
     assert_eq!(udp_dport(drop), Some(9999));
-    let ifindex = pktpath::netlab::ifindex_in(Some(&srv), "eth0").unwrap();
+    let ifindex = pktpath::netns::ifindex_in(Some(&srv), "eth0").unwrap();
     assert_eq!(drop.iif, ifindex);
     let flow = pktpath_core::packet::decode(&drop.l3_bytes().unwrap(), true).unwrap();
     assert_eq!(flow.dst, server);
@@ -177,7 +180,7 @@ fn untranslatable_filter_traces_every_packet_and_drop_cleans_up() {
         assert_eq!(policy.kind, TraceKind::Policy, "{got:#?}");
         assert_eq!(
             policy.iif,
-            pktpath::netlab::ifindex_in(Some(&srv), "eth0").unwrap()
+            pktpath::netns::ifindex_in(Some(&srv), "eth0").unwrap()
         );
         assert_eq!(&*policy.family, "ip");
         assert_eq!(policy.rule_handle, None);

@@ -6,7 +6,7 @@
 mod common;
 
 use common::scenarios::{self, Scenario};
-use common::{Net, Pktpath};
+use common::{journeys_with, Net, Pktpath};
 
 /// Sets up `scenario` in its own sandbox, traces its UDP and checks it.
 fn run_alone(n: u8, scenario: &dyn Scenario) {
@@ -76,7 +76,7 @@ fn route_lookups_belong_to_their_packet() {
         while s.recv(&mut buf).is_ok() {}
     });
     let to = format!("{flood_dst}:7002");
-    let flood = pktpath::netlab::in_netns(&net.client, move || {
+    let flood = pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..20_000 {
             let _ = s.send_to(b"unselected", &to);
@@ -124,7 +124,7 @@ fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
     let net = Net::new(248);
     let p = Pktpath::start(&[&net.only("udp port 7010 or icmp")]);
     let to = format!("{}:7010", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_ttl(1).unwrap();
         s.send_to(b"ttl 1", to).unwrap();
@@ -136,6 +136,11 @@ fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
     let j = scenarios::journey_to(&all, &net.server_ip(), Some(7010));
     let (reason, why, hint) = scenarios::dropped(j);
     assert_eq!(reason, "IP_INHDR", "{j:#}");
+    assert_eq!(
+        scenarios::cause(j),
+        ("ttl", vec!["icmp_send", "kfree_skb"]),
+        "{j:#}"
+    );
     assert_eq!(j["end"]["netns"], net.router.as_str(), "{j:#}");
     assert!(
         why.contains("time to live (TTL) ran out at this router")
@@ -169,6 +174,59 @@ fn ttl_expiry_at_the_router_is_named_with_its_icmp_error() {
     assert!(errors.iter().all(|e| e["about"] == j["id"]), "{errors:#?}");
 }
 
+/// Five datagrams of one flow (same addresses and ports) sent with TTL 1
+/// at once: each ICMP time exceeded names its own datagram's journey (the
+/// error quotes the datagram's IP id), not the latest of the five.
+#[test]
+#[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
+fn each_icmp_error_of_a_burst_names_its_own_datagram() {
+    require_root!();
+    let net = Net::new(170);
+    let p = Pktpath::start(&[&net.only("udp port 7012 or icmp")]);
+    let to = format!("{}:7012", net.server_ip());
+    pktpath::netns::in_netns(&net.client, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_ttl(1).unwrap();
+        for _ in 0..5 {
+            s.send_to(b"ttl 1", &to).unwrap();
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    let all = p.stop();
+    let sent: Vec<u64> = journeys_with(&all, &[&format!("> {} UDP", net.server_ip())])
+        .iter()
+        .filter(|j| !j["packet"].as_str().unwrap_or_default().contains("ICMP"))
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sent.len(), 5, "{all:#?}");
+    let about: Vec<u64> = all
+        .iter()
+        .filter(|e| {
+            e["packet"]
+                .as_str()
+                .is_some_and(|p| p.contains("ICMP time exceeded"))
+        })
+        .map(|e| {
+            e["about"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("not linked: {e:#}"))
+        })
+        .collect();
+    // Linux rate-limits ICMP errors per destination (a burst of six).
+    assert!(about.len() >= 2, "{all:#?}");
+    let mut distinct = about.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        about.len(),
+        "two errors name one datagram: {about:?}"
+    );
+    assert!(about.iter().all(|a| sent.contains(a)), "{about:?} {sent:?}");
+}
+
 /// The same in IPv6: a datagram sent with hop limit 1 dies at the router
 /// (IP_INHDR in ip6_forward, in words), and the ICMPv6 time exceeded the
 /// router sends back (no tracepoint fires at icmp6_send: the drop says
@@ -182,7 +240,7 @@ fn ipv6_hop_limit_expiry_is_named_and_its_icmpv6_error_linked() {
         "--no-nft-trace",
         "(udp port 7012 or (icmp6 and ip6[40] == 3)) and net fd00:198::/32",
     ]);
-    pktpath::netlab::in_netns(&client, || {
+    pktpath::netns::in_netns(&client, || {
         use std::os::fd::AsRawFd;
         let s = std::net::UdpSocket::bind("[::]:0").unwrap();
         let hops: libc::c_int = 1;
@@ -235,7 +293,7 @@ fn mtu_drop_names_the_device_and_its_mtu() {
     net.lab.ip(&net.router, "link set out0 mtu 1300").unwrap();
     let p = Pktpath::start(&[&net.only("udp port 7011")]);
     let to = format!("{}:7011", net.server_ip());
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         use std::os::fd::AsRawFd;
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         let v: libc::c_int = libc::IP_PMTUDISC_DO;
@@ -259,6 +317,7 @@ fn mtu_drop_names_the_device_and_its_mtu() {
     let j = scenarios::journey_to(&all, &net.server_ip(), Some(7011));
     let (reason, why, hint) = scenarios::dropped(j);
     assert_eq!(reason, "PKT_TOO_BIG", "{j:#}");
+    assert_eq!(scenarios::cause(j).0, "mtu", "{j:#}");
     assert!(
         why.contains("1428 bytes to leave by out0 (MTU 1300)") && why.contains(&net.router),
         "{why}"

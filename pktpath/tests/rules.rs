@@ -484,7 +484,7 @@ fn forward_rule_steps_under_load_match_the_rule_counters() {
         }
         n
     });
-    pktpath::netlab::in_netns(&client, || {
+    pktpath::netns::in_netns(&client, || {
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         let start = std::time::Instant::now();
         for i in 0..SENT {

@@ -1,9 +1,13 @@
-//! How a journey ended, and why, in words: from its last steps and what
-//! came before them (the drop's reason, the route, the rule, the TTL).
+//! How a journey ended and why: its end (`End`), what decided a drop as
+//! data (`model::Cause`: found here from the journey's steps, or by an
+//! enricher from the kernel's state), the steps that show it, and that
+//! cause in words (`words`). Every explanation and hint pktpath prints is
+//! written here; the sinks, the captures and what comes next (the report,
+//! expectations) take them from here.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Detail, Step};
+use crate::model::{Cause, Detail, Step};
 use crate::sites::Role;
 
 pub mod drop_reasons;
@@ -26,6 +30,14 @@ pub enum End {
         /// Not a loss (e.g. ICMP echo replies whose copy reached ping's raw
         /// socket, while the original finds no ping socket).
         benign: bool,
+        /// What decided it, as data (`explanation` and `hint` say it in
+        /// words).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<Box<Cause>>,
+        /// The steps that show it (indices into the journey's steps): the
+        /// drop, and the rule, route, ICMP error or bridge behind it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        evidence: Vec<usize>,
     },
     /// Copied to a socket in user space, or queued to a datagram socket.
     Delivered {
@@ -157,9 +169,9 @@ fn queued_to(steps: &[Step]) -> Option<&crate::model::SocketInfo> {
 /// A packet sent on a TUN or TAP device is copied to the program that
 /// reads the device (skb_copy_datagram_iovec fires in tun_put_user), not to
 /// a socket: its copy comes after a transmit on that device with no receive
-/// in between. The program, in words.
-fn read_from_device(steps: &[Step], copy: &Step) -> Option<String> {
-    let at = steps.iter().position(|s| std::ptr::eq(s, copy))?;
+/// in between. The program, in words (`at`: the copy's step).
+fn read_from_device(steps: &[Step], at: usize) -> Option<String> {
+    let copy = &steps[at];
     let xmit = steps[..at].iter().rev().find(|s| {
         !s.correlated
             && (matches!(&*s.site, "net_dev_xmit" | "net_dev_start_xmit")
@@ -194,11 +206,9 @@ pub fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>
         let crate::model::DropInfo {
             reason,
             location,
-            explanation: found,
-            hint: found_hint,
+            found,
             ..
         } = &**d;
-        let (explanation, hint) = drop_reasons::explain(reason);
         let ping_reply = reason == "NO_SOCKET" && flow.is_some_and(|f| f.is_echo_reply());
         // A FIN (no data) still queued when the application closed its
         // socket: the connection ended normally.
@@ -214,43 +224,35 @@ pub fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>
                 merged: false,
             };
         }
-        if let (true, Some(k)) = (
-            matches!(reason.as_str(), "QUEUE_PURGE" | "SOCKET_CLOSE"),
-            queued_to(steps),
-        ) {
-            return End::Dropped {
-                reason: reason.clone(),
-                explanation: format!(
-                    "queued to {}, and purged unread when the application closed it",
-                    k.describe()
-                ),
-                hint: None,
-                location: location.clone(),
-                netns: last.netns_name.to_string(),
-                benign: true,
-            };
-        }
-        let said = match found {
-            Some(f) => Some((f.clone(), found_hint.clone())),
-            None => route_verdict(steps, last, reason, location.as_deref())
-                .or_else(|| ttl_verdict(steps, last, reason, location.as_deref(), flow))
-                .or_else(|| rule_verdict(steps, last)),
-        };
-        let (explanation, hint) = match said {
-            Some(said) if !benign => said,
+        let netns = last.netns_name.to_string();
+        let purged = matches!(reason.as_str(), "QUEUE_PURGE" | "SOCKET_CLOSE")
+            .then(|| queued_to(steps))
+            .flatten()
+            .map(|k| Cause::Purged {
+                socket: k.describe(),
+            });
+        let benign = benign || purged.is_some();
+        let found = purged.or_else(|| found.clone()).or_else(|| {
+            route_cause(steps, last, reason, location.as_deref())
+                .or_else(|| ttl_cause(steps, last, reason, location.as_deref(), flow))
+                .or_else(|| rule_cause(steps, last))
+        });
+        let cause = match found {
+            Some(c) if !benign || matches!(c, Cause::Purged { .. }) => c,
             _ => match legacy_table(location.as_deref()) {
-                Some((tool, what)) if reason == "NETFILTER_DROP" => (
-                    format!("dropped by a {tool} rule ({what}, which has no trace interface)"),
-                    Some(format!(
-                        "in netns {}: {tool} -L -v -n --line-numbers (the rule whose counter \
-                         grew)",
-                        last.netns_name
-                    )),
-                ),
-                _ => (explanation, Some(hint)),
+                Some((tool, code)) if reason == "NETFILTER_DROP" => Cause::LegacyTable {
+                    netns: netns.clone(),
+                    tool: tool.into(),
+                    code: code.into(),
+                },
+                _ => Cause::Reason {
+                    reason: reason.clone(),
+                },
             },
         };
-        let (explanation, hint) = if ping_reply {
+        let (explanation, hint) = if matches!(cause, Cause::Purged { .. }) {
+            words(&cause)
+        } else if ping_reply {
             (
                 "no ping socket for this echo reply; ping(8) on a raw socket got its own copy"
                     .to_string(),
@@ -264,27 +266,30 @@ pub fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>
                 None,
             )
         } else {
-            (explanation, hint)
+            words(&cause)
         };
-        return End::Dropped {
+        let mut end = End::Dropped {
             reason: reason.clone(),
             explanation,
             hint,
             location: location.clone(),
-            netns: last.netns_name.to_string(),
+            netns,
             benign,
+            cause: Some(Box::new(cause)),
+            evidence: Vec::new(),
         };
+        end.place_evidence(steps);
+        return end;
     }
-    if let Some(d) = steps
+    if let Some(at) = steps
         .iter()
-        .rev()
-        .find(|s| matches!(s.detail, Detail::Deliver { .. } | Detail::Socket(_)))
+        .rposition(|s| matches!(s.detail, Detail::Deliver { .. } | Detail::Socket(_)))
     {
         let socket = queued_to(steps)
             .map(|k| k.describe())
-            .or_else(|| read_from_device(steps, d));
+            .or_else(|| read_from_device(steps, at));
         return End::Delivered {
-            netns: d.netns_name.to_string(),
+            netns: steps[at].netns_name.to_string(),
             socket,
             merged: false,
         };
@@ -340,13 +345,13 @@ pub fn classify(steps: &[Step], closed: bool, flow: Option<&crate::packet::Flow>
 /// A forwarded packet whose time to live (IPv6: hop limit) ran out:
 /// ip_forward and ip6_forward drop it as IP_INHDR, an "invalid header" only
 /// in the kernel's counters, after sending ICMP time exceeded.
-fn ttl_verdict(
+fn ttl_cause(
     steps: &[Step],
     drop: &Step,
     reason: &str,
     location: Option<&str>,
     flow: Option<&crate::packet::Flow>,
-) -> Option<(String, Option<String>)> {
+) -> Option<Cause> {
     let v6 = match location? {
         l if l.starts_with("ip_forward") => false,
         l if l.starts_with("ip6_forward") => true,
@@ -355,32 +360,21 @@ fn ttl_verdict(
     if reason != "IP_INHDR" {
         return None;
     }
-    let (field, icmp) = if v6 {
-        ("hop limit", "ICMPv6 time exceeded")
-    } else {
-        ("time to live (TTL)", "ICMP time exceeded")
-    };
-    let mut why =
-        format!("its {field} ran out at this router (1 or 0 on arrival), so it was not forwarded");
-    let sent = steps.iter().any(|s| {
-        &*s.site == "icmp_send"
-            && s.netns == drop.netns
-            && matches!(&s.detail, Detail::Args { args } if args.iter().any(|(k, v)| k == "type" && v == "11"))
-    });
-    if sent {
-        why.push_str(&format!("; {icmp} sent back"));
-        if let Some(f) = flow.filter(|f| !f.src.is_empty()) {
-            why.push_str(&format!(" to {}", f.src));
-        }
-    }
-    Some((
-        why,
-        Some(
-            "expected for traceroute; otherwise a routing loop (the same routers again and \
-             again in the path) or a sender setting a low TTL"
-                .into(),
-        ),
-    ))
+    let icmp_sent = steps.iter().any(|s| is_time_exceeded(s, drop));
+    Some(Cause::Ttl {
+        v6,
+        icmp_sent,
+        to: flow
+            .filter(|f| icmp_sent && !f.src.is_empty())
+            .map(|f| f.src.clone()),
+    })
+}
+
+/// An icmp_send of a time exceeded error, in the namespace of `drop`.
+fn is_time_exceeded(s: &Step, drop: &Step) -> bool {
+    &*s.site == "icmp_send"
+        && s.netns == drop.netns
+        && matches!(&s.detail, Detail::Args { args } if args.iter().any(|(k, v)| k == "type" && v == "11"))
 }
 
 /// The legacy x_tables code a drop location points into, if any.
@@ -407,14 +401,8 @@ fn ip_in(netns: &str) -> String {
 }
 
 /// For a drop that follows a failed route lookup in the same namespace
-/// (no route, or a blackhole, unreachable or prohibit route), the route
-/// in the user's terms and the fix.
-fn route_verdict(
-    steps: &[Step],
-    drop: &Step,
-    reason: &str,
-    location: Option<&str>,
-) -> Option<(String, Option<String>)> {
+/// (no route, or a blackhole, unreachable or prohibit route): that route.
+fn route_cause(steps: &[Step], drop: &Step, reason: &str, location: Option<&str>) -> Option<Cause> {
     // The drops that routing causes: ip_error() (input), the output path,
     // dst_discard (blackhole), IPv6's ip6_pkt_discard/prohibit.
     let by_routing = reason.contains("NOROUTE")
@@ -428,112 +416,468 @@ fn route_verdict(
     if !by_routing {
         return None;
     }
-    let (table, dst, src, kind, prefix, unroutable) = steps
-        .iter()
-        .rev()
-        .filter(|s| s.netns == drop.netns && s.ts_ns <= drop.ts_ns)
-        .find_map(|s| match &s.detail {
-            Detail::Route(r) => Some((&r.table, &r.dst, &r.src, &r.kind, &r.prefix, r.unroutable)),
-            _ => None,
-        })?;
-    let ns = &drop.netns_name;
-    let ip = ip_in(ns);
-    let table_arg = if table == "main" {
-        String::new()
-    } else {
-        format!(" table {table}")
+    let Detail::Route(r) = &steps[route_lookup_before(steps, drop)?].detail else {
+        return None;
     };
-    match kind.as_deref() {
-        Some(k @ ("blackhole" | "unreachable" | "prohibit")) => {
-            let what = prefix.as_deref().unwrap_or(dst);
-            let del = prefix
-                .as_ref()
-                .map(|p| format!("{ip} route del {k} {p}{table_arg}"))
-                .unwrap_or_else(|| format!("{ip} route get {dst}"));
-            Some((
-                format!("dropped: route to {what} is {k} (table {table}) in namespace {ns}"),
-                Some(format!(
-                    "if this traffic should pass, remove that route: {del}"
-                )),
-            ))
-        }
-        _ if unroutable => {
-            let dev = drop
-                .dev
-                .as_ref()
-                .map(|d| format!(" iif {d}"))
-                .unwrap_or_default();
-            Some((
-                format!(
-                    "dropped: network unreachable: no route to {dst} in table {table} in \
-                     namespace {ns}"
-                ),
-                Some(format!(
-                    "add a route (or a default route) for {dst}: {ip} route add {dst} via \
-                     GATEWAY{table_arg}; check with {ip} route get {dst} from {src}{dev}"
-                )),
-            ))
-        }
+    let netns = drop.netns_name.to_string();
+    match r.kind.as_deref() {
+        Some(k @ ("blackhole" | "unreachable" | "prohibit")) => Some(Cause::Route {
+            netns,
+            table: r.table.clone(),
+            dst: r.dst.clone(),
+            prefix: r.prefix.clone(),
+            route: k.into(),
+        }),
+        _ if r.unroutable => Some(Cause::NoRoute {
+            netns,
+            table: r.table.clone(),
+            dst: r.dst.clone(),
+            src: r.src.clone(),
+            iif: drop.dev.as_deref().map(str::to_string),
+        }),
         _ => None,
     }
 }
 
+/// The last route lookup in the namespace of `drop`, up to it.
+fn route_lookup_before(steps: &[Step], drop: &Step) -> Option<usize> {
+    steps.iter().rposition(|s| {
+        s.netns == drop.netns && s.ts_ns <= drop.ts_ns && matches!(s.detail, Detail::Route(_))
+    })
+}
+
+/// The last nftables verdict that dropped the packet in the namespace of
+/// `drop`.
+fn rule_step(steps: &[Step], drop: &Step) -> Option<usize> {
+    steps.iter().rposition(
+        |s| matches!(&s.detail, Detail::Rule(r) if r.verdict == "drop" && s.netns == drop.netns),
+    )
+}
+
 /// For a drop in a namespace where nftables traced the packet, the rule
-/// (or chain policy) that dropped it, in the user's terms, and the fix.
-fn rule_verdict(steps: &[Step], drop: &Step) -> Option<(String, Option<String>)> {
-    let (family, table, chain, what, handle, rule, iptables) =
-        steps.iter().rev().find_map(|s| match &s.detail {
-            Detail::Rule(r) if r.verdict == "drop" && s.netns == drop.netns => Some((
-                &r.family,
-                &r.table,
-                &r.chain,
-                &r.what,
-                &r.handle,
-                &r.rule,
-                &r.iptables,
-            )),
-            _ => None,
-        })?;
-    let at = format!("{family} {table} {chain}");
-    if let (Some((n, text)), "rule") = (iptables, what.as_str()) {
-        let tool = if family == "ip6" {
-            "ip6tables"
-        } else {
-            "iptables"
-        };
-        let verb = if text.contains("REJECT") {
-            "rejected"
-        } else {
-            "dropped"
-        };
-        return Some((
-            format!("{verb} by {tool} rule {n} of chain {chain} (table {table}): `{text}`"),
-            Some(format!(
-                "if this traffic should pass: {tool} -t {table} -D {chain} {n}, or insert an \
-                 ACCEPT rule before it"
-            )),
-        ));
-    }
-    if what == "policy" {
-        return Some((
-            format!("dropped by the policy of nftables chain {at} (no rule accepted it)"),
-            Some(format!(
-                "add an accept rule for this traffic to {at}: nft -a list chain {at}"
-            )),
-        ));
-    }
-    let rule = rule.as_deref().unwrap_or("?");
-    let verb = if rule.contains("reject") {
-        "rejected"
-    } else {
-        "dropped"
+/// (or chain policy) that dropped it.
+fn rule_cause(steps: &[Step], drop: &Step) -> Option<Cause> {
+    let Detail::Rule(r) = &steps[rule_step(steps, drop)?].detail else {
+        return None;
     };
-    let handle = handle.map_or("?".to_string(), |h| h.to_string());
-    Some((
-        format!("{verb} by nftables rule `{rule}` ({at}, handle {handle})"),
-        Some(format!(
-            "if this traffic should pass: nft delete rule {at} handle {handle}, or insert an \
-             accept rule before it"
-        )),
-    ))
+    let (family, table, chain) = (r.family.clone(), r.table.clone(), r.chain.clone());
+    Some(match (&r.iptables, r.what.as_str()) {
+        (Some((number, rule)), "rule") => Cause::Iptables {
+            family,
+            table,
+            chain,
+            number: *number,
+            rule: rule.clone(),
+        },
+        (_, "policy") => Cause::NftPolicy {
+            family,
+            table,
+            chain,
+        },
+        _ => Cause::NftRule {
+            family,
+            table,
+            chain,
+            handle: r.handle,
+            rule: r.rule.clone(),
+        },
+    })
+}
+
+impl End {
+    /// Finds the steps that show the cause of a drop (see `evidence`):
+    /// again after steps were added to the journey.
+    pub fn place_evidence(&mut self, steps: &[Step]) {
+        let End::Dropped {
+            reason,
+            cause: Some(cause),
+            evidence,
+            ..
+        } = self
+        else {
+            return;
+        };
+        evidence.clear();
+        let Some(at) = steps
+            .iter()
+            .rposition(|s| matches!(&s.detail, Detail::Drop(d) if d.reason == *reason))
+        else {
+            return;
+        };
+        let drop = &steps[at];
+        evidence.push(at);
+        let behind = match &**cause {
+            Cause::NftRule { .. } | Cause::NftPolicy { .. } | Cause::Iptables { .. } => {
+                rule_step(steps, drop)
+            }
+            Cause::Route { .. } | Cause::NoRoute { .. } | Cause::Mtu { .. } => {
+                route_lookup_before(steps, drop)
+            }
+            Cause::Ttl { .. } => steps.iter().position(|s| is_time_exceeded(s, drop)),
+            Cause::VlanFilter { bridge, .. } => steps
+                .iter()
+                .rposition(|s| matches!(&s.detail, Detail::Bridge(b) if b.bridge == *bridge)),
+            Cause::Purged { .. } => steps
+                .iter()
+                .rposition(|s| matches!(s.detail, Detail::Socket(_))),
+            _ => None,
+        };
+        evidence.extend(behind);
+        evidence.sort_unstable();
+    }
+}
+
+/// A cause in words: what happened, and what to check or change (the
+/// command, in the namespace where it happened).
+pub fn words(cause: &Cause) -> (String, Option<String>) {
+    match cause {
+        Cause::Reason { reason } => {
+            let (what, fix) = drop_reasons::explain(reason);
+            (what, Some(fix))
+        }
+        Cause::NftRule {
+            family,
+            table,
+            chain,
+            handle,
+            rule,
+        } => {
+            let at = format!("{family} {table} {chain}");
+            let rule = rule.as_deref().unwrap_or("?");
+            let verb = if rule.contains("reject") {
+                "rejected"
+            } else {
+                "dropped"
+            };
+            let handle = handle.map_or("?".to_string(), |h| h.to_string());
+            (
+                format!("{verb} by nftables rule `{rule}` ({at}, handle {handle})"),
+                Some(format!(
+                    "if this traffic should pass: nft delete rule {at} handle {handle}, or \
+                     insert an accept rule before it"
+                )),
+            )
+        }
+        Cause::NftPolicy {
+            family,
+            table,
+            chain,
+        } => {
+            let at = format!("{family} {table} {chain}");
+            (
+                format!("dropped by the policy of nftables chain {at} (no rule accepted it)"),
+                Some(format!(
+                    "add an accept rule for this traffic to {at}: nft -a list chain {at}"
+                )),
+            )
+        }
+        Cause::Iptables {
+            family,
+            table,
+            chain,
+            number,
+            rule,
+        } => {
+            let tool = if family == "ip6" {
+                "ip6tables"
+            } else {
+                "iptables"
+            };
+            let verb = if rule.contains("REJECT") {
+                "rejected"
+            } else {
+                "dropped"
+            };
+            (
+                format!(
+                    "{verb} by {tool} rule {number} of chain {chain} (table {table}): `{rule}`"
+                ),
+                Some(format!(
+                    "if this traffic should pass: {tool} -t {table} -D {chain} {number}, or \
+                     insert an ACCEPT rule before it"
+                )),
+            )
+        }
+        Cause::LegacyTable { netns, tool, code } => (
+            format!("dropped by a {tool} rule ({code}, which has no trace interface)"),
+            Some(format!(
+                "in netns {netns}: {tool} -L -v -n --line-numbers (the rule whose counter grew)"
+            )),
+        ),
+        Cause::Route {
+            netns,
+            table,
+            dst,
+            prefix,
+            route,
+        } => {
+            let ip = ip_in(netns);
+            let del = prefix
+                .as_ref()
+                .map(|p| format!("{ip} route del {route} {p}{}", table_arg(table)))
+                .unwrap_or_else(|| format!("{ip} route get {dst}"));
+            (
+                format!(
+                    "dropped: route to {} is {route} (table {table}) in namespace {netns}",
+                    prefix.as_deref().unwrap_or(dst)
+                ),
+                Some(format!(
+                    "if this traffic should pass, remove that route: {del}"
+                )),
+            )
+        }
+        Cause::NoRoute {
+            netns,
+            table,
+            dst,
+            src,
+            iif,
+        } => {
+            let ip = ip_in(netns);
+            let dev = iif
+                .as_ref()
+                .map(|d| format!(" iif {d}"))
+                .unwrap_or_default();
+            (
+                format!(
+                    "dropped: network unreachable: no route to {dst} in table {table} in \
+                     namespace {netns}"
+                ),
+                Some(format!(
+                    "add a route (or a default route) for {dst}: {ip} route add {dst} via \
+                     GATEWAY{}; check with {ip} route get {dst} from {src}{dev}",
+                    table_arg(table)
+                )),
+            )
+        }
+        Cause::Ttl { v6, icmp_sent, to } => {
+            let (field, icmp) = if *v6 {
+                ("hop limit", "ICMPv6 time exceeded")
+            } else {
+                ("time to live (TTL)", "ICMP time exceeded")
+            };
+            let mut why = format!(
+                "its {field} ran out at this router (1 or 0 on arrival), so it was not forwarded"
+            );
+            if *icmp_sent {
+                why.push_str(&format!("; {icmp} sent back"));
+                if let Some(to) = to {
+                    why.push_str(&format!(" to {to}"));
+                }
+            }
+            (
+                why,
+                Some(
+                    "expected for traceroute; otherwise a routing loop (the same routers again \
+                     and again in the path) or a sender setting a low TTL"
+                        .into(),
+                ),
+            )
+        }
+        Cause::Mtu {
+            netns,
+            dev,
+            mtu,
+            len,
+            route,
+        } => {
+            let route_mtu = route
+                .as_ref()
+                .map(|r| format!("; its route `{r}` sets an MTU of its own"))
+                .unwrap_or_default();
+            let mtu = mtu.map_or("MTU unknown".to_string(), |m| format!("MTU {m}"));
+            (
+                format!(
+                    "too big for the way out: {len} bytes to leave by {dev} ({mtu}) in \
+                     namespace {netns}, and it may not be fragmented (don't-fragment set, or \
+                     IPv6){route_mtu}"
+                ),
+                Some(format!(
+                    "the sender learns the path MTU from the ICMP error sent back (check that \
+                     nothing on the way back drops it); or raise the MTU: {} link set {dev} mtu \
+                     {len}",
+                    ip_in(netns)
+                )),
+            )
+        }
+        Cause::RpFilter {
+            netns,
+            dev,
+            src,
+            here,
+            all,
+            back,
+        } => {
+            let mode = |v: u32| match v {
+                0 => "off",
+                1 => "strict",
+                _ => "loose",
+            };
+            let setting = match (here, all) {
+                (Some(h), Some(a)) if a > h => format!(
+                    "net.ipv4.conf.all.rp_filter = {a} ({}), which applies over \
+                     net.ipv4.conf.{dev}.rp_filter = {h} (the higher of the two counts)",
+                    mode(*a)
+                ),
+                (Some(h), _) => format!("net.ipv4.conf.{dev}.rp_filter = {h} ({})", mode(*h)),
+                (None, _) => format!("net.ipv4.conf.{dev}.rp_filter"),
+            };
+            let route_back = match back {
+                Some(r) if r.devs.iter().any(|d| d == dev) => format!(
+                    "the route back to {src} is `{}` (table main; the check found no usable \
+                     route back by {dev})",
+                    r.route
+                ),
+                Some(r) => format!(
+                    "the route back to {src} is `{}`, which leaves by {}, not by {dev}",
+                    r.route,
+                    r.devs.first().map_or("another interface", String::as_str)
+                ),
+                None => format!("there is no route back to {src} in table main"),
+            };
+            (
+                format!(
+                    "dropped by the reverse-path filter on {dev} in namespace {netns}: the \
+                     packet from {src} came in by {dev}, {setting}, and {route_back}"
+                ),
+                Some(format!(
+                    "if {src} really is reached by {dev}, route it there; or make the check \
+                     loose: {}sysctl -w net.ipv4.conf.{dev}.rp_filter=2 (and \
+                     net.ipv4.conf.all.rp_filter at most 2)",
+                    exec_in(netns)
+                )),
+            )
+        }
+        Cause::Tc {
+            netns,
+            dev,
+            direction,
+            filters,
+            progs,
+        } => {
+            let on = format!("on {dev} in namespace {netns}");
+            let what = match filters.as_slice() {
+                [] => format!("dropped by a tc {direction} action {on} (no filter there now)"),
+                [f] => format!("dropped by the tc {direction} filter {on}: {f}"),
+                many => format!(
+                    "dropped by one of the {} tc {direction} filters {on}: {}",
+                    many.len(),
+                    many.join("; ")
+                ),
+            };
+            let tc = match ip_in(netns).strip_prefix("ip") {
+                Some(n) => format!("tc{n}"),
+                None => "tc".into(),
+            };
+            let mut hint = format!(
+                "{tc} -s filter show dev {dev} {direction} (the filter whose counters grew)"
+            );
+            for id in progs {
+                hint += &format!("; bpftool prog dump xlated id {id}");
+            }
+            (what, Some(hint))
+        }
+        Cause::VlanFilter {
+            netns,
+            bridge,
+            port,
+            vid,
+            why,
+        } => {
+            let fix = match vid {
+                Some(vid) => format!("bridge vlan add dev {port} vid {vid}"),
+                None => format!("bridge vlan add dev {port} vid VID pvid untagged"),
+            };
+            (
+                format!(
+                    "dropped by the VLAN filter of bridge {bridge} in namespace {netns}: {why}"
+                ),
+                Some(format!(
+                    "if this traffic should pass: ip netns exec {netns} {fix}"
+                )),
+            )
+        }
+        Cause::Purged { socket } => (
+            format!("queued to {socket}, and purged unread when the application closed it"),
+            None,
+        ),
+    }
+}
+
+/// ` table T` for a route command, but for main (the default).
+fn table_arg(table: &str) -> String {
+    if table == "main" {
+        String::new()
+    } else {
+        format!(" table {table}")
+    }
+}
+
+/// `ip netns exec NAME ` when the namespace has a name under /run/netns.
+fn exec_in(netns: &str) -> String {
+    match ip_in(netns).strip_prefix("ip -n ") {
+        Some(n) => format!("ip netns exec {n} "),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{test_step, BridgeCross, DropInfo};
+
+    #[test]
+    fn a_vlan_filter_drop_in_words_and_its_evidence() {
+        let cause = Cause::VlanFilter {
+            netns: "sw".into(),
+            bridge: "br0".into(),
+            port: "pa".into(),
+            vid: Some(30),
+            why: "vlan 30 (tagged): not allowed on pa, which allows 10, 20-22".into(),
+        };
+        assert_eq!(
+            words(&cause),
+            (
+                "dropped by the VLAN filter of bridge br0 in namespace sw: vlan 30 (tagged): \
+                 not allowed on pa, which allows 10, 20-22"
+                    .to_string(),
+                Some(
+                    "if this traffic should pass: ip netns exec sw bridge vlan add dev pa vid 30"
+                        .to_string()
+                )
+            )
+        );
+        let bridge = Detail::Bridge(Box::new(BridgeCross {
+            bridge: "br0".into(),
+            in_port: "pa".into(),
+            out_ports: Vec::new(),
+            fdb: None,
+            vlan: None,
+        }));
+        let drop = Detail::Drop(Box::new(DropInfo {
+            reason: "NOT_SPECIFIED".into(),
+            code: 2,
+            location: Some("br_handle_frame_finish+0x1".into()),
+            found: None,
+        }));
+        let steps = vec![
+            test_step(1, "netif_receive_skb", "sw", Detail::None),
+            test_step(2, "bridge", "sw", bridge),
+            test_step(3, "kfree_skb", "sw", drop),
+        ];
+        let mut end = classify(&steps, true, None);
+        let End::Dropped { cause: found, .. } = &mut end else {
+            panic!("{end:?}");
+        };
+        assert!(
+            matches!(found.as_deref(), Some(Cause::Reason { .. })),
+            "{found:?}"
+        );
+        *found = Some(Box::new(cause));
+        end.place_evidence(&steps);
+        let End::Dropped { evidence, .. } = &end else {
+            unreachable!()
+        };
+        assert_eq!(evidence, &[1, 2], "the bridge, then the drop");
+    }
 }

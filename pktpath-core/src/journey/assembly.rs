@@ -577,8 +577,7 @@ mod tests {
                         reason: "NETFILTER_DROP".into(),
                         code: 6,
                         location: Some("nf_hook_slow+0x9a".into()),
-                        explanation: None,
-                        hint: None,
+                        found: None,
                     })),
                 ),
             )
@@ -691,8 +690,7 @@ mod tests {
             reason: "NETFILTER_DROP".into(),
             code: 6,
             location: None,
-            explanation: None,
-            hint: None,
+            found: None,
         }));
         let j = Journey::from_steps(
             1,
@@ -1033,8 +1031,7 @@ mod tests {
                 reason: reason.into(),
                 code: 2,
                 location: Some(location.into()),
-                explanation: None,
-                hint: None,
+                found: None,
             })),
         )
     }

@@ -138,16 +138,21 @@ fn detail(out: &mut Vec<u8>, d: &Detail) {
                 reason,
                 code,
                 location,
-                explanation,
-                hint,
+                found,
             } = &**d;
             out.extend_from_slice(b"{\"type\":\"drop\",\"reason\":");
             string(out, reason);
             out.extend_from_slice(b",\"code\":");
             int(out, *code);
             opt_string(out, b",\"location\":", location);
-            opt_string(out, b",\"explanation\":", explanation);
-            opt_string(out, b",\"hint\":", hint);
+            if let Some(found) = found {
+                // In words as before; the data after.
+                let (explanation, hint) = crate::diagnosis::words(found);
+                opt_string(out, b",\"explanation\":", &Some(explanation));
+                opt_string(out, b",\"hint\":", &hint);
+                out.extend_from_slice(b",\"found\":");
+                serde(out, found);
+            }
             out.push(b'}');
         }
         Detail::Route(r) => route(out, r),
@@ -276,15 +281,19 @@ mod tests {
                 reason: "NETFILTER_DROP".into(),
                 code: 6,
                 location: Some("nf_hook_slow+0x9c".into()),
-                explanation: Some("a \"drop\" rule".into()),
-                hint: Some("nft list ruleset".into()),
+                found: Some(crate::model::Cause::NftRule {
+                    family: "inet".into(),
+                    table: "t".into(),
+                    chain: "c".into(),
+                    handle: Some(3),
+                    rule: Some("a \"drop\" rule".into()),
+                }),
             })),
             Detail::Drop(Box::new(DropInfo {
                 reason: "NO_SOCKET".into(),
                 code: 3,
                 location: None,
-                explanation: None,
-                hint: None,
+                found: None,
             })),
             Detail::Route(Box::new(route)),
             Detail::Route(Box::default()),
@@ -312,14 +321,27 @@ mod tests {
             for s in [full(d.clone()), test_step(0, "consume_skb", "", d.clone())] {
                 let mut ours = Vec::new();
                 step(&mut ours, &s);
-                let theirs = serde_json::to_vec(&s).unwrap();
-                assert_eq!(
-                    String::from_utf8_lossy(&ours),
-                    String::from_utf8_lossy(&theirs)
-                );
+                let mut ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+                // What was found is also said in words, for people (and
+                // for readers of the JSON before `found`).
+                if let Detail::Drop(d) = &s.detail {
+                    if let Some(found) = &d.found {
+                        let detail = ours["detail"].as_object_mut().unwrap();
+                        let (what, hint) = crate::diagnosis::words(found);
+                        assert_eq!(detail.remove("explanation"), Some(what.into()));
+                        assert_eq!(detail.remove("hint"), hint.map(Into::into));
+                    }
+                }
+                let theirs: serde_json::Value = serde_json::to_value(&s).unwrap();
+                assert_eq!(ours, theirs);
             }
         }
-        let steps: Vec<Step> = details().into_iter().map(full).collect();
+        // Details without words of their own (those are checked above).
+        let steps: Vec<Step> = details()
+            .into_iter()
+            .filter(|d| !matches!(d, Detail::Drop(d) if d.found.is_some()))
+            .map(full)
+            .collect();
         let mut j = Journey::from_steps(3, steps, true);
         for packet in [None, Some("10.0.0.1 > 10.0.0.2 UDP 1 > 2".to_string())] {
             let merged = packet.is_some();

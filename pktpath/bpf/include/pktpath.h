@@ -3,7 +3,7 @@
  * The kernel/user ABI of pktpath: the read-only config set between open and
  * load, and the event records written to the ring buffer.
  *
- * This header is the one source of truth; pktpath/src/kernel/abi.rs holds the
+ * This header is the one source of truth; pktpath/src/abi.rs holds the
  * Rust twins, and its tests compare them with the compiled object's BTF:
  * every member of every struct here (name, order, offset, size) and every
  * constant. So the constants are enumerators, not macros (a macro leaves no

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use pktpath_core::conntrack::Conntrack;
 
-use crate::kernel::abi::RawEvent;
+use crate::abi::RawEvent;
 
 /// One side of `struct nf_conntrack_tuple` (40 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use pktpath_core::model::*;
 use pktpath_core::{packet, sites};
 
-use crate::enrich::{netns::NetnsNames, sockets::SocketOwners, symbols::Symbols};
-use crate::kernel::abi::{self, cstr, RawEvent};
+use crate::abi::{self, cstr, RawEvent};
+use crate::enrich::{netns_names::NetnsNames, sockets::SocketOwners, symbols::Symbols};
 use crate::kernel::btf::{ArgKind, Inventory, Tracepoint};
 
 /// Decodes raw events with what the run knows: the slots' tracepoints,
@@ -434,8 +434,7 @@ impl Decoder {
                     reason,
                     code,
                     location,
-                    explanation: None,
-                    hint: None,
+                    found: None,
                 }))
             }
             "consume_skb" => Detail::Free {

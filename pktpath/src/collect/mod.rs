@@ -3,6 +3,7 @@
 
 pub mod conntrack;
 pub mod decode;
+pub mod nftables;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,19 +12,18 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use libbpf_rs::RingBufferBuilder;
 
+use crate::abi::{RawEvent, CNT_FILTERED, CNT_LOST, CNT_SELECTED};
 use crate::collect::decode::Decoder;
-use crate::enrich::bridges::Bridges;
-use crate::enrich::nft_steps::RuleTracer;
-use crate::enrich::nftrace::NetnsRef;
-use crate::enrich::routes::Routes;
-use crate::enrich::tc::TcDrops;
+use crate::collect::nftables::steps::RuleTracer;
+use crate::enrich::Enricher;
 use crate::filter::Filter;
-use crate::kernel::abi::{RawEvent, CNT_FILTERED, CNT_LOST, CNT_SELECTED};
 use crate::kernel::btf::Inventory;
 use crate::kernel::tracepoint::{Flavour, Functions, Selection, Tracer};
+use crate::netns::NetnsRef;
 use pktpath_core::clock::monotonic_ns;
 use pktpath_core::diagnosis::End;
 use pktpath_core::journey::{Journey, Journeys, NFT_LOSS, RING_LOSS, WHILE_ATTACHING};
+use pktpath_core::packet;
 use pktpath_core::sinks::{Gate, Sink};
 
 /// What to trace and when to stop.
@@ -172,13 +172,11 @@ pub fn run(
         .as_ref()
         .map(|f| f.sites.clone())
         .unwrap_or_default();
-    // Routes and rules of the namespaces the FIB lookups happen in.
-    let routes = Routes::new();
     let mut journeys = Journeys::default();
     journeys.idle_ns = opts.idle.as_nanos() as u64;
     // Rule-level verdicts come over netlink: set up before "ready", and
     // hold finished journeys a moment for their trace messages.
-    let mut swept = crate::enrich::nftrace::sweep_everywhere(&opts.nft_sweep);
+    let mut swept = nftables::session::sweep_everywhere(&opts.nft_sweep);
     let rules = match &opts.nft_trace {
         Some((namespaces, expr)) => match RuleTracer::start(namespaces.clone(), expr) {
             // No namespace with a ruleset: nothing to wait for.
@@ -221,11 +219,9 @@ pub fn run(
         out: Gate::new(sink, opts.drops_only, opts.count),
         tracer: &tracer,
         decoder,
-        routes,
-        tc: TcDrops::default(),
+        enrichers: crate::enrich::all(),
         journeys,
         rules,
-        bridges: Bridges::default(),
         summary,
         next_sweep: 0,
         attached_ns,
@@ -334,13 +330,12 @@ struct Consumer<'a> {
     /// For its loss counter.
     tracer: &'a Tracer,
     decoder: Decoder,
-    routes: Routes,
-    /// The tc filters behind tc drops.
-    tc: TcDrops,
+    /// Routes and rules behind route lookups, tc filters behind tc drops,
+    /// bridges crossed (see `enrich::all`).
+    enrichers: Vec<Box<dyn Enricher>>,
     journeys: Journeys,
     /// nftables tracing: trace messages become steps of the journeys.
     rules: Option<RuleTracer>,
-    bridges: Bridges,
     summary: Summary,
     /// Event time of the next sweep for quiet journeys.
     next_sweep: u64,
@@ -357,7 +352,8 @@ struct Consumer<'a> {
     attached_ns: u64,
     /// When evidence was lost: journeys in flight then say so.
     losses: Losses,
-    /// Journeys with an icmp_send step, by their packet's line: the ICMP
+    /// Journeys with an icmp_send step or a drop, by their packet's line
+    /// (and, for IPv4, by line and IP id): the ICMP
     /// error that names that packet (", for ...") is about that journey.
     icmp_causes: std::collections::HashMap<String, u64>,
 }
@@ -370,8 +366,9 @@ impl Consumer<'_> {
         let Some(mut step) = self.decoder.decode(raw) else {
             return;
         };
-        self.routes.annotate(raw.journey, &mut step);
-        self.tc.annotate(&mut step);
+        for e in &mut self.enrichers {
+            e.step(raw.journey, &mut step);
+        }
         self.summary.events += 1;
         self.out.step(raw.journey, &step);
         if let Some(rules) = self.rules.as_mut() {
@@ -453,7 +450,9 @@ impl Consumer<'_> {
         let found = caveats(&j, self.attached_ns, &self.losses);
         j.caveats.extend(found);
         self.link_icmp_error(&mut j);
-        self.bridges.annotate(&mut j);
+        for e in &mut self.enrichers {
+            e.journey(&mut j);
+        }
         self.out.write(&j);
     }
 
@@ -464,17 +463,31 @@ impl Consumer<'_> {
     /// only; icmp6_send at function level) or was dropped: every ICMPv6
     /// error the kernel sends about a packet (hop limit, no route, port or
     /// address unreachable, too big) comes with its drop.
+    ///
+    /// Keyed by the packet's line and, for IPv4, its IP id, which the error
+    /// quotes: packets of one flow that draw errors at once (a burst to a
+    /// closed port) have the same line.
     fn link_icmp_error(&mut self, j: &mut Journey) {
         let Some(packet) = j.packet.as_deref() else {
             return;
         };
+        let bytes = j.steps.iter().find_map(|s| s.packet.as_ref());
+        let with_id = |line: &str, id: Option<u16>| id.map(|id| format!("{line}\0{id}"));
         if let Some((_, cause)) = packet.split_once(", for ") {
-            j.about = self.icmp_causes.get(cause).copied();
+            let quoted = bytes.and_then(|(l3, data)| packet::quoted_ipv4_id(data, *l3));
+            j.about = with_id(cause, quoted)
+                .and_then(|k| self.icmp_causes.get(&k))
+                .or_else(|| self.icmp_causes.get(cause))
+                .copied();
         }
         let sent = |site: &str| matches!(site, "icmp_send" | "__icmp_send" | "icmp6_send");
         if matches!(j.end, End::Dropped { .. }) || j.steps.iter().any(|s| sent(&s.site)) {
             if self.icmp_causes.len() >= 4096 {
                 self.icmp_causes.clear();
+            }
+            let id = bytes.and_then(|(l3, data)| packet::ipv4_id(data, *l3));
+            if let Some(k) = with_id(packet, id) {
+                self.icmp_causes.insert(k, j.id);
             }
             self.icmp_causes.insert(packet.to_string(), j.id);
         }

@@ -8,48 +8,44 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result};
 
 use crate::cli::{Backend, Color, OutputArgs, TraceArgs, WriteFormat};
-use crate::enrich::nftrace::NetnsRef;
 use crate::filter::{Filter, FilterError};
 use crate::kernel::functions::FuncInventory;
 use crate::kernel::tracepoint::{Functions, Selection};
-use crate::{enrich, kernel, netlab, UsageError};
+use crate::netns::NetnsRef;
+use crate::{kernel, netns, UsageError};
 use pktpath_core::formats::mbuf_trace::MbufTrace;
 use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
 use pktpath_core::sinks::{json::Json, terminal::Terminal, Sink};
 
 /// Where nftables tracing goes (the namespace of --netns, else ours and
 /// every named one; nothing when turned off), and the other namespaces
-/// where tables of killed runs are swept. Nothing at all without nft, or
-/// where nf_tables is a module not loaded (no ruleset exists, and asking
-/// would load it).
+/// where tables of killed runs are swept. Nothing at all where it cannot
+/// run (`nftrace::unavailable`).
 pub fn nft_trace(
     off: bool,
     netns: Option<&str>,
     expr: &str,
 ) -> (Option<(Vec<NetnsRef>, String)>, Vec<NetnsRef>) {
-    // Asked first: even `nft --version` opens an nfnetlink socket, which
-    // loads nfnetlink.
-    if !enrich::nftrace::nftables_loaded() {
-        return (None, Vec::new());
-    }
-    let have_nft = std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_nft {
-        return (None, Vec::new());
+    match crate::collect::nftables::session::unavailable() {
+        None => {}
+        // Rules exist that cannot be traced: say so.
+        Some(why @ crate::collect::nftables::session::Unavailable::NoNft) if !off => {
+            eprintln!("pktpath: nftables rules are not traced: {why}");
+            return (None, Vec::new());
+        }
+        Some(_) => return (None, Vec::new()),
     }
     let visible: Vec<NetnsRef> = NetnsRef::own()
         .into_iter()
         .chain(
-            netlab::list_netns()
+            netns::list_netns()
                 .iter()
                 .filter_map(|n| NetnsRef::named(n).ok()),
         )
         .collect();
     let traced: Vec<NetnsRef> = match netns {
         _ if off => Vec::new(),
-        Some(spec) => enrich::netns::resolve(spec)
+        Some(spec) => netns::resolve(spec)
             .and_then(|ino| NetnsRef::from_inode(ino).ok())
             .into_iter()
             .collect(),
@@ -145,7 +141,7 @@ pub fn selection(args: &TraceArgs) -> Result<Selection> {
         None => {}
     }
     if let Some(ns) = &netns {
-        sel.netns = enrich::netns::resolve(ns).ok_or_else(|| {
+        sel.netns = netns::resolve(ns).ok_or_else(|| {
             UsageError(format!(
                 "unknown network namespace '{ns}' (not a name under /run/netns, nor an inode number)"
             ))
@@ -155,7 +151,7 @@ pub fn selection(args: &TraceArgs) -> Result<Selection> {
     if let Some(ifname) = &interface {
         let path = match &ns_path {
             Some(_) => Some(
-                enrich::netns::path_of(sel.netns)
+                netns::path_of(sel.netns)
                     .ok_or_else(|| {
                         UsageError(format!(
                             "cannot enter netns {} to find interface '{ifname}'",
@@ -166,11 +162,11 @@ pub fn selection(args: &TraceArgs) -> Result<Selection> {
                     .into_owned(),
             ),
             None => {
-                sel.netns = enrich::netns::own_inode().unwrap_or(0);
+                sel.netns = netns::own_inode().unwrap_or(0);
                 None
             }
         };
-        sel.ifindex = netlab::ifindex_in(path.as_deref(), ifname)?.ok_or_else(|| {
+        sel.ifindex = netns::ifindex_in(path.as_deref(), ifname)?.ok_or_else(|| {
             UsageError(format!(
                 "unknown interface '{ifname}'{}",
                 netns
@@ -258,13 +254,13 @@ pub fn select_functions(
     if sites.is_empty() {
         return Err(UsageError("no kernel function matches --functions".into()).into());
     }
-    if sites.len() > kernel::abi::MAX_FUNCS {
+    if sites.len() > crate::abi::MAX_FUNCS {
         eprintln!(
             "pktpath: warning: {} functions, tracing the first {}",
             sites.len(),
-            kernel::abi::MAX_FUNCS
+            crate::abi::MAX_FUNCS
         );
-        sites.truncate(kernel::abi::MAX_FUNCS);
+        sites.truncate(crate::abi::MAX_FUNCS);
     }
     Ok(Some(Functions { backend, sites }))
 }

@@ -3,7 +3,7 @@
 //! the port is a member of, an untagged one takes the port's PVID (and is
 //! dropped when the port has none). The kernel drops the others in
 //! br_allowed_ingress without a drop reason of their own (NOT_SPECIFIED on
-//! 6.1 and 6.12), so the journey's explanation comes from here. Port VLANs
+//! 6.1 and 6.12), so the drop's cause is found here (diagnosis words it). Port VLANs
 //! are read from `bridge -j vlan show`.
 
 use std::collections::HashMap;
@@ -105,22 +105,6 @@ pub fn ingress(port: &str, tag: Option<u16>, filtering: bool, vlans: &[Entry]) -
     })
 }
 
-/// The explanation and hint of a drop by the VLAN filter of `bridge` in
-/// namespace `ns`.
-pub fn drop_words(bridge: &str, port: &str, ns: &str, v: &Ingress) -> (String, String) {
-    let fix = match v.vid {
-        Some(vid) => format!("bridge vlan add dev {port} vid {vid}"),
-        None => format!("bridge vlan add dev {port} vid VID pvid untagged"),
-    };
-    (
-        format!(
-            "dropped by the VLAN filter of bridge {bridge} in namespace {ns}: {}",
-            v.text
-        ),
-        format!("if this traffic should pass: ip netns exec {ns} {fix}"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,16 +126,6 @@ mod tests {
         assert_eq!(
             no.text,
             "vlan 30 (tagged): not allowed on pa, which allows 10, 20-22"
-        );
-        assert_eq!(
-            drop_words("br0", "pa", "sw", &no),
-            (
-                "dropped by the VLAN filter of bridge br0 in namespace sw: vlan 30 (tagged): \
-                 not allowed on pa, which allows 10, 20-22"
-                    .to_string(),
-                "if this traffic should pass: ip netns exec sw bridge vlan add dev pa vid 30"
-                    .to_string()
-            )
         );
         let none = ingress("pb", None, true, &[]).unwrap();
         assert!(!none.allowed && none.vid.is_none());

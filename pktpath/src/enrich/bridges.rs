@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::bridge_vlan::{self, Entry};
-use super::nftrace::{run_in, NetnsRef};
-use pktpath_core::diagnosis::End;
+use crate::netns::{run_in, NetnsRef};
+use pktpath_core::diagnosis::{self, End};
 use pktpath_core::journey::Journey;
-use pktpath_core::model::{BridgeCross, Detail, SiteKind, Step};
+use pktpath_core::model::{BridgeCross, Cause, Detail, SiteKind, Step};
 use pktpath_core::packet::mac;
 
 /// How long a namespace's bridge view is reused.
@@ -125,7 +125,7 @@ impl Bridges {
     }
 
     /// Adds a bridge step where the journey entered a bridge port.
-    pub fn annotate(&mut self, j: &mut Journey) {
+    fn annotate(&mut self, j: &mut Journey) {
         let mut added = Vec::new();
         let mut vlan_drop = None;
         let mut done: Vec<(u32, String)> = Vec::new();
@@ -172,8 +172,13 @@ impl Bridges {
                 view.vlans.get(dev).map_or(&[], Vec::as_slice),
             );
             if let Some(v) = vlan.as_ref().filter(|v| !v.allowed) {
-                let words = bridge_vlan::drop_words(&bridge, dev, &s.netns_name, v);
-                vlan_drop = Some((s.netns_name.clone(), words));
+                vlan_drop = Some(Cause::VlanFilter {
+                    netns: s.netns_name.to_string(),
+                    bridge: bridge.clone(),
+                    port: dev.to_string(),
+                    vid: v.vid,
+                    why: v.text.clone(),
+                });
             }
             // The FDB is looked up in the frame's VLAN, if it got in at all.
             let vid = vlan.as_ref().and_then(|v| v.vid).or(s.vlan);
@@ -235,27 +240,36 @@ impl Bridges {
                 packet: None,
             });
         }
-        // The kernel gives such drops no reason of their own: say it here.
+        if !added.is_empty() {
+            j.steps.extend(added);
+            j.steps.sort_by_key(|s| s.ts_ns);
+        }
+        // The kernel gives such drops no reason of their own: the bridge's
+        // VLAN filter is the cause.
         if let (
-            Some((ns, (why, fix))),
+            Some(cause),
             End::Dropped {
                 explanation,
                 hint,
                 location,
                 netns,
+                cause: found,
                 ..
             },
         ) = (vlan_drop, &mut j.end)
         {
             let in_bridge = |l: &str| l.starts_with("br_") || l.contains("allowed_ingress");
-            if netns.as_str() == &*ns && location.as_deref().is_none_or(in_bridge) {
-                *explanation = why;
-                *hint = Some(fix);
+            let here = matches!(&cause, Cause::VlanFilter { netns: ns, .. } if ns == netns);
+            if here && location.as_deref().is_none_or(in_bridge) {
+                (*explanation, *hint) = diagnosis::words(&cause);
+                *found = Some(Box::new(cause));
             }
         }
-        if !added.is_empty() {
-            j.steps.extend(added);
-            j.steps.sort_by_key(|s| s.ts_ns);
-        }
+        j.end.place_evidence(&j.steps);
+    }
+}
+impl super::Enricher for Bridges {
+    fn journey(&mut self, j: &mut Journey) {
+        self.annotate(j);
     }
 }

@@ -8,10 +8,12 @@
 
 // Looked up per event: a fast hash, no need for SipHash's defence.
 use rustc_hash::FxHashMap as HashMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::netns::{proc_scan, NETNS_DIRS};
+use crate::netns::{own_inode, proc_scan, NETNS_DIRS};
 
 /// Inode-to-name cache, rescanned when an unknown inode shows up.
 #[derive(Debug, Default)]

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::Value;
 
-use super::nftrace::NetnsRef;
-use pktpath_core::model::{Detail, Step};
+use crate::netns::NetnsRef;
+use pktpath_core::model::{Cause, Detail, RouteBack, Step};
 
 /// Do not fetch a namespace's routes again sooner than this.
 const REFRESH: Duration = Duration::from_millis(100);
@@ -441,7 +441,7 @@ fn resolve<'a>(
 
 /// Runs `program ARGS` inside namespace `ns`; its standard output.
 fn run_in(ns: &NetnsRef, program: &str, args: &[&str]) -> Result<String> {
-    super::nftrace::run_in(ns, program, args, None)
+    crate::netns::run_in(ns, program, args, None)
 }
 
 /// The routes and rules of one namespace and family, when fetched.
@@ -484,14 +484,10 @@ pub struct Routes {
     /// the route as `ip route` prints it.
     routed: HashMap<u64, (u32, String, Option<String>)>,
     /// Namespaces whose routes could not be read (said once).
-    pub warned: Vec<String>,
+    warned: Vec<String>,
 }
 
 impl Routes {
-    pub fn new() -> Routes {
-        Routes::default()
-    }
-
     fn netns_ref(&mut self, inode: u32) -> Option<NetnsRef> {
         if inode == 0 {
             return None;
@@ -532,7 +528,7 @@ impl Routes {
     /// Adds what the namespace's routes and rules tell to a step of
     /// journey `journey`: the route and rule of a FIB lookup, the
     /// rp_filter setting of a reverse-path drop.
-    pub fn annotate(&mut self, journey: u64, step: &mut Step) {
+    fn annotate(&mut self, journey: u64, step: &mut Step) {
         if !step.correlated && step.dev.is_some() && step.netns != 0 {
             // A lookup follows its packet's receive within a few events.
             if self.seen.len() > CACHED_JOURNEYS {
@@ -586,26 +582,13 @@ impl Routes {
         let Detail::Drop(d) = &mut step.detail else {
             return;
         };
-        let route_mtu = route
-            .as_deref()
-            .filter(|r| r.split_whitespace().any(|w| w == "mtu"))
-            .map(|r| format!("; its route `{r}` sets an MTU of its own"))
-            .unwrap_or_default();
-        let mtu_text = mtu.map_or("MTU unknown".to_string(), |m| format!("MTU {m}"));
-        let ip = if ns.name.starts_with("netns:") || ns.name == "host" {
-            "ip".to_string()
-        } else {
-            format!("ip -n {}", ns.name)
-        };
-        d.explanation = Some(format!(
-            "too big for the way out: {len} bytes to leave by {dev} ({mtu_text}) in namespace \
-             {}, and it may not be fragmented (don't-fragment set, or IPv6){route_mtu}",
-            ns.name
-        ));
-        d.hint = Some(format!(
-            "the sender learns the path MTU from the ICMP error sent back (check that nothing \
-             on the way back drops it); or raise the MTU: {ip} link set {dev} mtu {len}"
-        ));
+        d.found = Some(Cause::Mtu {
+            netns: ns.name.clone(),
+            dev,
+            mtu,
+            len,
+            route: route.filter(|r| r.split_whitespace().any(|w| w == "mtu")),
+        });
     }
 
     fn route_step(&mut self, journey: u64, step: &mut Step) {
@@ -735,51 +718,23 @@ impl Routes {
         let Detail::Drop(d) = &mut step.detail else {
             return;
         };
-        let pktpath_core::model::DropInfo {
-            explanation, hint, ..
-        } = &mut **d;
-        let mode = |v: u32| match v {
-            0 => "off",
-            1 => "strict",
-            _ => "loose",
-        };
-        let setting = match (here, all) {
-            (Some(h), Some(a)) if a > h => format!(
-                "net.ipv4.conf.all.rp_filter = {a} ({}), which applies over \
-                 net.ipv4.conf.{dev}.rp_filter = {h} (the higher of the two counts)",
-                mode(a)
-            ),
-            (Some(h), _) => format!("net.ipv4.conf.{dev}.rp_filter = {h} ({})", mode(h)),
-            (None, _) => format!("net.ipv4.conf.{dev}.rp_filter"),
-        };
-        let route_back = match &back {
-            Some(r) if r.devs.iter().any(|d| **d == *dev) => format!(
-                "the route back to {src} is `{}` (table main; the check found no usable \
-                 route back by {dev})",
-                r.text
-            ),
-            Some(r) => format!(
-                "the route back to {src} is `{}`, which leaves by {}, not by {dev}",
-                r.text,
-                r.devs.first().map_or("another interface", String::as_str)
-            ),
-            None => format!("there is no route back to {src} in table main"),
-        };
-        let ip = if ns.name.starts_with("netns:") || ns.name == "host" {
-            String::new()
-        } else {
-            format!("ip netns exec {} ", ns.name)
-        };
-        *explanation = Some(format!(
-            "dropped by the reverse-path filter on {dev} in namespace {}: the packet from {src} \
-             came in by {dev}, {setting}, and {route_back}",
-            ns.name
-        ));
-        *hint = Some(format!(
-            "if {src} really is reached by {dev}, route it there; or make the check loose: \
-             {ip}sysctl -w net.ipv4.conf.{dev}.rp_filter=2 (and net.ipv4.conf.all.rp_filter \
-             at most 2)"
-        ));
+        d.found = Some(Cause::RpFilter {
+            netns: ns.name.clone(),
+            dev: dev.to_string(),
+            src: src.to_string(),
+            here,
+            all,
+            back: back.map(|r| RouteBack {
+                route: r.text.clone(),
+                devs: r.devs.iter().map(|d| d.to_string()).collect(),
+            }),
+        });
+    }
+}
+
+impl super::Enricher for Routes {
+    fn step(&mut self, journey: u64, step: &mut Step) {
+        self.annotate(journey, step);
     }
 }
 

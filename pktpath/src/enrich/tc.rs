@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::nftrace::{run_in, NetnsRef};
-use pktpath_core::model::{Detail, Step};
+use crate::netns::{run_in, NetnsRef};
+use pktpath_core::model::{Cause, Detail, Step};
 
 /// One tc filter, as `tc -j filter show` gives it.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,7 +101,7 @@ pub struct TcDrops {
 
 impl TcDrops {
     /// Explains a tc drop step with the filters of its device.
-    pub fn annotate(&mut self, step: &mut Step) {
+    fn annotate(&mut self, step: &mut Step) {
         let dir = match &step.detail {
             Detail::Drop(d) if d.reason == "TC_INGRESS" => "ingress",
             Detail::Drop(d) if d.reason == "TC_EGRESS" => "egress",
@@ -133,41 +133,25 @@ impl TcDrops {
             self.filters.insert(key.clone(), (Instant::now(), found));
         }
         let filters = &self.filters[&key].1;
-        let tc = if ns.name.starts_with("netns:") || ns.name == "host" {
-            "tc".to_string()
-        } else {
-            format!("tc -n {}", ns.name)
-        };
         let Detail::Drop(d) = &mut step.detail else {
             return;
         };
-        let on = format!("on {dev} in namespace {}", ns.name);
-        d.explanation = Some(match filters.as_slice() {
-            [] => format!("dropped by a tc {dir} action {on} (no filter there now)"),
-            [f] => format!("dropped by the tc {dir} filter {on}: {}", f.describe()),
-            many => format!(
-                "dropped by one of the {} tc {dir} filters {on}: {}",
-                many.len(),
-                many.iter()
-                    .map(Filter::describe)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+        d.found = Some(Cause::Tc {
+            netns: ns.name.clone(),
+            dev,
+            direction: dir.into(),
+            filters: filters.iter().map(Filter::describe).collect(),
+            progs: filters
+                .iter()
+                .filter_map(|f| f.prog.as_ref().map(|(_, id)| *id))
+                .collect(),
         });
-        let progs: Vec<String> = filters
-            .iter()
-            .filter_map(|f| {
-                f.prog
-                    .as_ref()
-                    .map(|(_, id)| format!("bpftool prog dump xlated id {id}"))
-            })
-            .collect();
-        let mut hint =
-            format!("{tc} -s filter show dev {dev} {dir} (the filter whose counters grew)");
-        if !progs.is_empty() {
-            hint += &format!("; {}", progs.join("; "));
-        }
-        d.hint = Some(hint);
+    }
+}
+
+impl super::Enricher for TcDrops {
+    fn step(&mut self, _journey: u64, step: &mut Step) {
+        self.annotate(step);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Classic BPF from libpcap.
 
 use super::{FilterError, Layer};
+use crate::abi::ReadSetCfg;
 
 /// One classic BPF instruction (struct bpf_insn of libpcap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,6 +385,31 @@ pub fn read_set(prog: &[CInsn], fixed: &Fixed) -> Option<ReadSet> {
         set.abs |= bits(f.0, 1, 64)?;
     }
     Some(set)
+}
+
+impl ReadSet {
+    /// The masks of `set` (None: off, the filter reads other bytes too).
+    pub fn config(set: Option<ReadSet>) -> ReadSetCfg {
+        let Some(set) = set else {
+            return ReadSetCfg::default();
+        };
+        let mut c = ReadSetCfg {
+            on: 1,
+            msh: set.msh,
+            ..ReadSetCfg::default()
+        };
+        for i in 0..64 {
+            if set.abs >> i & 1 == 1 {
+                c.abs[i / 8] |= 0xff << (8 * (i % 8));
+            }
+        }
+        for i in 0..32 {
+            if set.ind >> i & 1 == 1 {
+                c.ind[i / 8] |= 0xff << (8 * (i % 8));
+            }
+        }
+        c
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use super::cbpf::CInsn;
 use super::FilterError;
-use crate::kernel::abi::{FILTER_PKT_MAX, SCRATCH_MEM_OFF, SCRATCH_WIRELEN_OFF};
+use crate::abi::{FILTER_PKT_MAX, SCRATCH_MEM_OFF, SCRATCH_WIRELEN_OFF};
 
 /// One eBPF instruction, laid out as the kernel's struct bpf_insn.
 #[repr(C)]

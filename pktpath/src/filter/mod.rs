@@ -64,7 +64,7 @@ impl Filter {
             cbpf::compile(expr, Layer::L2)?,
             cbpf::compile(expr, Layer::L3)?,
         );
-        let max = crate::kernel::abi::FILTER_PKT_MAX as u64;
+        let max = crate::abi::FILTER_PKT_MAX as u64;
         let bytes = match (cbpf::bytes_read(&c2), cbpf::bytes_read(&c3)) {
             // At least what the probes look at to call a packet well formed
             // and to tell an IP fragment's datagram: Ethernet, the IPv6

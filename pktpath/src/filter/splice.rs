@@ -15,7 +15,7 @@
 //! branch rather than a plain jump.
 
 use super::ebpf::{Insn, JA, JMP};
-use crate::kernel::abi::FILTER_MAX_INSNS;
+use crate::abi::FILTER_MAX_INSNS;
 use libbpf_rs::libbpf_sys;
 use libbpf_rs::AsRawLibbpf;
 use thiserror::Error;
@@ -313,7 +313,7 @@ mod tests {
                 .filter(|i| i.code == CALL && i.imm == magic)
                 .count()
         };
-        assert_eq!(count(crate::kernel::abi::FILTER_MAGIC_L2), 1);
-        assert_eq!(count(crate::kernel::abi::FILTER_MAGIC_L3), 1);
+        assert_eq!(count(crate::abi::FILTER_MAGIC_L2), 1);
+        assert_eq!(count(crate::abi::FILTER_MAGIC_L3), 1);
     }
 }

@@ -45,3 +45,24 @@ pub fn require_netns_admin(what: &str) -> Result<()> {
     }
     bail!("permission denied: {what} needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
 }
+
+/// Whether nf_tables is part of the running kernel. Where it is a module
+/// that is not loaded, no namespace has a ruleset, and running nft (even
+/// `nft --version`, which opens an nfnetlink socket) would load modules:
+/// pktpath promises to change nothing, so it then leaves nftables alone.
+pub fn nftables_loaded() -> bool {
+    let Ok(modules) = std::fs::read_to_string("/proc/modules") else {
+        // A kernel without module support: built in or absent, and
+        // nothing can be loaded.
+        return true;
+    };
+    if modules
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("nf_tables"))
+    {
+        return true;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    std::fs::read_to_string(format!("/lib/modules/{}/modules.builtin", release.trim()))
+        .is_ok_and(|b| b.lines().any(|l| l.ends_with("/nf_tables.ko")))
+}

@@ -145,7 +145,7 @@ fn probe_nftrace() -> Probe {
     const SOL_NETLINK: i32 = 270;
     const NETLINK_ADD_MEMBERSHIP: i32 = 1;
     // An nfnetlink socket would load the modules.
-    if !crate::enrich::nftrace::nftables_loaded() {
+    if !crate::kernel::caps::nftables_loaded() {
         return Probe {
             name: "nftables trace",
             works: false,

@@ -237,7 +237,7 @@ fn load_one(
     exit: bool,
 ) -> Result<(OwnedFd, OwnedFd), String> {
     let mut insns = base.to_vec();
-    if crate::filter::splice::set_site(&mut insns, crate::kernel::abi::SITE_MAGIC, site) == 0 {
+    if crate::filter::splice::set_site(&mut insns, crate::abi::SITE_MAGIC, site) == 0 {
         return Err("template has no site id placeholder".into());
     }
     let attach_type = if exit {

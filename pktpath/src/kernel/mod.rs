@@ -1,7 +1,6 @@
 //! Everything that touches the kernel: capability checks, the BTF inventory,
 //! the embedded BPF objects and the attach backends.
 
-pub mod abi;
 pub mod btf;
 pub mod caps;
 pub mod doctor;

@@ -13,11 +13,12 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, OpenObject};
 
-use super::abi::{self, Config, ReadSetCfg, SlotCfg, ARG_NONE, MAX_ARGS, MAX_SLOTS};
 use super::btf::{Inventory, Tracepoint};
 use super::fentry;
 use super::functions::FuncSite;
 use super::objects;
+use crate::abi::{self, Config, SlotCfg, ARG_NONE, MAX_ARGS, MAX_SLOTS};
+use crate::filter::cbpf::ReadSet;
 use crate::filter::{splice, Filter};
 use pktpath_core::sites;
 
@@ -248,7 +249,7 @@ impl Tracer {
             funcs_active: functions.is_some() as u8,
             filter_bytes: filter.bytes,
             reads: {
-                let [l2, l3] = filter.reads.map(|r| r.map(ReadSetCfg::new));
+                let [l2, l3] = filter.reads.map(|r| r.map(ReadSet::config));
                 [l2[0], l2[1], l2[2], l3[0], l3[1], l3[2]]
             },
             ..Config::default()
@@ -655,7 +656,7 @@ fn prepare(
             if bytes.len() != size_of::<Config>() {
                 bail!(
                     ".rodata is {} bytes, expected struct config ({}): the object and \
-                     src/kernel/abi.rs disagree",
+                     src/abi.rs disagree",
                     bytes.len(),
                     size_of::<Config>()
                 );

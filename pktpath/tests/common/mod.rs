@@ -205,7 +205,7 @@ impl Net {
     }
     /// A TCP listener on the server's `port`, listening when this returns;
     /// joining it gives what one connection sent, to its end.
-    pub fn tcp_server(&self, port: u16) -> pktpath::netlab::NsThread<Vec<u8>> {
+    pub fn tcp_server(&self, port: u16) -> pktpath::netns::NsThread<Vec<u8>> {
         let bind = format!("{}:{port}", self.server_ip());
         listening(&self.server, move |ready| {
             use std::io::Read;
@@ -222,7 +222,7 @@ impl Net {
     pub fn tcp_send(&self, port: u16, data: &[u8]) {
         let dst = format!("{}:{port}", self.server_ip());
         let data = data.to_vec();
-        pktpath::netlab::in_netns(&self.client, move || {
+        pktpath::netns::in_netns(&self.client, move || {
             use std::io::Write;
             let mut s = std::net::TcpStream::connect(dst).unwrap();
             s.write_all(&data).unwrap();
@@ -234,7 +234,7 @@ impl Net {
     /// One UDP datagram from the client to the server's port.
     pub fn udp(&self, port: u16) {
         let dst = format!("{}:{port}", self.server_ip());
-        pktpath::netlab::in_netns(&self.client, move || {
+        pktpath::netns::in_netns(&self.client, move || {
             let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
             s.send_to(b"pktpath test", dst).unwrap();
         })
@@ -252,9 +252,9 @@ impl Net {
 pub fn listening<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce(&dyn Fn()) -> T + Send + 'static,
-) -> pktpath::netlab::NsThread<T> {
+) -> pktpath::netns::NsThread<T> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let t = pktpath::netlab::in_netns(ns, move || {
+    let t = pktpath::netns::in_netns(ns, move || {
         f(&move || {
             tx.send(()).ok();
         })

@@ -26,7 +26,7 @@ pub trait Scenario {
 pub fn udp_from(net: &Net, src: Option<&str>, dst: &str, port: u16) {
     let bind = format!("{}:0", src.unwrap_or("0.0.0.0"));
     let to = format!("{dst}:{port}");
-    pktpath::netlab::in_netns(&net.client, move || {
+    pktpath::netns::in_netns(&net.client, move || {
         let s = std::net::UdpSocket::bind(bind).unwrap();
         s.send_to(b"pktpath scenario", to).unwrap();
     })
@@ -69,15 +69,53 @@ pub fn last_lookup<'a>(j: &'a Value, ns: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no route lookup in {ns}: {j:#}"))
 }
 
-/// (reason, explanation, hint) of a journey that must end dropped.
+/// (reason, explanation, hint) of a journey that must end dropped. Its
+/// cause, as data, says the same as its words, and its evidence points at
+/// its drop step.
 pub fn dropped(j: &Value) -> (&str, &str, &str) {
     let e = &j["end"];
     assert_eq!(e["kind"], "dropped", "{j:#}");
+    let (explanation, hint) = (e["explanation"].as_str().unwrap(), e["hint"].as_str());
+    let cause: pktpath_core::model::Cause = serde_json::from_value(e["cause"].clone())
+        .unwrap_or_else(|err| panic!("end.cause: {err}: {j:#}"));
+    if e["benign"] == false {
+        let (what, fix) = pktpath_core::diagnosis::words(&cause);
+        assert_eq!(
+            (what.as_str(), fix.as_deref()),
+            (explanation, hint),
+            "{j:#}"
+        );
+    }
+    let steps = j["steps"].as_array().unwrap();
+    let evidence: Vec<usize> = serde_json::from_value(e["evidence"].clone()).unwrap();
+    assert!(
+        evidence
+            .iter()
+            .any(|&i| steps[i]["detail"]["type"] == "drop"),
+        "{j:#}"
+    );
     (
         e["reason"].as_str().unwrap(),
-        e["explanation"].as_str().unwrap(),
-        e["hint"].as_str().unwrap_or(""),
+        explanation,
+        hint.unwrap_or(""),
     )
+}
+
+/// The kind of a dropped journey's cause, and the sites of its evidence.
+pub fn cause(j: &Value) -> (&str, Vec<&str>) {
+    let e = &j["end"];
+    let steps = j["steps"].as_array().unwrap();
+    let sites = e["evidence"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no evidence: {j:#}"))
+        .iter()
+        .map(|i| {
+            steps[i.as_u64().unwrap() as usize]["site"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    (e["cause"]["kind"].as_str().unwrap_or_default(), sites)
 }
 
 /// The nftables steps of a journey, as printed, but for the end of a base
@@ -129,7 +167,12 @@ impl Scenario for NftDrop {
 
     fn check<'a>(&self, net: &Net, all: &'a [Value]) -> Vec<&'a Value> {
         let j = journey_to(all, &net.server_ip(), Some(9999));
-        assert_eq!(j["end"]["reason"], "NETFILTER_DROP", "{j:#}");
+        assert_eq!(dropped(j).0, "NETFILTER_DROP", "{j:#}");
+        assert_eq!(
+            cause(j),
+            ("nft_rule", vec!["nft_trace", "kfree_skb"]),
+            "{j:#}"
+        );
         let rule = format!("ip saddr {} udp dport 9999 counter drop", net.client_ip());
         let why = j["end"]["explanation"].as_str().unwrap();
         assert!(
@@ -206,7 +249,10 @@ impl Scenario for NftReject {
             "{rejected:#}"
         );
         assert_eq!(rejected["end"]["netns"], net.server.as_str());
+        assert_eq!(cause(rejected).0, "nft_rule", "{rejected:#}");
         let policy = journey_to(all, &net.server_ip(), Some(5002));
+        dropped(policy);
+        assert_eq!(cause(policy).0, "nft_policy", "{policy:#}");
         assert_eq!(
             policy["end"]["explanation"],
             "dropped by the policy of nftables chain ip guard input (no rule accepted it)",
@@ -265,6 +311,7 @@ impl Scenario for IptablesDrop {
     fn check<'a>(&self, net: &Net, all: &'a [Value]) -> Vec<&'a Value> {
         let j = journey_to(all, &net.server_ip(), Some(9998));
         let (_, why, hint) = dropped(j);
+        assert_eq!(cause(j).0, "iptables", "{j:#}");
         assert_eq!(
             why,
             "dropped by iptables rule 2 of chain FORWARD (table filter): \
@@ -351,6 +398,11 @@ impl Scenario for NoRoute {
         let (reason, why, hint) = dropped(j);
         assert_eq!(reason, "IP_INNOROUTES");
         assert_eq!(
+            cause(j),
+            ("no_route", vec!["fib_table_lookup", "kfree_skb"]),
+            "{j:#}"
+        );
+        assert_eq!(
             why,
             format!(
                 "dropped: network unreachable: no route to {dst} in table main in namespace {}",
@@ -402,6 +454,11 @@ impl Scenario for Blackhole {
         let (n, r) = (net.n, &net.router);
         let j = journey_to(all, &format!("10.{n}.9.9"), None);
         let (_, why, hint) = dropped(j);
+        assert_eq!(
+            cause(j),
+            ("route", vec!["fib_table_lookup", "kfree_skb"]),
+            "{j:#}"
+        );
         assert_eq!(
             why,
             format!("dropped: route to 10.{n}.9.0/24 is blackhole (table main) in namespace {r}")
@@ -506,6 +563,7 @@ impl Scenario for RpFilter {
         let j = j[0];
         let (reason, why, hint) = dropped(j);
         assert_eq!(reason, "IP_RPFILTER");
+        assert_eq!(cause(j).0, "rp_filter", "{j:#}");
         assert_eq!(
             why,
             format!(

@@ -2,27 +2,19 @@
 //! [`NftTrace`] each, with the headers a chain evaluation's later messages
 //! lack copied from its first.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use netlink_packet_core::{
     parse_string, parse_u16_be, parse_u32, parse_u32_be, parse_u64_be, NetlinkBuffer, NlaBuffer,
     NlasIterator,
 };
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use crate::netns::{run_in, NetnsRef};
-use pktpath_core::clock::monotonic_ns;
+use super::parse_table_pid;
 
 // include/uapi/linux/netfilter/nfnetlink.h, nf_tables.h
-const NFNLGRP_NFTRACE: u32 = 9;
+pub(super) const NFNLGRP_NFTRACE: u32 = 9;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_TRACE: u16 = 17;
 const NFTA_TRACE_TABLE: u16 = 1;
@@ -45,7 +37,6 @@ const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 /// Size of the `struct nfgenmsg` that precedes the attributes.
 const NFGENMSG_LEN: usize = 4;
-
 
 /// What a trace message reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -403,12 +394,12 @@ pub fn parse_datagram(buf: &[u8], netns_ino: u32, received_ns: u64) -> (Vec<NftT
 /// Fills the interfaces and headers of messages that lack them from the
 /// previous message of the same packet (namespace and id).
 #[derive(Default)]
-struct Inheritance {
+pub(super) struct Inheritance {
     last: HashMap<(u32, u32), Lent>,
 }
 
 /// What a message lends the next ones of its packet.
-struct Lent {
+pub(super) struct Lent {
     iif: Option<u32>,
     oif: Option<u32>,
     iif_type: Option<u16>,
@@ -424,7 +415,7 @@ impl Inheritance {
     /// last moment suffice (4,096 copies of a message were 2.2 MB).
     const MAX: usize = 1024;
 
-    fn apply(&mut self, t: &mut NftTrace) {
+    pub(super) fn apply(&mut self, t: &mut NftTrace) {
         let key = (t.netns_ino, t.id);
         let has_packet = !t.network_header.is_empty() || t.iif.is_some() || t.oif.is_some();
         if has_packet {
@@ -475,7 +466,6 @@ mod tests {
         assert_eq!(verdict_name(113 << 16, None), "drop");
     }
 
-
     fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
@@ -486,7 +476,6 @@ mod tests {
         }
         v
     }
-
 
     fn message(family: u8, attrs: &[Vec<u8>]) -> Vec<u8> {
         let mut payload = vec![family, 0, 0, 0];
@@ -500,7 +489,6 @@ mod tests {
         m.extend_from_slice(&payload);
         m
     }
-
 
     fn sample() -> Vec<u8> {
         let mut verdict = nla(NFTA_VERDICT_CODE, &0u32.to_be_bytes());
@@ -529,7 +517,6 @@ mod tests {
             ],
         )
     }
-
 
     #[test]
     fn parses_a_trace_message() {
@@ -577,7 +564,6 @@ mod tests {
         assert_eq!(ts[1].iif, Some(3));
     }
 
-
     #[test]
     fn hostile_input_does_not_panic() {
         let m = sample();
@@ -606,5 +592,4 @@ mod tests {
         }
         assert_eq!(parse_datagram(&[], 0, 0).0.len(), 0);
     }
-
 }

@@ -58,7 +58,6 @@
 //! SIGKILL, the next start deletes the tables of processes that no longer
 //! exist ([`session::sweep_leftovers`]). Sockets close with the process.
 
-
 pub mod message;
 pub mod ruleset;
 pub mod session;
@@ -81,3 +80,9 @@ pub fn nft_in(ns: &NetnsRef, args: &[&str], input: Option<&str>) -> Result<Strin
     run_in(ns, "nft", args, input)
 }
 
+/// The pid in one of our table names, `pktpath_trace_<pid>[_<n>]`.
+pub fn parse_table_pid(table: &str) -> Option<u32> {
+    let rest = table.strip_prefix(TABLE_PREFIX)?;
+    let pid = rest.split_once('_').map_or(rest, |(p, _)| p);
+    pid.parse().ok()
+}

@@ -2,24 +2,14 @@
 //! priority and policy of base chains: read per namespace, cached.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use netlink_packet_core::{
-    parse_string, parse_u16_be, parse_u32, parse_u32_be, parse_u64_be, NetlinkBuffer, NlaBuffer,
-    NlasIterator,
-};
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use anyhow::Result;
 
-use crate::netns::{run_in, NetnsRef};
-use pktpath_core::clock::monotonic_ns;
+use crate::netns::NetnsRef;
 
+use super::message::NftTrace;
+use super::nft_in;
 
 /// The hook line of a base chain, as nft prints it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -344,5 +334,4 @@ table netdev n { # handle 4
         let pre = rs.chain("inet", "pktpath_trace_1", "pre").unwrap();
         assert_eq!(pre.base.as_ref().unwrap().priority, "-500");
     }
-
 }

@@ -2,8 +2,6 @@
 //! listener per namespace on a reader thread, and everything removed when
 //! it ends (and what killed runs left, at the next start).
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -12,22 +10,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use netlink_packet_core::{
-    parse_string, parse_u16_be, parse_u32, parse_u32_be, parse_u64_be, NetlinkBuffer, NlaBuffer,
-    NlasIterator,
-};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use crate::netns::{run_in, NetnsRef};
+use crate::netns::NetnsRef;
 use pktpath_core::clock::monotonic_ns;
 
-
-/// The pid in one of our table names, `pktpath_trace_<pid>[_<n>]`.
-pub fn parse_table_pid(table: &str) -> Option<u32> {
-    let rest = table.strip_prefix(TABLE_PREFIX)?;
-    let pid = rest.split_once('_').map_or(rest, |(p, _)| p);
-    pid.parse().ok()
-}
+use super::message::{parse_datagram, Inheritance, NftTrace, NFNLGRP_NFTRACE};
+use super::{nft_in, parse_table_pid, CHAIN_PRIORITY, TABLE_PREFIX};
 
 fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -98,7 +87,7 @@ pub enum Unavailable {
 pub fn unavailable() -> Option<Unavailable> {
     // Asked first: even `nft --version` opens an nfnetlink socket, which
     // loads nfnetlink.
-    if !nftables_loaded() {
+    if !crate::kernel::caps::nftables_loaded() {
         return Some(Unavailable::NotLoaded);
     }
     let have_nft = std::process::Command::new("nft")
@@ -106,27 +95,6 @@ pub fn unavailable() -> Option<Unavailable> {
         .output()
         .is_ok_and(|o| o.status.success());
     (!have_nft).then_some(Unavailable::NoNft)
-}
-
-/// Whether nf_tables is part of the running kernel. Where it is a module
-/// that is not loaded, no namespace has a ruleset, and running nft (even
-/// `nft --version`, which opens an nfnetlink socket) would load modules:
-/// pktpath promises to change nothing, so it then leaves nftables alone.
-pub fn nftables_loaded() -> bool {
-    let Ok(modules) = std::fs::read_to_string("/proc/modules") else {
-        // A kernel without module support: built in or absent, and
-        // nothing can be loaded.
-        return true;
-    };
-    if modules
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some("nf_tables"))
-    {
-        return true;
-    }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    std::fs::read_to_string(format!("/lib/modules/{}/modules.builtin", release.trim()))
-        .is_ok_and(|b| b.lines().any(|l| l.ends_with("/nf_tables.ko")))
 }
 
 /// A namespace set up: the leftover tables swept, and the listener (none
@@ -182,7 +150,7 @@ fn leftovers(ns: &NetnsRef) -> Result<(Vec<String>, String, bool)> {
 }
 
 /// The nft script adding our tracing table; `matches` as from
-/// [`translate_filter`] (None: every packet).
+/// [`super::translate::translate_filter`] (None: every packet).
 pub fn table_script(table: &str, matches: Option<&[String]>) -> String {
     let all = [String::new()];
     let matches = matches.filter(|m| !m.is_empty()).unwrap_or(&all);
@@ -278,7 +246,7 @@ pub const QUEUE_LEN: usize = 1 << 14;
 impl NftraceSession {
     /// Sweeps leftovers of dead processes, opens a trace listener in each
     /// namespace, then adds the tracing table there. `matches`: nft match
-    /// expressions from [`translate_filter`], one rule each; None traces
+    /// expressions from [`super::translate::translate_filter`], one rule each; None traces
     /// every packet.
     pub fn start(namespaces: &[NetnsRef], matches: Option<Vec<String>>) -> Result<NftraceSession> {
         let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
@@ -556,7 +524,6 @@ mod tests {
         assert_eq!(all.matches("\t\tmeta nftrace set 1\n").count(), 4);
     }
 
-
     #[test]
     fn table_names() {
         assert_eq!(parse_table_pid("pktpath_trace_123"), Some(123));
@@ -564,5 +531,4 @@ mod tests {
         assert_eq!(parse_table_pid("pktpath_trace_x"), None);
         assert_eq!(parse_table_pid("filter"), None);
     }
-
 }

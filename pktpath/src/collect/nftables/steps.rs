@@ -1,7 +1,7 @@
 //! nftables trace messages as journey steps: which journey a message
 //! belongs to, and where in it.
 //!
-//! A message carries no skb address (see `nftrace`), so it is tied to the
+//! A message carries no skb address (see the module above), so it is tied to the
 //! journey with a step in the same namespace, on the message's input or
 //! output interface, whose headers agree on what the path does not change
 //! (IP id and length, protocol, ports, TCP sequence; not the addresses, NAT
@@ -21,7 +21,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::nftrace::{translate_filter, NftTrace, NftraceSession, RulesetCache, TraceKind};
+use super::message::{NftTrace, TraceKind};
+use super::ruleset::RulesetCache;
+use super::session::NftraceSession;
+use super::translate::translate_filter;
 use crate::netns::{run_in, NetnsRef};
 use pktpath_core::journey::{Attached, Journeys};
 use pktpath_core::model::{Detail, SiteKind, Step};
@@ -404,7 +407,7 @@ impl RuleTracer {
         stream: bool,
         ring_read_ns: u64,
     ) -> Vec<(u64, Step)> {
-        self.poll_up_to(journeys, stream, ring_read_ns, super::nftrace::QUEUE_LEN)
+        self.poll_up_to(journeys, stream, ring_read_ns, super::session::QUEUE_LEN)
     }
 
     /// [`Self::poll`], taking at most about `limit` messages from the queue.
@@ -427,7 +430,7 @@ impl RuleTracer {
         let mut taken = 0;
         let emptied = loop {
             for t in batch {
-                self.place(journeys, t, ring_read_ns, stream.then_some(&mut added));
+                self.take_message(journeys, t, ring_read_ns, stream.then_some(&mut added));
             }
             if taken >= limit {
                 break false;
@@ -454,7 +457,7 @@ impl RuleTracer {
     }
 
     /// Ties one message, or keeps it waiting for its packet's steps.
-    fn place(
+    fn take_message(
         &mut self,
         journeys: &mut Journeys,
         t: Box<NftTrace>,

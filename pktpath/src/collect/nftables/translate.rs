@@ -1,6 +1,7 @@
 //! A tcpdump filter as nft match expressions: the packets our tables set
 //! `nftrace` for.
 
+use std::net::IpAddr;
 
 /// Translates a pcap-filter expression into nft match expressions, one per
 /// alternative: a packet matches the filter when it matches any of them.
@@ -231,7 +232,6 @@ mod tests {
         );
     }
 
-
     #[test]
     fn refuses_what_it_cannot_translate() {
         for f in [
@@ -259,5 +259,4 @@ mod tests {
             None
         );
     }
-
 }
