@@ -23,6 +23,7 @@ pub mod filter;
 pub mod kernel;
 pub mod netlab;
 pub mod netns;
+pub mod source;
 
 /// Bad input from the user (exit code 2): a filter libpcap rejects, an
 /// unknown interface or namespace, a malformed option.

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use pktpath::collect::nftables::message::{NftTrace, TraceKind};
 use pktpath::collect::nftables::ruleset::RulesetCache;
-use pktpath::collect::nftables::session::NftraceSession;
+use pktpath::collect::nftables::session::{NftraceSession, SessionPlan};
 use pktpath::collect::nftables::translate::translate_filter;
 use pktpath::netlab::Lab;
 use pktpath::netns::in_netns;
 use pktpath::netns::NetnsRef;
+use pktpath::source::Source;
 
 /// client (10.N.1.1) -- server (10.N.1.2), namespaces ptnftN-cli/-srv.
 fn pair(n: u8) -> (Lab, String, String) {
@@ -76,7 +77,11 @@ fn drop_rule_is_traced_with_its_text() {
     ];
     let matches = translate_filter(&format!("udp port 9999 and host {server}"));
     assert!(matches.is_some());
-    let session = NftraceSession::start(&namespaces, matches).unwrap();
+    let session = NftraceSession::start(SessionPlan {
+        namespaces: &namespaces,
+        matches,
+    })
+    .unwrap();
     assert_eq!(our_tables(&lab, &srv).len(), 2, "inet and bridge tables");
 
     // A packet the filter does not select, then one it does.
@@ -159,7 +164,11 @@ fn untranslatable_filter_traces_every_packet_and_drop_cleans_up() {
     assert_eq!(translate_filter("not udp"), None);
     let namespaces = [NetnsRef::named(&srv).unwrap()];
     {
-        let session = NftraceSession::start(&namespaces, None).unwrap();
+        let session = NftraceSession::start(SessionPlan {
+            namespaces: &namespaces,
+            matches: None,
+        })
+        .unwrap();
         assert!(session.table_name().starts_with("pktpath_trace_"));
         let mut got = Vec::new();
         for _ in 0..10 {
@@ -208,7 +217,11 @@ fn table_of_a_dead_pid_is_swept_at_start() {
     .unwrap();
     assert_eq!(our_tables(&lab, &srv).len(), 2);
     let ns = NetnsRef::named(&srv).unwrap();
-    let session = NftraceSession::start(std::slice::from_ref(&ns), None).unwrap();
+    let session = NftraceSession::start(SessionPlan {
+        namespaces: std::slice::from_ref(&ns),
+        matches: None,
+    })
+    .unwrap();
     let mut swept: Vec<&str> = session.swept().iter().map(|(_, t)| t.as_str()).collect();
     swept.sort();
     assert_eq!(
@@ -235,7 +248,11 @@ fn namespaces_without_a_ruleset_are_not_traced() {
         NetnsRef::named(&cli).unwrap(),
         NetnsRef::named(&srv).unwrap(),
     ];
-    let session = NftraceSession::start(&namespaces, None).unwrap();
+    let session = NftraceSession::start(SessionPlan {
+        namespaces: &namespaces,
+        matches: None,
+    })
+    .unwrap();
     // No rule to report in cli, and tracing would cost every packet
     // there netlink messages: left alone.
     assert_eq!(session.without_rules(), std::slice::from_ref(&cli));
@@ -260,7 +277,11 @@ fn child_holds_a_session() {
     let Ok(ns) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let _session = NftraceSession::start(&[NetnsRef::named(&ns).unwrap()], None).unwrap();
+    let _session = NftraceSession::start(SessionPlan {
+        namespaces: &[NetnsRef::named(&ns).unwrap()],
+        matches: None,
+    })
+    .unwrap();
     println!("CHILD READY");
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -298,7 +319,11 @@ fn sigkill_leaves_a_table_that_the_next_start_sweeps() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     child.wait().unwrap();
     assert_eq!(our_tables(&lab, &srv).len(), 2, "SIGKILL leaves the table");
-    let session = NftraceSession::start(&[NetnsRef::named(&srv).unwrap()], None).unwrap();
+    let session = NftraceSession::start(SessionPlan {
+        namespaces: &[NetnsRef::named(&srv).unwrap()],
+        matches: None,
+    })
+    .unwrap();
     assert_eq!(session.swept().len(), 2, "{:?}", session.swept());
     let left = our_tables(&lab, &srv);
     assert!(

@@ -18,8 +18,9 @@ use crate::collect::nftables::steps::RuleTracer;
 use crate::enrich::Enricher;
 use crate::filter::Filter;
 use crate::kernel::btf::Inventory;
-use crate::kernel::tracepoint::{Flavour, Functions, Selection, Tracer};
+use crate::kernel::tracepoint::{Flavour, Functions, Selection, Tracer, TracerPlan};
 use crate::netns::NetnsRef;
+use crate::source::Source;
 use pktpath_core::clock::monotonic_ns;
 use pktpath_core::diagnosis::End;
 use pktpath_core::journey::{Journey, Journeys, NFT_LOSS, RING_LOSS, WHILE_ATTACHING};
@@ -139,20 +140,20 @@ pub fn run(
     on_ready: impl FnOnce(&Tracer) -> Result<()>,
 ) -> Result<Summary> {
     let bar = progress_bar(opts.functions.as_ref().map_or(0, |f| f.sites.len()));
-    let tracer = Tracer::start(
+    let tracer = Tracer::start(TracerPlan {
         inv,
-        &opts.filter,
-        &opts.selection,
-        opts.backend,
-        opts.ring_bytes,
-        opts.functions.as_ref(),
-        &|done, total| {
+        filter: &opts.filter,
+        selection: &opts.selection,
+        flavour: opts.backend,
+        ring_bytes: opts.ring_bytes,
+        functions: opts.functions.as_ref(),
+        progress: &|done, total| {
             if let Some(b) = &bar {
                 b.set_length(total as u64);
                 b.set_position(done as u64);
             }
         },
-    )?;
+    })?;
     let attached_ns = monotonic_ns();
     if let Some(b) = bar {
         b.finish_and_clear();

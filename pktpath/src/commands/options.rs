@@ -8,10 +8,12 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result};
 
 use crate::cli::{Backend, Color, OutputArgs, TraceArgs, WriteFormat};
+use crate::collect::nftables::session::{NftraceSession, Unavailable};
 use crate::filter::{Filter, FilterError};
 use crate::kernel::functions::FuncInventory;
 use crate::kernel::tracepoint::{Functions, Selection};
 use crate::netns::NetnsRef;
+use crate::source::Source;
 use crate::{kernel, netns, UsageError};
 use pktpath_core::formats::mbuf_trace::MbufTrace;
 use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
@@ -26,10 +28,10 @@ pub fn nft_trace(
     netns: Option<&str>,
     expr: &str,
 ) -> (Option<(Vec<NetnsRef>, String)>, Vec<NetnsRef>) {
-    match crate::collect::nftables::session::unavailable() {
+    match NftraceSession::unavailable() {
         None => {}
         // Rules exist that cannot be traced: say so.
-        Some(why @ crate::collect::nftables::session::Unavailable::NoNft) if !off => {
+        Some(why @ Unavailable::NoNft) if !off => {
             eprintln!("pktpath: nftables rules are not traced: {why}");
             return (None, Vec::new());
         }

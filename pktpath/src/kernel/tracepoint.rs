@@ -20,6 +20,7 @@ use super::objects;
 use crate::abi::{self, Config, SlotCfg, ARG_NONE, MAX_ARGS, MAX_SLOTS};
 use crate::filter::cbpf::ReadSet;
 use crate::filter::{splice, Filter};
+use crate::source::Source;
 use pktpath_core::sites;
 
 /// Which program type the tracepoint programs are loaded as.
@@ -190,19 +191,51 @@ fn libbpf_reason() -> String {
         .unwrap_or_default()
 }
 
+/// What a `Tracer` starts from.
+pub struct TracerPlan<'a> {
+    pub inv: &'a Inventory,
+    pub filter: &'a Filter,
+    pub selection: &'a Selection,
+    /// tp_btf then raw_tp when None.
+    pub flavour: Option<Flavour>,
+    pub ring_bytes: u32,
+    /// Function sites to attach too.
+    pub functions: Option<&'a Functions>,
+    /// `progress(done, total)` follows the function attach.
+    pub progress: &'a (dyn Fn(usize, usize) + Sync),
+}
+
+impl Source for Tracer {
+    type Plan<'a> = TracerPlan<'a>;
+    type Unavailable = anyhow::Error;
+
+    fn unavailable() -> Option<anyhow::Error> {
+        super::caps::require_bpf().err()
+    }
+
+    /// Loads with the plan's flavour, or tp_btf then raw_tp; attaches its
+    /// functions too when given.
+    fn start(plan: TracerPlan<'_>) -> Result<Tracer> {
+        Tracer::load(plan)
+    }
+
+    /// Detaches everything (as dropping it does).
+    fn stop(self) -> Result<()> {
+        Ok(())
+    }
+}
+
 impl Tracer {
-    /// Loads with `flavour`, or tp_btf then raw_tp when None; attaches
-    /// `functions` too when given. `progress(done, total)` follows the
-    /// function attach.
-    pub fn start(
-        inv: &Inventory,
-        filter: &Filter,
-        sel: &Selection,
-        flavour: Option<Flavour>,
-        ring_bytes: u32,
-        functions: Option<&Functions>,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Tracer> {
+    fn load(p: TracerPlan<'_>) -> Result<Tracer> {
+        let TracerPlan {
+            inv,
+            filter,
+            selection: sel,
+            flavour,
+            ring_bytes,
+            functions,
+            progress,
+        } = p;
         super::caps::require_bpf()?;
         capture_libbpf_log();
         let mut plan = plan(inv);

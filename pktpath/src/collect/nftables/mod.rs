@@ -17,7 +17,7 @@
 //!
 //! # What it does
 //!
-//! [`session::NftraceSession::start`] adds, in each given namespace, a table named
+//! Starting a [`session::NftraceSession`] adds, in each given namespace, a table named
 //! `pktpath_trace_<pid>` (families `inet` and `bridge`) whose base chains,
 //! on prerouting and output at priority -500 (before raw, conntrack and
 //! NAT), set `meta nftrace set 1` for the packets that match the

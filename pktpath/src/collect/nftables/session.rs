@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::netns::NetnsRef;
+use crate::source::Source;
 use pktpath_core::clock::monotonic_ns;
 
 use super::message::{parse_datagram, Inheritance, NftTrace, NFNLGRP_NFTRACE};
@@ -243,12 +244,38 @@ fn open_listener(ns: &NetnsRef) -> Result<Socket> {
 /// Messages the reader queues for the consumer at most.
 pub const QUEUE_LEN: usize = 1 << 14;
 
-impl NftraceSession {
+/// What an `NftraceSession` starts from.
+pub struct SessionPlan<'a> {
+    /// Where to trace.
+    pub namespaces: &'a [NetnsRef],
+    /// nft match expressions from [`super::translate::translate_filter`],
+    /// one rule each; None traces every packet.
+    pub matches: Option<Vec<String>>,
+}
+
+impl Source for NftraceSession {
+    type Plan<'a> = SessionPlan<'a>;
+    type Unavailable = Unavailable;
+
+    fn unavailable() -> Option<Unavailable> {
+        unavailable()
+    }
+
     /// Sweeps leftovers of dead processes, opens a trace listener in each
-    /// namespace, then adds the tracing table there. `matches`: nft match
-    /// expressions from [`super::translate::translate_filter`], one rule each; None traces
-    /// every packet.
-    pub fn start(namespaces: &[NetnsRef], matches: Option<Vec<String>>) -> Result<NftraceSession> {
+    /// namespace, then adds the tracing table there.
+    fn start(plan: SessionPlan<'_>) -> Result<NftraceSession> {
+        NftraceSession::open(plan.namespaces, plan.matches)
+    }
+
+    /// Removes the tables and stops the listener; errors are returned here,
+    /// where drop would ignore them.
+    fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+}
+
+impl NftraceSession {
+    fn open(namespaces: &[NetnsRef], matches: Option<Vec<String>>) -> Result<NftraceSession> {
         let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let table = if n == 0 {
@@ -398,12 +425,6 @@ impl NftraceSession {
     /// Messages that could not be decoded.
     pub fn malformed(&self) -> u64 {
         self.stats.malformed.load(Ordering::Relaxed)
-    }
-
-    /// Removes the tables and stops the listener; errors are returned here,
-    /// where drop would ignore them.
-    pub fn stop(mut self) -> Result<()> {
-        self.shutdown()
     }
 
     fn shutdown(&mut self) -> Result<()> {

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use super::message::{NftTrace, TraceKind};
 use super::ruleset::RulesetCache;
-use super::session::NftraceSession;
+use super::session::{NftraceSession, SessionPlan};
 use super::translate::translate_filter;
 use crate::netns::{run_in, NetnsRef};
+use crate::source::Source;
 use pktpath_core::journey::{Attached, Journeys};
 use pktpath_core::model::{Detail, SiteKind, Step};
 use pktpath_core::packet::be16;
@@ -339,7 +340,10 @@ impl RuleTracer {
                  pktpath keeps the traces of the selected ones"
             )
         });
-        let session = NftraceSession::start(&namespaces, matches)?;
+        let session = NftraceSession::start(SessionPlan {
+            namespaces: &namespaces,
+            matches,
+        })?;
         // Those with a ruleset: the others send no trace messages.
         let traced = session
             .namespaces()
