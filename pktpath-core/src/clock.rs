@@ -16,30 +16,28 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Kernel monotonic ns to wall-clock ns, so timestamps read as dates.
-pub fn wall_ns(mono: u64) -> u64 {
+fn wall_ns(mono: u64) -> u64 {
     let now_wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     now_wall.saturating_sub(monotonic_ns().saturating_sub(mono))
 }
 
-/// How a file sink dates its records: kernel monotonic ns to wall-clock ns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WallClock {
-    /// The live clocks, read for each record ([`wall_ns`]).
-    #[default]
-    Live,
-    /// A fixed offset added to monotonic time: the same journeys are
-    /// always written as the same bytes (golden tests).
-    Offset(u64),
-}
+/// How a file sink dates its records: wall-clock ns = the kernel's
+/// monotonic ns + this offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClock(pub u64);
 
 impl WallClock {
+    /// The live clocks' offset, read once: a run's records are all dated
+    /// by it (one read, not two per record, and a later step of the wall
+    /// clock does not reorder them).
+    pub fn now() -> WallClock {
+        WallClock(wall_ns(0))
+    }
+
     /// Monotonic ns to wall-clock ns.
     pub fn wall_ns(self, mono: u64) -> u64 {
-        match self {
-            WallClock::Live => wall_ns(mono),
-            WallClock::Offset(offset) => mono.saturating_add(offset),
-        }
+        mono.saturating_add(self.0)
     }
 }

@@ -461,3 +461,41 @@ fn fuzz_corpus_never_panics() {
     }
     assert!(n >= 6, "corpus seeds missing from {dir}");
 }
+
+/// A capture written again (`-r FILE -w OUT`) keeps its dates: its steps'
+/// clock is that of the boot they were traced in, so the records are dated
+/// as the file dated them, not mapped through this boot's clock. Through
+/// pcapng and through the mbuf_trace layout. Needs no root.
+#[test]
+fn a_capture_written_again_keeps_its_dates() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pktpath-core/tests/fixtures/journeys.pcapng"
+    );
+    let read = |path: &str| pktpath_core::formats::read(&std::fs::read(path).unwrap());
+    let dates = |c: &pktpath_core::formats::Capture| -> Vec<u64> {
+        c.journeys
+            .iter()
+            .map(|r| r.journey.steps[0].ts_ns + r.wall_offset_ns.unwrap())
+            .collect()
+    };
+    let original = read(fixture);
+    assert!(!original.journeys.is_empty());
+    let again = temp("again.pcapng");
+    let again = again.to_str().unwrap();
+    pktpath(&["-r", fixture, "-w", again]);
+    assert_eq!(dates(&read(again)), dates(&original));
+    let mbuf = temp("again.mbuf.pcap");
+    let mbuf = mbuf.to_str().unwrap();
+    pktpath(&["-r", fixture, "-w", mbuf, "--format", "mbuf-trace"]);
+    let back = temp("again-from-mbuf.pcapng");
+    let back = back.to_str().unwrap();
+    pktpath(&["-r", mbuf, "-w", back]);
+    // mbuf_trace keeps microseconds.
+    let micro = |d: Vec<u64>| d.into_iter().map(|t| t / 1000).collect::<Vec<_>>();
+    assert_eq!(micro(dates(&read(mbuf))), micro(dates(&original)));
+    assert_eq!(micro(dates(&read(back))), micro(dates(&original)));
+    for f in [again, mbuf, back] {
+        std::fs::remove_file(f).ok();
+    }
+}

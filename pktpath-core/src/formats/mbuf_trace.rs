@@ -103,7 +103,7 @@ impl<W: Write> MbufTrace<W> {
         Ok(MbufTrace {
             out,
             snaplen,
-            clock: WallClock::Live,
+            clock: WallClock::now(),
         })
     }
 

@@ -62,6 +62,12 @@ impl Link {
 pub struct Replayed {
     pub journey: Journey,
     pub frame: Option<Vec<u8>>,
+    /// Wall-clock time minus the steps' time, ns, where the capture dates
+    /// its records: what a file sink writing the journey again dates it by
+    /// (steps carry the monotonic clock of the boot they were traced in, or
+    /// wall-clock time already when read from comments or mbuf_trace
+    /// records: 0). None for JSON lines, which hold no wall-clock time.
+    pub wall_offset_ns: Option<u64>,
 }
 
 /// Reads every journey in `data` (a whole file), up to the first damage.
@@ -105,6 +111,7 @@ fn read_json_lines(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError
         out.push(Replayed {
             journey,
             frame: None,
+            wall_offset_ns: None,
         });
     }
     Ok(())

@@ -58,6 +58,8 @@ pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
         out.push(Replayed {
             journey,
             frame: Some(frame),
+            // The steps are dated from the record's time.
+            wall_offset_ns: Some(0),
         });
     }
     Ok(())

@@ -125,7 +125,7 @@ impl<W: Write> Pcapng<W> {
             json: Vec::new(),
             text: String::new(),
             epb: Vec::new(),
-            clock: WallClock::Live,
+            clock: WallClock::now(),
         })
     }
 
@@ -301,12 +301,17 @@ pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
             seen.insert(id, out.len());
         }
         let id = packet_id.unwrap_or(index);
+        // The steps of a journey read from comments are dated from the
+        // record's time; those of a journey read whole keep the kernel's
+        // clock, and the record is dated at its first step.
+        let mut wall_offset_ns = Some(0);
         let journey = match (json, link) {
             (Some(j), _) => {
                 let mut journey: Journey =
                     serde_json::from_str(&j).map_err(|e| corrupt(at, format!("journey: {e}")))?;
                 if let Some(s) = journey.steps.first_mut() {
                     s.packet = Some((false, frame.as_slice().into()));
+                    wall_offset_ns = ts.checked_sub(s.ts_ns);
                 }
                 journey
             }
@@ -317,6 +322,7 @@ pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
                 out.push(Replayed {
                     frame: Some(rec.frame.to_vec()),
                     journey: j,
+                    wall_offset_ns: Some(0),
                 });
                 continue;
             }
@@ -331,6 +337,7 @@ pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
         out.push(Replayed {
             journey,
             frame: Some(frame),
+            wall_offset_ns,
         });
     }
     Ok(())

@@ -15,6 +15,7 @@ use crate::kernel::tracepoint::{Functions, Selection};
 use crate::netns::NetnsRef;
 use crate::source::Source;
 use crate::{kernel, netns, UsageError};
+use pktpath_core::clock::WallClock;
 use pktpath_core::formats::mbuf_trace::MbufTrace;
 use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
 use pktpath_core::sinks::{json::Json, terminal::Terminal, Sink};
@@ -60,7 +61,9 @@ pub fn nft_trace(
     ((!off).then(|| (traced, expr.to_string())), sweep)
 }
 
-pub fn sink(out: &OutputArgs) -> Result<Box<dyn Sink>> {
+/// The sink `out` asks for; a file's records dated by `clock` (the live
+/// clocks, or those of the capture a replay reads).
+pub fn sink(out: &OutputArgs, clock: WallClock) -> Result<Box<dyn Sink>> {
     let stdout = std::io::stdout();
     let snaplen = out.snaplen.unwrap_or(MAX_SNAPLEN);
     if !(1..=MAX_SNAPLEN).contains(&snaplen) {
@@ -84,14 +87,17 @@ pub fn sink(out: &OutputArgs) -> Result<Box<dyn Sink>> {
             ))
         };
         return Ok(match out.format {
-            WriteFormat::Pcapng => Box::new(Pcapng::new(
-                w,
-                PcapngOptions {
-                    per_step: out.per_step,
-                    snaplen,
-                },
-            )?),
-            WriteFormat::MbufTrace => Box::new(MbufTrace::new(w, snaplen)?),
+            WriteFormat::Pcapng => Box::new(
+                Pcapng::new(
+                    w,
+                    PcapngOptions {
+                        per_step: out.per_step,
+                        snaplen,
+                    },
+                )?
+                .with_clock(clock),
+            ),
+            WriteFormat::MbufTrace => Box::new(MbufTrace::new(w, snaplen)?.with_clock(clock)),
         });
     }
     if out.json {

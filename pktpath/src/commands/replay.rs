@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use super::options::sink;
 use crate::cli::TraceArgs;
 use crate::UsageError;
+use pktpath_core::clock::WallClock;
 use pktpath_core::sinks::Gate;
 
 pub fn run(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
@@ -30,7 +31,17 @@ pub fn run(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
                 .map_err(|e| UsageError(e.to_string()))?,
         )
     };
-    let mut out = sink(&args.output)?;
+    // Dated as the capture dated them: its steps' clock is that of the
+    // boot they were traced in, not this one's.
+    let dated = capture.journeys.iter().find_map(|r| r.wall_offset_ns);
+    if dated.is_none() && args.output.write.is_some() && !capture.journeys.is_empty() {
+        eprintln!(
+            "pktpath: {shown} holds no wall-clock time (JSON lines): the records written are \
+             dated as if traced on this boot"
+        );
+    }
+    let clock = dated.map_or_else(WallClock::now, WallClock);
+    let mut out = sink(&args.output, clock)?;
     let mut gate = Gate::new(out.as_mut(), args.output.drops_only, args.count);
     for r in capture.journeys {
         if let Some(p) = &program {

@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 
 use super::options::{filter, functions, nft_trace, ring_bytes, selection, sink};
 use super::{replay, STOP};
+use pktpath_core::clock::WallClock;
+
 use crate::cli::TraceArgs;
 use crate::collect::{self, TraceOptions};
 use crate::kernel::btf::Inventory;
@@ -45,7 +47,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             .into());
         }
     }
-    let mut out = sink(&args.output)?;
+    let mut out = sink(&args.output, WallClock::now())?;
     let summary = collect::run(&inv, &opts, out.as_mut(), &STOP, |t| {
         for (tp, why) in &t.failed {
             eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
