@@ -348,17 +348,7 @@ fn pcapng() {
     golden("journeys.pcapng", &out);
     // Read back: the journeys exactly, each with its frame, each record
     // dated at its journey's first step.
-    let back = formats::read(&out);
-    assert!(back.damage.is_none(), "{:?}", back.damage);
-    assert_eq!(back.journeys.len(), recorded.len());
-    for (b, r) in back.journeys.iter().zip(&recorded) {
-        assert_eq!(
-            b.journey, r.journey,
-            "journey #{} from pcapng",
-            r.journey.id
-        );
-        assert_eq!(b.frame, r.frame, "frame of journey #{}", r.journey.id);
-    }
+    let back = read_back_exactly(&out, &recorded);
     let dates: Vec<u64> = journeys
         .iter()
         .map(|j| j.steps[0].ts_ns + OFFSET_NS)
@@ -369,6 +359,23 @@ fn pcapng() {
         .journeys
         .iter()
         .all(|r| r.wall_offset_ns == Some(OFFSET_NS)));
+}
+
+/// Reads pktpath's pcapng back: the recorded journeys exactly, each with
+/// its frame, and no damage.
+fn read_back_exactly(out: &[u8], recorded: &[Replayed]) -> formats::Capture {
+    let back = formats::read(out);
+    assert!(back.damage.is_none(), "{:?}", back.damage);
+    assert_eq!(back.journeys.len(), recorded.len());
+    for (b, r) in back.journeys.iter().zip(recorded) {
+        assert_eq!(
+            b.journey, r.journey,
+            "journey #{} from pcapng",
+            r.journey.id
+        );
+        assert_eq!(b.frame, r.frame, "frame of journey #{}", r.journey.id);
+    }
+    back
 }
 
 /// `--per-step`: a record per step, the journey's JSON in the first; read
@@ -385,17 +392,7 @@ fn pcapng_per_step() {
     let sink = Pcapng::new(&mut out, opts).unwrap().with_clock(CLOCK);
     render(sink, &journeys);
     golden("journeys-per-step.pcapng", &out);
-    let back = formats::read(&out);
-    assert!(back.damage.is_none(), "{:?}", back.damage);
-    assert_eq!(back.journeys.len(), recorded.len());
-    for (b, r) in back.journeys.iter().zip(&recorded) {
-        assert_eq!(
-            b.journey, r.journey,
-            "journey #{} from pcapng",
-            r.journey.id
-        );
-        assert_eq!(b.frame, r.frame, "frame of journey #{}", r.journey.id);
-    }
+    read_back_exactly(&out, &recorded);
     let dates: Vec<u64> = journeys
         .iter()
         .flat_map(|j| j.steps.iter().map(|s| s.ts_ns + OFFSET_NS))

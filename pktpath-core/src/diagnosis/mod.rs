@@ -391,13 +391,15 @@ fn legacy_table(location: Option<&str>) -> Option<(&'static str, &'static str)> 
     .map(|(_, tool, what)| (*tool, *what))
 }
 
-/// `ip` with `-n NAME` when the namespace has a name under /run/netns.
+/// The namespace's name under /run/netns, if it has one (commands then
+/// take `-n NAME`).
+fn named(netns: &str) -> Option<&str> {
+    (!(netns == "host" || netns.starts_with("netns:") || netns == "?")).then_some(netns)
+}
+
+/// `ip`, with `-n NAME` when the namespace has a name under /run/netns.
 fn ip_in(netns: &str) -> String {
-    if netns == "host" || netns.starts_with("netns:") || netns == "?" {
-        "ip".into()
-    } else {
-        format!("ip -n {netns}")
-    }
+    named(netns).map_or("ip".into(), |n| format!("ip -n {n}"))
 }
 
 /// For a drop that follows a failed route lookup in the same namespace
@@ -765,10 +767,7 @@ pub fn words(cause: &Cause) -> (String, Option<String>) {
                     many.join("; ")
                 ),
             };
-            let tc = match ip_in(netns).strip_prefix("ip") {
-                Some(n) => format!("tc{n}"),
-                None => "tc".into(),
-            };
+            let tc = named(netns).map_or("tc".into(), |n| format!("tc -n {n}"));
             let mut hint = format!(
                 "{tc} -s filter show dev {dev} {direction} (the filter whose counters grew)"
             );
@@ -815,10 +814,7 @@ fn table_arg(table: &str) -> String {
 
 /// `ip netns exec NAME ` when the namespace has a name under /run/netns.
 fn exec_in(netns: &str) -> String {
-    match ip_in(netns).strip_prefix("ip -n ") {
-        Some(n) => format!("ip netns exec {n} "),
-        None => String::new(),
-    }
+    named(netns).map_or(String::new(), |n| format!("ip netns exec {n} "))
 }
 
 #[cfg(test)]
