@@ -8,11 +8,13 @@
 //! (what each site means), `packet` (headers) and `conntrack`; `diagnosis`
 //! (how a packet's steps ended and why); `journey` (steps grouped per
 //! packet, streamed); `sinks` (terminal, JSON) and `formats` (captures
-//! written and read back: pcapng, FreeBSD mbuf_trace, pcap, JSON lines).
+//! written and read back: pcapng, FreeBSD mbuf_trace, pcap, JSON lines);
+//! `expect` (journeys checked against what a file says they must show).
 
 pub mod clock;
 pub mod conntrack;
 pub mod diagnosis;
+pub mod expect;
 pub mod formats;
 pub mod journey;
 pub mod model;

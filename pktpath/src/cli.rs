@@ -26,6 +26,11 @@ pub enum Cmd {
     Doctor,
     /// Build a small virtual network, send traffic through it and trace it.
     Demo(OutputArgs),
+    /// Check that packets take the path a file says they must: the rules,
+    /// routes, namespaces and devices they pass, and how they end
+    /// (docs/expect.md). Exit 0 when every expectation holds, 1 when one
+    /// does not (or could not be checked), 2 for a bad file or options.
+    Expect(ExpectArgs),
     /// List the sites: network tracepoints and kernel functions that take
     /// (or return) a packet, with argument position and subsystem.
     Sites {
@@ -191,4 +196,65 @@ pub struct TraceArgs {
     pub ring_size: u32,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExpectArgs {
+    /// The expectations file (TOML, see docs/expect.md).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Check the journeys of a capture written earlier (pktpath's pcapng
+    /// or JSON lines) instead of tracing.
+    #[arg(short = 'r', long = "read", value_name = "CAPTURE")]
+    pub read: Option<PathBuf>,
+    /// Run this shell command once the probes are attached (the traffic
+    /// to check); tracing ends when it exits and --settle has passed.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "read")]
+    pub cmd: Option<String>,
+    /// Seconds to keep tracing after --cmd exits, for packets in flight.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, requires = "cmd")]
+    pub settle: f64,
+    /// Stop tracing after this many seconds (without --cmd: else Ctrl-C).
+    #[arg(long, value_name = "SECONDS", conflicts_with = "read")]
+    pub duration: Option<f64>,
+    /// Also write the traced journeys to this pcapng file (to look at a
+    /// failure later: pktpath -r, Wireshark).
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "FILE",
+        conflicts_with = "read"
+    )]
+    pub write: Option<PathBuf>,
+    /// Write the verdicts as JUnit XML to this file (for CI systems).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print the verdicts as one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Attach backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Only attach to functions matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub functions: Option<String>,
+    /// Do not attach to functions matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_functions: Option<String>,
+    /// Do not trace nftables rules (expectations that name one then
+    /// cannot be checked).
+    #[arg(long)]
+    pub no_nft_trace: bool,
+    /// Write this file once the probes are attached (for scripts).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Close a journey after this many seconds without events.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub idle_timeout: f64,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub ring_size: u32,
+    /// Colors on the terminal.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
 }

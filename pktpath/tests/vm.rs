@@ -914,3 +914,60 @@ fn tracing_loads_no_kernel_module() {
     assert!(text.contains("nf_tables is not loaded"), "{text}");
     assert_eq!(modules(), before, "modules loaded by pktpath");
 }
+
+/// `pktpath expect` (#25) with a function backend: expectations on
+/// functions (order, avoided) are checked; on the tracepoint backend the
+/// same file says they cannot be (exit 1, not a silent pass).
+#[test]
+fn function_expectations_are_checked_where_functions_are_traced() {
+    let backends = backends();
+    let net = Net::new(191);
+    let (r, sw, s) = (&net.router, &net.switch, &net.server);
+    let file = format!(
+        r#"
+[[expect]]
+name = "pings are forwarded by the router's ip_forward, then bridged"
+packets = "icmp[icmptype] == icmp-echo and net 10.191.0.0/16"
+order = [
+  {{ function = "ip_rcv", netns = "{r}" }},
+  {{ function = "ip_forward", netns = "{r}" }},
+  {{ function = "br_handle_frame", netns = "{sw}" }},
+  {{ function = "icmp_rcv", netns = "{s}" }},
+]
+avoids = [{{ function = "ip_local_deliver", netns = "{r}" }}]
+ends = {{ consumed = "{s}" }}
+"#
+    );
+    let dir = std::env::temp_dir().join("pktpath-vm-expect");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("forward.toml");
+    std::fs::write(&path, file).unwrap();
+    let cmd = format!(
+        "ip netns exec {} ping -c1 -W5 {} >/dev/null",
+        net.client,
+        net.server_ip()
+    );
+    let run = |backend: &str| {
+        let o = std::process::Command::new(common::BIN)
+            .args(["expect", path.to_str().unwrap(), "--color", "never"])
+            .args(["--backend", backend, "--functions", FUNCTIONS])
+            .args(["--no-nft-trace", "--idle-timeout", IDLE, "--settle", IDLE])
+            .args(["--cmd", &cmd])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.code(), format!("{out}\n{err}"))
+    };
+    let (code, said) = run(&backends[0]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("PASS pings are forwarded by the router's ip_forward, then bridged (line 2): 1 of 1 packets showed it"), "{said}");
+    let (code, said) = run("tracepoint");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("UNCHECKED pings are forwarded")
+            && said.contains("--backend asked for tracepoints only"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -2,6 +2,7 @@
 //! parses the command line, calls one, and maps its error to an exit code.
 
 pub mod demo;
+pub mod expect;
 pub mod extcap;
 pub mod options;
 pub mod replay;

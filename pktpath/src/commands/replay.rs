@@ -9,19 +9,25 @@ use super::options::sink;
 use crate::cli::TraceArgs;
 use crate::UsageError;
 use pktpath_core::clock::WallClock;
+use pktpath_core::formats::Capture;
 use pktpath_core::sinks::Gate;
 
-pub fn run(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
+/// Reads a capture ('-': stdin): every intact journey, and the damage.
+pub fn read(path: &std::path::Path) -> Result<Capture> {
     use std::io::Read;
-    let shown = path.display();
     let mut data = Vec::new();
     let read = if path.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut data)
     } else {
         std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
     };
-    read.map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
-    let capture = pktpath_core::formats::read(&data);
+    read.map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    Ok(pktpath_core::formats::read(&data))
+}
+
+pub fn run(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
+    let shown = path.display();
+    let capture = read(path)?;
     let expr = args.filter.join(" ");
     let program = if expr.is_empty() {
         None
