@@ -27,7 +27,7 @@ if ! command -v cargo >/dev/null; then
 	echo "setup.sh: no cargo found, installing Debian's"
 	ensure_packages cargo rustc
 fi
-need=1.82
+need=1.85
 have=$(rustc --version | awk '{print $2}')
 if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
 	echo "setup.sh: rustc $have is older than $need, which pktpath needs (use rustup)" >&2
