@@ -445,3 +445,58 @@ fn mbuf_trace() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The subsystems of each journey (issue 23: `--view subsystems`)
+
+/// Each recorded journey collapsed into its subsystems: where each part
+/// of the stack came into play, the free's function (icmp_rcv, arp_process,
+/// ping_rcv) saying where the packet ended. Tracepoints only: the core's
+/// receive and transmit between namespaces, no function in between.
+#[test]
+fn subsystems_of_the_recorded_journeys() {
+    use pktpath_core::location::{stages, stages_text};
+    // The ping through the router's NAT and the bridge, its reply, UDP
+    // delivered, UDP to a closed port and its ICMP error, UDP dropped by
+    // the forward chain's rule, the TTL-1 ping and its ICMP error.
+    let forward = "routing → core → routing → netfilter(forward) → netfilter(postrouting) \
+                   → core → bridge → core → routing";
+    let expected = [
+        (1, "core → routing → arp".to_string()),
+        (2, "core → arp".into()),
+        (3, format!("{forward} → icmp")),
+        (
+            4,
+            "core → neighbour → core → bridge → core → routing → arp".into(),
+        ),
+        (5, "core → routing → arp".into()),
+        (6, "core → bridge → core → arp".into()),
+        (
+            7,
+            "routing → neighbour → core → bridge → core → routing → netfilter(forward) \
+             → core → routing → icmp"
+                .into(),
+        ),
+        (8, format!("{forward} → socket")),
+        (9, format!("{forward} → icmp → udp")),
+        (
+            10,
+            "routing → core → bridge → core → routing → netfilter(forward) → core → routing → icmp"
+                .into(),
+        ),
+        (11, "routing → core → routing → netfilter(forward)".into()),
+        (12, "routing → core → routing → icmp → ipv4".into()),
+        (13, "core → routing → icmp".into()),
+        (14, "ipv4".into()),
+    ];
+    let mut journeys = journeys();
+    journeys.sort_by_key(|j| j.id);
+    assert_eq!(journeys.len(), expected.len());
+    for (j, (id, text)) in journeys.iter().zip(expected) {
+        assert_eq!(j.id, id);
+        let s = stages(j);
+        assert_eq!(stages_text(&s), text, "journey {id}");
+        assert_eq!(s.iter().map(|s| s.steps).sum::<usize>(), j.steps.len());
+        assert!(s.windows(2).all(|w| w[0] != w[1]), "journey {id}: {s:?}");
+    }
+}

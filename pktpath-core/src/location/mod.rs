@@ -16,10 +16,12 @@
 //! `TRACE_EVENT` macros, which ctags does not expand (its page would be
 //! empty). The running
 //! release comes from `version`: distributions do not say it in `uname -r`.
+//! `sequence` collapses a journey into the subsystems it went through.
 //!
 //! Kernel-free: the version is given (the binary crate reads it once, with
 //! [`KernelVersion::running`]), and so are the steps.
 
+mod sequence;
 pub mod subsystems;
 pub mod tracepoints;
 pub mod version;
@@ -28,6 +30,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+pub use sequence::{stages, stages_text, Stage};
 pub use version::KernelVersion;
 
 use crate::model::{Detail, SiteKind, Step};
