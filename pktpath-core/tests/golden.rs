@@ -46,6 +46,7 @@ use pktpath_core::formats::mbuf_trace::MbufTrace;
 use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
 use pktpath_core::formats::{self, Replayed};
 use pktpath_core::journey::Journey;
+use pktpath_core::location::{KernelVersion, SourceLinks};
 use pktpath_core::model::Step;
 use pktpath_core::sinks::json::Json;
 use pktpath_core::sinks::terminal::Terminal;
@@ -254,6 +255,25 @@ fn terminal() {
     golden("terminal.txt", &out);
 }
 
+/// Where each step was handled in the kernel's source (issue 23), on the
+/// release the journeys were recorded on (6.18.44: no line from the
+/// tables, which have upstream 6.18's; the file and the firing function),
+/// verbose: each step's link on a line of its own.
+#[test]
+fn terminal_located() {
+    let mut out = Vec::new();
+    render(
+        Terminal::new(&mut out, false, false).located(recorded_on(), true),
+        &journeys(),
+    );
+    golden("terminal-located.txt", &out);
+}
+
+/// The release the fixture was recorded on.
+fn recorded_on() -> SourceLinks {
+    SourceLinks::new(KernelVersion::parse("6.18.44-fc-v669"))
+}
+
 /// The live steps (`--steps`), each journey's as they come, in time order.
 #[test]
 fn terminal_steps() {
@@ -285,6 +305,21 @@ fn json_lines() {
         assert_eq!(b.journey, without_bytes(j), "journey #{} from JSON", j.id);
         assert!(b.frame.is_none());
     }
+}
+
+/// Each step with its `location` (issue 23): additive, read back as the
+/// same journeys.
+#[test]
+fn json_lines_located() {
+    let journeys = journeys();
+    let mut out = Vec::new();
+    render(Json::with_links(&mut out, false, recorded_on()), &journeys);
+    golden("journeys-located.jsonl", &out);
+    let back = formats::read(&out);
+    assert!(back.damage.is_none(), "{:?}", back.damage);
+    let back: Vec<Journey> = back.journeys.into_iter().map(|r| r.journey).collect();
+    let want: Vec<Journey> = journeys.iter().map(without_bytes).collect();
+    assert_eq!(back, want);
 }
 
 /// `--json --steps`: each step as a line of its own before its journey;
