@@ -2,12 +2,20 @@
 //! kernel's source, per release whose source was read.
 //!
 //! A line is only right for the release it was read in (stable updates
-//! move code), so a release not listed here gets the file and an
-//! identifier link, never a line from another release.
+//! move code), so a release not listed here gets the file (and, on
+//! another update of a listed series, the function that fires it), never
+//! a line from another release.
 //!
 //! Read from: Debian's `linux-source-6.1` 6.1.192-3 and `linux-source-6.12`
 //! 6.12.107-1~deb12u1 (the kernels of the VM suite: 6.1.0-57 and
 //! 6.12.107+deb12), and upstream v6.18, with `grep -n 'trace_NAME('`.
+//! Elixir shows upstream's tree: Debian's 6.12.107 files listed here are
+//! byte for byte those of its upstream orig tarball; for 6.1.192 the orig
+//! tarball could not be had, and Debian's patches (those of 6.12 at least)
+//! touch none of these files. v6.18 is the "update to linux-6.18" commit of
+//! a GitHub mirror of the 6.18 series (6952350/linux-6.18.y), not checked
+//! against kernel.org's tag.
+//!
 //! Where several functions fire a tracepoint, the line is the main
 //! caller's, named in the table (the other callers are said in
 //! [`OTHER_CALLERS`]).
