@@ -8,15 +8,15 @@
 //! tables say: a function's name (an identifier link), a tracepoint's call
 //! site (`tracepoints`: its file, its function, and the line on the
 //! releases whose source was read), a subsystem from the source tree
-//! (`subsystems`).
+//! (`subsystems`). The running release comes from `version`:
+//! distributions do not say it in `uname -r`. `sequence` collapses a
+//! journey into the subsystems it went through.
 //!
 //! A tracepoint is linked by the function that fires it, not by its
 //! `trace_NAME`: Elixir lists the references of an identifier only when
 //! ctags finds its definition, and `trace_NAME` is made by the
 //! `TRACE_EVENT` macros, which ctags does not expand (its page would be
-//! empty). The running
-//! release comes from `version`: distributions do not say it in `uname -r`.
-//! `sequence` collapses a journey into the subsystems it went through.
+//! empty).
 //!
 //! Kernel-free: the version is given (the binary crate reads it once, with
 //! [`KernelVersion::running`]), and so are the steps.
@@ -203,9 +203,9 @@ impl Location {
         }
     }
 
-    /// The links to this place on `links`' release: its function's
-    /// identifier page, and the source (at the line where known), each
-    /// where it can be made.
+    /// The links to this place on `links`' release, each where it can be
+    /// made: (its function's identifier page, its file's page at the line
+    /// where known).
     pub fn urls(&self, links: &SourceLinks) -> (Option<String>, Option<String>) {
         (
             self.function.as_deref().and_then(|f| links.ident_url(f)),

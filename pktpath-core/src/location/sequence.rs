@@ -35,8 +35,8 @@ impl fmt::Display for Stage {
 /// The stages of `journey`, in the order of its steps: each step's
 /// subsystem (where it was handled: [`Location::of`]), consecutive repeats
 /// merged (a step without a hook joins the stage of its subsystem before
-/// it, whatever that stage's hook). Whatever the release, the subsystems are the same: no version
-/// is needed.
+/// it, whatever that stage's hook). The subsystems do not depend on the
+/// release: no version is needed.
 pub fn stages(journey: &Journey) -> Vec<Stage> {
     let mut out: Vec<Stage> = Vec::new();
     for step in &journey.steps {
