@@ -65,6 +65,12 @@ impl SourceLinks {
         SourceLinks { version }
     }
 
+    /// Links on the running kernel's release: for a live run (a replayed
+    /// capture may come from another kernel, or another system).
+    pub fn running() -> SourceLinks {
+        SourceLinks::new(KernelVersion::running())
+    }
+
     /// Elixir's page of identifier `ident` (its definition and
     /// references): `https://elixir.bootlin.com/linux/v6.12.107/C/ident/icmp_rcv`.
     pub fn ident_url(&self, ident: &str) -> Option<String> {

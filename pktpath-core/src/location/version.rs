@@ -246,6 +246,13 @@ mod tests {
     }
 
     #[test]
+    fn the_running_kernel_has_a_release() {
+        // Whatever the machine: uname(2) always answers on Linux.
+        let v = KernelVersion::running().expect("a release");
+        assert!(v.major >= 3, "{v}");
+    }
+
+    #[test]
     fn versions_print_as_released() {
         let v = |t: &str| KernelVersion::parse(t).unwrap().to_string();
         assert_eq!(v("6.12.107"), "6.12.107");
