@@ -7,9 +7,11 @@
 //! `model` (a step: one observation of a packet at one site) with `sites`
 //! (what each site means), `packet` (headers) and `conntrack`; `diagnosis`
 //! (how a packet's steps ended and why); `journey` (steps grouped per
-//! packet, streamed); `sinks` (terminal, JSON) and `formats` (captures
-//! written and read back: pcapng, FreeBSD mbuf_trace, pcap, JSON lines);
-//! `expect` (journeys checked against what a file says they must show).
+//! packet, streamed); `location` (where in the kernel's source each step
+//! was handled, its subsystem and links, a journey's subsystems); `sinks`
+//! (terminal, JSON) and `formats` (captures written and read back: pcapng,
+//! FreeBSD mbuf_trace, pcap, JSON lines); `expect` (journeys checked
+//! against what a file says they must show).
 
 pub mod clock;
 pub mod conntrack;
@@ -17,6 +19,7 @@ pub mod diagnosis;
 pub mod expect;
 pub mod formats;
 pub mod journey;
+pub mod location;
 pub mod model;
 pub mod packet;
 pub mod sinks;

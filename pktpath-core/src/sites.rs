@@ -111,7 +111,7 @@ pub const KNOWN: &[SiteInfo] = &[
         "qdisc_enqueue",
         "qdisc",
         "enqueued on qdisc",
-        "net/sched/sch_generic.c",
+        "net/core/dev.c",
         Role::Pass,
     ),
     site(

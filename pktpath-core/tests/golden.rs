@@ -46,6 +46,7 @@ use pktpath_core::formats::mbuf_trace::MbufTrace;
 use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
 use pktpath_core::formats::{self, Replayed};
 use pktpath_core::journey::Journey;
+use pktpath_core::location::{KernelVersion, SourceLinks};
 use pktpath_core::model::Step;
 use pktpath_core::sinks::json::Json;
 use pktpath_core::sinks::terminal::Terminal;
@@ -254,6 +255,25 @@ fn terminal() {
     golden("terminal.txt", &out);
 }
 
+/// Where each step was handled in the kernel's source (issue 23), on the
+/// release the journeys were recorded on (6.18.44: no line from the
+/// tables, which have upstream 6.18's; the file and the firing function),
+/// verbose: each step's link on a line of its own.
+#[test]
+fn terminal_located() {
+    let mut out = Vec::new();
+    render(
+        Terminal::new(&mut out, false, false).located(recorded_on(), true),
+        &journeys(),
+    );
+    golden("terminal-located.txt", &out);
+}
+
+/// The release the fixture was recorded on.
+fn recorded_on() -> SourceLinks {
+    SourceLinks::new(KernelVersion::parse("6.18.44-fc-v669"))
+}
+
 /// The live steps (`--steps`), each journey's as they come, in time order.
 #[test]
 fn terminal_steps() {
@@ -285,6 +305,21 @@ fn json_lines() {
         assert_eq!(b.journey, without_bytes(j), "journey #{} from JSON", j.id);
         assert!(b.frame.is_none());
     }
+}
+
+/// Each step with its `location` (issue 23): additive, read back as the
+/// same journeys.
+#[test]
+fn json_lines_located() {
+    let journeys = journeys();
+    let mut out = Vec::new();
+    render(Json::with_links(&mut out, false, recorded_on()), &journeys);
+    golden("journeys-located.jsonl", &out);
+    let back = formats::read(&out);
+    assert!(back.damage.is_none(), "{:?}", back.damage);
+    let back: Vec<Journey> = back.journeys.into_iter().map(|r| r.journey).collect();
+    let want: Vec<Journey> = journeys.iter().map(without_bytes).collect();
+    assert_eq!(back, want);
 }
 
 /// `--json --steps`: each step as a line of its own before its journey;
@@ -443,5 +478,60 @@ fn mbuf_trace() {
                 "{at}"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The subsystems of each journey (issue 23: `--view subsystems`)
+
+/// Each recorded journey collapsed into its subsystems: where each part
+/// of the stack came into play, the free's function (icmp_rcv, arp_process,
+/// ping_rcv) saying where the packet ended. Tracepoints only: the core's
+/// receive and transmit between namespaces, no function in between.
+#[test]
+fn subsystems_of_the_recorded_journeys() {
+    use pktpath_core::location::{stages, stages_text};
+    // The ping through the router's NAT and the bridge, its reply, UDP
+    // delivered, UDP to a closed port and its ICMP error, UDP dropped by
+    // the forward chain's rule, the TTL-1 ping and its ICMP error.
+    let forward = "routing → core → routing → netfilter(forward) → netfilter(postrouting) \
+                   → core → bridge → core → routing";
+    let expected = [
+        (1, "core → routing → arp".to_string()),
+        (2, "core → arp".into()),
+        (3, format!("{forward} → icmp")),
+        (
+            4,
+            "core → neighbour → core → bridge → core → routing → arp".into(),
+        ),
+        (5, "core → routing → arp".into()),
+        (6, "core → bridge → core → arp".into()),
+        (
+            7,
+            "routing → neighbour → core → bridge → core → routing → netfilter(forward) \
+             → core → routing → icmp"
+                .into(),
+        ),
+        (8, format!("{forward} → socket")),
+        (9, format!("{forward} → icmp → udp")),
+        (
+            10,
+            "routing → core → bridge → core → routing → netfilter(forward) → core → routing → icmp"
+                .into(),
+        ),
+        (11, "routing → core → routing → netfilter(forward)".into()),
+        (12, "routing → core → routing → icmp → ipv4".into()),
+        (13, "core → routing → icmp".into()),
+        (14, "ipv4".into()),
+    ];
+    let mut journeys = journeys();
+    journeys.sort_by_key(|j| j.id);
+    assert_eq!(journeys.len(), expected.len());
+    for (j, (id, text)) in journeys.iter().zip(expected) {
+        assert_eq!(j.id, id);
+        let s = stages(j);
+        assert_eq!(stages_text(&s), text, "journey {id}");
+        assert_eq!(s.iter().map(|s| s.steps).sum::<usize>(), j.steps.len());
+        assert!(s.windows(2).all(|w| w[0] != w[1]), "journey {id}: {s:?}");
     }
 }

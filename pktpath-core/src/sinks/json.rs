@@ -4,11 +4,14 @@ use std::io::Write;
 
 use super::{json_text, Sink};
 use crate::journey::Journey;
+use crate::location::SourceLinks;
 use crate::model::Step;
 
 pub struct Json<W: Write> {
     out: W,
     steps: bool,
+    /// Each step's place in the kernel's source, linked on this release.
+    links: Option<SourceLinks>,
     /// One line is made here, then written at once.
     line: Vec<u8>,
 }
@@ -20,7 +23,17 @@ impl<W: Write> Json<W> {
         Json {
             out,
             steps,
+            links: None,
             line: Vec::new(),
+        }
+    }
+
+    /// `new`, each step with its `location` in the kernel's source
+    /// (file, line, subsystem, and Elixir links on `links`' release).
+    pub fn with_links(out: W, steps: bool, links: SourceLinks) -> Self {
+        Json {
+            links: Some(links),
+            ..Json::new(out, steps)
         }
     }
 }
@@ -28,7 +41,7 @@ impl<W: Write> Json<W> {
 impl<W: Write> Sink for Json<W> {
     fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
         self.line.clear();
-        json_text::journey(&mut self.line, j);
+        json_text::journey_located(&mut self.line, j, self.links.as_ref());
         self.line.push(b'\n');
         self.out.write_all(&self.line)
     }
@@ -42,7 +55,7 @@ impl<W: Write> Sink for Json<W> {
         self.line
             .extend_from_slice(itoa::Buffer::new().format(journey).as_bytes());
         self.line.extend_from_slice(b",\"step\":");
-        json_text::step(&mut self.line, s);
+        json_text::step_located(&mut self.line, s, self.links.as_ref());
         self.line.extend_from_slice(b"}\n");
         self.out.write_all(&self.line)
     }

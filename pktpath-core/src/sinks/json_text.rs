@@ -14,10 +14,18 @@
 use serde::Serialize;
 
 use crate::journey::Journey;
+use crate::location::{Location, SourceLinks};
 use crate::model::{Detail, RouteLookup, SiteKind, Step};
 
 /// Appends `j` as one JSON object (no newline).
 pub fn journey(out: &mut Vec<u8>, j: &Journey) {
+    journey_located(out, j, None)
+}
+
+/// `journey`, each step with its `location` in the kernel's source when
+/// `links` is given (derived, not part of the step: captures that embed a
+/// journey's JSON, like pcapng's, leave it out).
+pub fn journey_located(out: &mut Vec<u8>, j: &Journey, links: Option<&SourceLinks>) {
     out.extend_from_slice(b"{\"id\":");
     int(out, j.id);
     if let Some(p) = &j.packet {
@@ -35,7 +43,7 @@ pub fn journey(out: &mut Vec<u8>, j: &Journey) {
         if i > 0 {
             out.push(b',');
         }
-        step(out, s);
+        step_located(out, s, links);
     }
     out.push(b']');
     if !j.caveats.is_empty() {
@@ -57,6 +65,12 @@ pub fn journey(out: &mut Vec<u8>, j: &Journey) {
 
 /// Appends `s` as one JSON object.
 pub fn step(out: &mut Vec<u8>, s: &Step) {
+    step_located(out, s, None)
+}
+
+/// `step`, with its `location` (see `journey_located`) when `links` is
+/// given.
+pub fn step_located(out: &mut Vec<u8>, s: &Step, links: Option<&SourceLinks>) {
     out.extend_from_slice(b"{\"ts_ns\":");
     int(out, s.ts_ns);
     out.extend_from_slice(b",\"site\":");
@@ -108,7 +122,35 @@ pub fn step(out: &mut Vec<u8>, s: &Step) {
     }
     out.extend_from_slice(b",\"detail\":");
     detail(out, &s.detail);
+    if let Some(links) = links {
+        out.extend_from_slice(b",\"location\":");
+        location(out, s, links);
+    }
     out.push(b'}');
+}
+
+/// Where in the kernel's source `s` was handled, and its links on
+/// `links`' release (docs/json.md, "Location").
+fn location(out: &mut Vec<u8>, s: &Step, links: &SourceLinks) {
+    #[derive(Serialize)]
+    struct Located<'a> {
+        #[serde(flatten)]
+        at: &'a Location,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ident_url: Option<String>,
+    }
+    let at = links.locate(s);
+    let (ident_url, url) = at.urls(links);
+    serde(
+        out,
+        &Located {
+            at: &at,
+            url,
+            ident_url,
+        },
+    );
 }
 
 /// The details most steps have by hand, the others through serde.

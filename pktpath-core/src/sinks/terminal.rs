@@ -1,18 +1,29 @@
 //! The live terminal view: each journey as a header line (the packet and how
 //! it ended) and one line per step, colored on a terminal, plain when piped.
+//! Given the kernel's release (`located`), each step also says where in
+//! the source it was handled, after its site (`net/core/dev.c:3844`), and
+//! verbose, the link to that code on a line of its own.
 
 use std::io::Write;
 
 use super::Sink;
 use crate::diagnosis::End;
 use crate::journey::Journey;
-use crate::model::Step;
+use crate::location::SourceLinks;
+use crate::model::{SiteKind, Step};
 
 pub struct Terminal<W: Write> {
     out: W,
     color: bool,
     steps: bool,
+    /// Each step's place in the kernel's source, and with `verbose` its
+    /// link on this release.
+    links: Option<SourceLinks>,
+    verbose: bool,
 }
+
+/// Where a step's link line starts: under its site.
+const SITE_COLUMN: usize = 46;
 
 const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
@@ -25,7 +36,53 @@ const CYAN: &str = "\x1b[36m";
 impl<W: Write> Terminal<W> {
     /// `steps`: also print each step live, as it arrives.
     pub fn new(out: W, color: bool, steps: bool) -> Self {
-        Terminal { out, color, steps }
+        Terminal {
+            out,
+            color,
+            steps,
+            links: None,
+            verbose: false,
+        }
+    }
+
+    /// Each step also says where in the kernel's source it was handled
+    /// (its file, and line on the releases whose source was read; a
+    /// module's function its module), after its site; with `verbose`, the
+    /// link to that code on `links`' release on the next line (the line's
+    /// source where known, else the function's identifier page, else the
+    /// file's).
+    pub fn located(mut self, links: SourceLinks, verbose: bool) -> Self {
+        self.links = Some(links);
+        self.verbose = verbose;
+        self
+    }
+
+    /// The place after the site (two spaces after it), and the link line.
+    fn place(&self, s: &Step) -> (String, Option<String>) {
+        let Some(links) = &self.links else {
+            return (String::new(), None);
+        };
+        let at = links.locate(s);
+        let place = match (&at.file, at.line, &at.module) {
+            (Some(f), Some(l), _) => format!("{f}:{l}  "),
+            (Some(f), None, _) => format!("{f}  "),
+            (None, _, Some(m)) if s.kind != SiteKind::Tracepoint => format!("[{m}]  "),
+            _ => String::new(),
+        };
+        let link = self.verbose.then(|| {
+            let (ident, source) = at.urls(links);
+            match at.line {
+                Some(_) => source.or(ident),
+                None => ident.or(source),
+            }
+        });
+        let link = link
+            .flatten()
+            .map(|url| format!("\n{:SITE_COLUMN$}{}{url}{}", "", self.c(DIM), self.c(RESET)));
+        if place.is_empty() {
+            return (place, link);
+        }
+        (format!("{}{place}{}", self.c(DIM), self.c(RESET)), link)
     }
 
     fn c(&self, code: &'static str) -> &'static str {
@@ -55,8 +112,9 @@ impl<W: Write> Terminal<W> {
         } else {
             format!("  {}[{}]{}", self.c(DIM), notes.join("; "), self.c(RESET))
         };
+        let (place, link) = self.place(s);
         format!(
-            "  +{offset:<8.3} {:<12} {:<10} {:<9} {}{:<24}{} {}{}",
+            "  +{offset:<8.3} {:<12} {:<10} {:<9} {}{:<24}{} {place}{}{}{}",
             s.netns_name,
             s.dev.as_deref().unwrap_or(""),
             s.subsystem,
@@ -64,7 +122,8 @@ impl<W: Write> Terminal<W> {
             s.site,
             self.c(RESET),
             s.describe(),
-            headers
+            headers,
+            link.unwrap_or_default()
         )
     }
 }
