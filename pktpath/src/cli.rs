@@ -132,6 +132,24 @@ pub struct OutputArgs {
     /// Colors on the terminal.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// On the terminal, each step's link to its code (Elixir, the running
+    /// release) on a line of its own.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// What the terminal shows of a journey: its steps, or the subsystems
+    /// it went through, in order.
+    #[arg(long, value_enum, default_value_t = View::Steps)]
+    pub view: View,
+}
+
+/// What the terminal shows of each journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum View {
+    /// Every step, with where in the kernel's source it was handled.
+    Steps,
+    /// The subsystems it went through, in order (`veth → core → bridge →
+    /// netfilter(prerouting) → routing → ipv4 → icmp`).
+    Subsystems,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -20,6 +20,8 @@ pub struct Terminal<W: Write> {
     /// link on this release.
     links: Option<SourceLinks>,
     verbose: bool,
+    /// Each journey as the subsystems it went through, not its steps.
+    subsystems: bool,
 }
 
 /// Where a step's link line starts: under its site.
@@ -42,7 +44,16 @@ impl<W: Write> Terminal<W> {
             steps,
             links: None,
             verbose: false,
+            subsystems: false,
         }
+    }
+
+    /// Each journey as its header line and the subsystems it went
+    /// through, in order (`core → netfilter(forward) → routing → ipv4`),
+    /// instead of its steps: when subsystems come into play.
+    pub fn subsystems(mut self) -> Self {
+        self.subsystems = true;
+        self
     }
 
     /// Each step also says where in the kernel's source it was handled
@@ -159,6 +170,11 @@ impl<W: Write> Sink for Terminal<W> {
         }
         for c in &j.caveats {
             writeln!(self.out, "  {}note: {c}{}", self.c(YELLOW), self.c(RESET))?;
+        }
+        if self.subsystems {
+            let stages = crate::location::stages(j);
+            writeln!(self.out, "  {}\n", crate::location::stages_text(&stages))?;
+            return self.out.flush();
         }
         let t0 = j.steps.first().map_or(0, |s| s.ts_ns);
         // Show headers only where they change (NAT rewrites), and the

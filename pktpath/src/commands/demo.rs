@@ -9,6 +9,7 @@ use anyhow::Result;
 use super::options::{filter, nft_trace, select_functions, sink};
 use super::STOP;
 use pktpath_core::clock::WallClock;
+use pktpath_core::location::SourceLinks;
 
 use crate::cli::{Backend, OutputArgs};
 use crate::collect::{self, TraceOptions};
@@ -43,7 +44,7 @@ pub fn run(out: &OutputArgs) -> Result<ExitCode> {
         nft_trace,
         nft_sweep,
     };
-    let mut sink = sink(out, WallClock::now())?;
+    let mut sink = sink(out, WallClock::now(), SourceLinks::running())?;
     let traffic_error = std::sync::Mutex::new(None);
     let summary = std::thread::scope(|scope| {
         collect::run(&inv, &opts, sink.as_mut(), &STOP, |t| {

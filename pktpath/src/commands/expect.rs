@@ -190,7 +190,11 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
     let mut keep = Keep {
         journeys: Vec::new(),
         file: match &args.write {
-            Some(_) => Some(super::options::sink(&trace.output, WallClock::now())?),
+            Some(_) => Some(super::options::sink(
+                &trace.output,
+                WallClock::now(),
+                pktpath_core::location::SourceLinks::default(),
+            )?),
             None => None,
         },
     };
@@ -302,6 +306,8 @@ fn as_trace(args: &ExpectArgs) -> TraceArgs {
             steps: false,
             drops_only: false,
             color: args.color,
+            verbose: false,
+            view: crate::cli::View::Steps,
         },
     }
 }

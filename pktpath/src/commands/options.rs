@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Backend, Color, OutputArgs, TraceArgs, WriteFormat};
+use crate::cli::{Backend, Color, OutputArgs, TraceArgs, View, WriteFormat};
 use crate::collect::nftables::session::{NftraceSession, Unavailable};
 use crate::filter::{Filter, FilterError};
 use crate::kernel::functions::FuncInventory;
@@ -18,6 +18,7 @@ use crate::{kernel, netns, UsageError};
 use pktpath_core::clock::WallClock;
 use pktpath_core::formats::mbuf_trace::MbufTrace;
 use pktpath_core::formats::pcapng::{Pcapng, PcapngOptions, MAX_SNAPLEN};
+use pktpath_core::location::SourceLinks;
 use pktpath_core::sinks::{json::Json, terminal::Terminal, Sink};
 
 /// Where nftables tracing goes (the namespace of --netns, else ours and
@@ -62,8 +63,10 @@ pub fn nft_trace(
 }
 
 /// The sink `out` asks for; a file's records dated by `clock` (the live
-/// clocks, or those of the capture a replay reads).
-pub fn sink(out: &OutputArgs, clock: WallClock) -> Result<Box<dyn Sink>> {
+/// clocks, or those of the capture a replay reads); steps linked to the
+/// source of `links`' release (the running kernel's, live; none for a
+/// capture, which may come from another kernel or system).
+pub fn sink(out: &OutputArgs, clock: WallClock, links: SourceLinks) -> Result<Box<dyn Sink>> {
     let stdout = std::io::stdout();
     let snaplen = out.snaplen.unwrap_or(MAX_SNAPLEN);
     if !(1..=MAX_SNAPLEN).contains(&snaplen) {
@@ -101,9 +104,10 @@ pub fn sink(out: &OutputArgs, clock: WallClock) -> Result<Box<dyn Sink>> {
         });
     }
     if out.json {
-        return Ok(Box::new(Json::new(
+        return Ok(Box::new(Json::with_links(
             std::io::BufWriter::with_capacity(OUT_BUFFER, stdout.lock()),
             out.steps,
+            links,
         )));
     }
     let color = match out.color {
@@ -111,7 +115,11 @@ pub fn sink(out: &OutputArgs, clock: WallClock) -> Result<Box<dyn Sink>> {
         Color::Never => false,
         Color::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    Ok(Box::new(Terminal::new(stdout, color, out.steps)))
+    let terminal = Terminal::new(stdout, color, out.steps).located(links, out.verbose);
+    Ok(Box::new(match out.view {
+        View::Steps => terminal,
+        View::Subsystems => terminal.subsystems(),
+    }))
 }
 
 /// Output buffer of the file and JSON sinks: a pcapng journey is a few

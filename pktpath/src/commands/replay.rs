@@ -10,6 +10,7 @@ use crate::cli::TraceArgs;
 use crate::UsageError;
 use pktpath_core::clock::WallClock;
 use pktpath_core::formats::Capture;
+use pktpath_core::location::SourceLinks;
 use pktpath_core::sinks::Gate;
 
 /// Reads a capture ('-': stdin): every intact journey, and the damage.
@@ -47,7 +48,7 @@ pub fn run(args: &TraceArgs, path: &std::path::Path) -> Result<ExitCode> {
         );
     }
     let clock = dated.map_or_else(WallClock::now, WallClock);
-    let mut out = sink(&args.output, clock)?;
+    let mut out = sink(&args.output, clock, SourceLinks::default())?;
     let mut gate = Gate::new(out.as_mut(), args.output.drops_only, args.count);
     for r in capture.journeys {
         if let Some(p) = &program {

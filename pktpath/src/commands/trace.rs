@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use super::options::{filter, functions, nft_trace, ring_bytes, selection, sink};
 use super::{replay, STOP};
 use pktpath_core::clock::WallClock;
+use pktpath_core::location::SourceLinks;
 
 use crate::cli::TraceArgs;
 use crate::collect::{self, TraceOptions};
@@ -47,7 +48,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             .into());
         }
     }
-    let mut out = sink(&args.output, WallClock::now())?;
+    let mut out = sink(&args.output, WallClock::now(), SourceLinks::running())?;
     let summary = collect::run(&inv, &opts, out.as_mut(), &STOP, |t| {
         for (tp, why) in &t.failed {
             eprintln!("pktpath: warning: cannot attach to {tp}: {why}");

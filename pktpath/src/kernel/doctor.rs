@@ -398,6 +398,7 @@ pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     if r.nftrace.works {
         writeln!(out, "nftables tracing is usable")?;
     }
+    source_locations(out)?;
     if !r.undescribed_drop_reasons.is_empty() {
         writeln!(
             out,
@@ -406,4 +407,37 @@ pub fn print(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// What pktpath can say of where in the source each step was handled, on
+/// this kernel.
+fn source_locations(out: &mut impl Write) -> std::io::Result<()> {
+    use pktpath_core::location::{tracepoints::RELEASES, KernelVersion};
+    match KernelVersion::running() {
+        Some(v) => {
+            let lines = if RELEASES.contains(&v) {
+                "and the line where each tracepoint fires"
+            } else {
+                "not their lines (pktpath's table of where tracepoints fire has the lines of \
+                 6.1.192, 6.12.107 and 6.18 only)"
+            };
+            writeln!(
+                out,
+                "source          release {v}: links to Elixir ({}/{}), each step's file and \
+                 subsystem, {lines}",
+                pktpath_core::location::ELIXIR,
+                v.tag()
+            )?;
+        }
+        None => writeln!(
+            out,
+            "source          the upstream release is not known (/proc/version_signature, \
+             uname -v, uname -r): files and subsystems, no links"
+        )?,
+    }
+    writeln!(
+        out,
+        "                function file:line (from the kernel's debug info) is not read yet: \
+         functions are named and linked by identifier"
+    )
 }
