@@ -8,6 +8,7 @@ PACKAGES=(
 	iproute2 nftables iputils-ping util-linux procps tcpdump # demo and tests: netns, rules, traffic, pcap
 	iptables ethtool                                         # tests: iptables (nft-backed and legacy) rules, device offloads
 	tshark                                                   # tests of the Wireshark dissector (wireshark/)
+	chromium                                                 # tests of the HTML report in a headless browser
 )
 
 if [ "$(id -u)" -ne 0 ]; then

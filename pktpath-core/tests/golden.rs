@@ -535,3 +535,50 @@ fn subsystems_of_the_recorded_journeys() {
         assert!(s.windows(2).all(|w| w[0] != w[1]), "journey {id}: {s:?}");
     }
 }
+
+/// The text graphs of the report: the forwarded, NATed, bridged ping (#3)
+/// and the drop by a rule (#11) as DOT and Mermaid, and the transition
+/// graph of all journeys.
+#[test]
+fn graphs() {
+    use pktpath_core::report::{graph, paths};
+    let all = journeys();
+    let one = |id: u64| all.iter().find(|j| j.id == id).unwrap();
+    let mut dot = String::new();
+    let mut mermaid = String::new();
+    for id in [3, 11] {
+        dot.push_str(&graph::journey_dot(one(id)));
+        mermaid.push_str(&graph::journey_mermaid(one(id)));
+    }
+    let subsystems = paths::transitions(&all, |s| {
+        pktpath_core::location::Location::of(s, None).subsystem
+    });
+    dot.push_str(&graph::transitions_dot(&subsystems));
+    mermaid.push_str(&graph::transitions_mermaid(&subsystems));
+    golden("graphs.dot", dot.as_bytes());
+    golden("graphs.mmd", mermaid.as_bytes());
+}
+
+/// The distinct paths of the journey set, with their counts and ends.
+#[test]
+fn distinct_paths() {
+    let all = journeys();
+    let mut out = String::new();
+    for p in pktpath_core::report::paths::distinct(&all) {
+        let places: Vec<String> = p
+            .places
+            .iter()
+            .map(|(ns, subs)| format!("{ns}: {}", subs.join(", ")))
+            .collect();
+        let ends: Vec<String> = p.ends.iter().map(|(e, n)| format!("{n} {e}")).collect();
+        let _ = writeln!(
+            out,
+            "{} x {} => {} (journeys {:?})",
+            p.count,
+            places.join(" -> "),
+            ends.join("; "),
+            p.journeys
+        );
+    }
+    golden("distinct-paths.txt", out.as_bytes());
+}

@@ -31,6 +31,10 @@ pub enum Cmd {
     /// (docs/expect.md). Exit 0 when every expectation holds, 1 when one
     /// does not (or could not be checked), 2 for a bad file or options.
     Expect(ExpectArgs),
+    /// Write a self-contained HTML report of a capture's journeys (their
+    /// paths over the network, timelines, distinct paths with counts), or
+    /// their graphs as DOT or Mermaid.
+    Report(ReportArgs),
     /// List the sites: network tracepoints and kernel functions that take
     /// (or return) a packet, with argument position and subsystem.
     Sites {
@@ -136,6 +140,10 @@ pub struct OutputArgs {
     /// release) on a line of its own.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Also write a self-contained HTML report of the journeys to FILE
+    /// when the run ends (open it in a browser; it loads nothing).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// What the terminal shows of a journey: its steps, or the subsystems
     /// it went through, in order.
     #[arg(long, value_enum, default_value_t = View::Steps)]
@@ -275,4 +283,39 @@ pub struct ExpectArgs {
     /// Colors on the terminal.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+}
+
+/// What a text graph shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphOf {
+    /// Subsystem -> subsystem (the source tree's), weighted by count.
+    Subsystems,
+    /// Site -> site (functions and tracepoints), weighted by count.
+    Sites,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Only the journeys of packets matching this filter (tcpdump syntax).
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// The capture (pktpath's pcapng, FreeBSD mbuf_trace, JSON lines).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: PathBuf,
+    /// Where to write ('-' for stdout): the HTML report, or the graph.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A Graphviz DOT graph instead of the report: of one journey
+    /// (--journey: namespaces as clusters), else of the transitions of all.
+    #[arg(long, conflicts_with = "mermaid")]
+    pub dot: bool,
+    /// A Mermaid flowchart instead of the report (as --dot).
+    #[arg(long)]
+    pub mermaid: bool,
+    /// With --dot or --mermaid: this journey's path.
+    #[arg(long, value_name = "ID")]
+    pub journey: Option<u64>,
+    /// With --dot or --mermaid and no --journey: which transitions.
+    #[arg(long, value_enum, default_value_t = GraphOf::Subsystems)]
+    pub graph: GraphOf,
 }

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Some(Cmd::Doctor) => commands::doctor(),
         Some(Cmd::Demo(out)) => commands::demo::run(&out),
         Some(Cmd::Expect(args)) => commands::expect::run(&args),
+        Some(Cmd::Report(args)) => commands::report::run(&args),
         Some(Cmd::Sites { regex, json }) => commands::sites::list(regex.as_deref(), json),
         None => commands::trace::run(&cli.trace),
     };

@@ -856,9 +856,22 @@ fn nothing_stays_attached_after_sigint_sigterm_or_sigkill() {
 #[ignore = "needs root (namespaces, BPF): scripts/test.sh runs it with --include-ignored"]
 fn demo_runs_and_cleans_up() {
     require_root!();
-    let out = Command::new(BIN).args(["demo", "--json"]).output().unwrap();
+    let report = std::env::temp_dir().join(format!("pktpath-demo-{}.html", std::process::id()));
+    let out = Command::new(BIN)
+        .args(["demo", "--json", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    // The demo's report, and where it is said.
+    let page = std::fs::read_to_string(&report).unwrap();
+    assert!(page.contains("default-src 'none'"), "the report");
+    assert!(
+        err.contains(&format!("report written to {}", report.display())),
+        "{err}"
+    );
+    std::fs::remove_file(&report).ok();
     let all: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

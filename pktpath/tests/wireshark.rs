@@ -141,6 +141,7 @@ fn demo(file: &Path, args: &[&str]) {
     let _one = DEMO.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(BIN)
         .arg("demo")
+        .args(["--report", "/dev/null"])
         .arg("-w")
         .arg(file)
         .args(args)

@@ -227,7 +227,7 @@ fn starts_at(j: &Journey, from: &Place) -> bool {
     };
     from.netns
         .as_deref()
-        .is_none_or(|n| *first.netns_name == *n)
+        .is_none_or(|n| netns_is(n, &first.netns_name))
         && from
             .dev
             .as_deref()
@@ -365,6 +365,12 @@ pub fn step_words(s: &Step) -> String {
     format!("{} in netns {}{dev}{what}", s.site, s.netns_name)
 }
 
+/// Whether namespace `have` is the one named: by its name, or an IMUNES
+/// node's by its node name (`pc1` for `i1a2.pc1`).
+fn netns_is(want: &str, have: &str) -> bool {
+    have.eq_ignore_ascii_case(want) || crate::imunes::label(have).eq_ignore_ascii_case(want)
+}
+
 /// Words equal once runs of whitespace are one space.
 fn contains_words(have: &str, want: &str) -> bool {
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -394,7 +400,11 @@ impl Place {
             want.as_deref()
                 .is_none_or(|w| have.is_some_and(|h| h.eq_ignore_ascii_case(w)))
         };
-        if !eq(&self.netns, Some(&s.netns_name)) || !eq(&self.dev, s.dev.as_deref()) {
+        let in_netns = self
+            .netns
+            .as_deref()
+            .is_none_or(|n| netns_is(n, &s.netns_name));
+        if !in_netns || !eq(&self.dev, s.dev.as_deref()) {
             return false;
         }
         if let Some(b) = &self.bridge {
@@ -491,7 +501,11 @@ impl Place {
             want.as_deref()
                 .is_none_or(|w| have.is_some_and(|h| h.eq_ignore_ascii_case(w)))
         };
-        if !eq(&self.netns, Some(&s.netns_name)) {
+        if !self
+            .netns
+            .as_deref()
+            .is_none_or(|n| netns_is(n, &s.netns_name))
+        {
             return false;
         }
         match &s.detail {
@@ -605,10 +619,10 @@ impl Place {
 /// Whether a journey's end is the one expected.
 fn ends_as(want: &EndSpec, end: &End) -> bool {
     let named = |t: &Option<Target>, have: &str| match t {
-        Some(Target::Named(n)) => n == have,
+        Some(Target::Named(n)) => netns_is(n, have),
         _ => true,
     };
-    let netns_ok = |have: &str| want.netns.as_deref().is_none_or(|n| n == have);
+    let netns_ok = |have: &str| want.netns.as_deref().is_none_or(|n| netns_is(n, have));
     match end {
         End::Delivered { netns, .. } if want.delivered.is_some() => {
             named(&want.delivered, netns) && netns_ok(netns)
@@ -898,6 +912,18 @@ order = [{ netns = "client" }, { netns = "router" }, { netns = "server" }]
         s.rules = Some(false);
         let v = check(&e.list[0], &[&j], &s);
         assert_eq!(v.status, Status::Unchecked);
+    }
+
+    #[test]
+    fn an_imunes_node_is_named_by_its_node_name() {
+        let s = test_step(1, "netif_receive_skb", "i1a2.pc1", Detail::None);
+        let p = |ns: &str| Place {
+            netns: Some(ns.into()),
+            ..Place::default()
+        };
+        assert!(p("pc1").matches(&s));
+        assert!(p("i1a2.pc1").matches(&s));
+        assert!(!p("pc2").matches(&s));
     }
 
     #[test]

@@ -27,6 +27,54 @@ pub trait Sink {
     }
 }
 
+/// Keeps every journey when `keep` (for what is made of all of them at the
+/// end: a report, expectations' verdicts), and hands each to `next` too.
+pub struct Kept {
+    pub journeys: Vec<Journey>,
+    pub keep: bool,
+    pub next: Option<Box<dyn Sink>>,
+}
+
+impl Kept {
+    pub fn new(keep: bool, next: Option<Box<dyn Sink>>) -> Kept {
+        Kept {
+            journeys: Vec::new(),
+            keep,
+            next,
+        }
+    }
+}
+
+impl Sink for Kept {
+    fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
+        if self.keep {
+            self.journeys.push(j.clone());
+        }
+        match &mut self.next {
+            Some(n) => n.journey(j),
+            None => Ok(()),
+        }
+    }
+
+    fn step(&mut self, journey: u64, s: &Step) -> std::io::Result<()> {
+        match &mut self.next {
+            Some(n) => n.step(journey, s),
+            None => Ok(()),
+        }
+    }
+
+    fn wants_steps(&self) -> bool {
+        self.next.as_ref().is_some_and(|n| n.wants_steps())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.next {
+            Some(n) => n.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The rules between a run's journeys and its sink, the same live and
 /// replayed: with --drops-only only real drops go out; at most `count`
 /// journeys (-c; those after it are counted as not shown); and a reader

@@ -126,7 +126,7 @@ impl<W: Write> Terminal<W> {
         let (place, link) = self.place(s);
         format!(
             "  +{offset:<8.3} {:<12} {:<10} {:<9} {}{:<24}{} {place}{}{}{}",
-            s.netns_name,
+            crate::imunes::label(&s.netns_name),
             s.dev.as_deref().unwrap_or(""),
             s.subsystem,
             self.c(site_color),

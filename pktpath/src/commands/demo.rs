@@ -10,12 +10,16 @@ use super::options::{filter, nft_trace, select_functions, sink};
 use super::STOP;
 use pktpath_core::clock::WallClock;
 use pktpath_core::location::SourceLinks;
+use pktpath_core::sinks::Kept;
 
 use crate::cli::{Backend, OutputArgs};
 use crate::collect::{self, TraceOptions};
 use crate::kernel::btf::Inventory;
 use crate::kernel::tracepoint::Selection;
 use crate::{demo, kernel};
+
+/// Where the demo writes its report, unless --report says.
+const REPORT: &str = "pktpath-demo-report.html";
 
 pub fn run(out: &OutputArgs) -> Result<ExitCode> {
     kernel::caps::require_bpf()?;
@@ -44,10 +48,11 @@ pub fn run(out: &OutputArgs) -> Result<ExitCode> {
         nft_trace,
         nft_sweep,
     };
-    let mut sink = sink(out, WallClock::now(), SourceLinks::running())?;
+    let links = SourceLinks::running();
+    let mut sink = Kept::new(true, Some(sink(out, WallClock::now(), links)?));
     let traffic_error = std::sync::Mutex::new(None);
     let summary = std::thread::scope(|scope| {
-        collect::run(&inv, &opts, sink.as_mut(), &STOP, |t| {
+        collect::run(&inv, &opts, &mut sink, &STOP, |t| {
             eprintln!(
                 "  tracing '{}' with the {} backend ({} sites); sending: ping, TCP, UDP to a \
                  blocked port, UDP to a closed port\n",
@@ -74,6 +79,24 @@ pub fn run(out: &OutputArgs) -> Result<ExitCode> {
     eprintln!("pktpath demo: {}", summary.line());
     drop(net);
     eprintln!("pktpath demo: network removed");
+    let path = out
+        .report
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(REPORT));
+    match super::report::write(
+        &path,
+        "demo",
+        &format!("the demo network, traced '{}'", demo::FILTER),
+        &sink.journeys,
+        links,
+    ) {
+        Ok(()) => eprintln!(
+            "pktpath demo: report written to {} (open it in a browser: the network, each \
+             packet's path over it, its steps, and all paths with counts)",
+            path.display()
+        ),
+        Err(e) => eprintln!("pktpath demo: warning: no report: {e:#}"),
+    }
     if let Some(e) = traffic_error.into_inner().unwrap() {
         return Err(e.context("demo traffic"));
     }

@@ -22,7 +22,7 @@ use pktpath_core::clock::WallClock;
 use pktpath_core::expect::{self, verdicts, Expectations, Scope, Verdict};
 use pktpath_core::journey::Journey;
 use pktpath_core::model::SiteKind;
-use pktpath_core::sinks::Sink;
+use pktpath_core::sinks::{Kept, Sink};
 
 pub fn run(args: &ExpectArgs) -> Result<ExitCode> {
     let shown = args.file.display().to_string();
@@ -135,29 +135,6 @@ fn from_capture(path: &std::path::Path) -> Result<(Checked, Scope)> {
     Ok((journeys, scope))
 }
 
-/// Journeys kept for the check (and written to -w's file, when given).
-struct Keep {
-    journeys: Vec<Journey>,
-    file: Option<Box<dyn Sink>>,
-}
-
-impl Sink for Keep {
-    fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
-        if let Some(f) = &mut self.file {
-            f.journey(j)?;
-        }
-        self.journeys.push(j.clone());
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
 /// Traces the packets of every expectation: until --cmd exits (and
 /// --settle passes), --duration, or Ctrl-C.
 fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
@@ -187,9 +164,9 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
         nft_sweep,
     };
     let inv = Inventory::load()?;
-    let mut keep = Keep {
-        journeys: Vec::new(),
-        file: match &args.write {
+    let mut keep = Kept::new(
+        true,
+        match &args.write {
             Some(_) => Some(super::options::sink(
                 &trace.output,
                 WallClock::now(),
@@ -197,7 +174,7 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
             )?),
             None => None,
         },
-    };
+    );
     let mut traced_functions = false;
     let summary = collect::run(&inv, &opts, &mut keep, &STOP, |t| {
         traced_functions = t.functions.is_some();
@@ -220,9 +197,7 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
         }
         Ok(())
     })?;
-    if let Some(f) = &mut keep.file {
-        f.flush().context("writing the capture")?;
-    }
+    keep.flush().context("writing the capture")?;
     eprintln!("pktpath: {}", summary.line());
     let rules_off = if args.no_nft_trace {
         Some("nftables tracing was turned off (--no-nft-trace)".to_string())
@@ -308,6 +283,7 @@ fn as_trace(args: &ExpectArgs) -> TraceArgs {
             color: args.color,
             verbose: false,
             view: crate::cli::View::Steps,
+            report: None,
         },
     }
 }

@@ -6,6 +6,7 @@ pub mod expect;
 pub mod extcap;
 pub mod options;
 pub mod replay;
+pub mod report;
 pub mod sites;
 pub mod trace;
 

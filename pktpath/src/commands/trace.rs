@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::options::{filter, functions, nft_trace, ring_bytes, selection, sink};
-use super::{replay, STOP};
+use super::{replay, report, STOP};
 use pktpath_core::clock::WallClock;
 use pktpath_core::location::SourceLinks;
+use pktpath_core::sinks::Kept;
 
 use crate::cli::TraceArgs;
 use crate::collect::{self, TraceOptions};
@@ -48,8 +49,13 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             .into());
         }
     }
-    let mut out = sink(&args.output, WallClock::now(), SourceLinks::running())?;
-    let summary = collect::run(&inv, &opts, out.as_mut(), &STOP, |t| {
+    let links = SourceLinks::running();
+    // Journeys are kept only for a report made of all of them.
+    let mut out = Kept::new(
+        args.output.report.is_some(),
+        Some(sink(&args.output, WallClock::now(), links)?),
+    );
+    let summary = collect::run(&inv, &opts, &mut out, &STOP, |t| {
         for (tp, why) in &t.failed {
             eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
         }
@@ -84,5 +90,23 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         Ok(())
     })?;
     eprintln!("pktpath: {}", summary.line());
+    if let Some(path) = &args.output.report {
+        report::write(
+            path,
+            "live trace",
+            &format!("traced {}", describe(&expr)),
+            &out.journeys,
+            links,
+        )?;
+        eprintln!("pktpath: report written to {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a run traced, in words.
+fn describe(expr: &str) -> String {
+    match expr {
+        "" => "all packets".to_string(),
+        e => format!("'{e}'"),
+    }
 }
