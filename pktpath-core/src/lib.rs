@@ -22,6 +22,7 @@ pub mod imunes;
 pub mod journey;
 pub mod location;
 pub mod model;
+pub mod network;
 pub mod packet;
 pub mod report;
 pub mod sinks;

@@ -258,3 +258,11 @@ pub fn ifindex_in(ns_path: Option<&str>, name: &str) -> Result<Option<u32>> {
     };
     Ok((idx != 0).then_some(idx))
 }
+
+/// The namespaces pktpath can see: its own and every named one.
+pub fn visible() -> Vec<NetnsRef> {
+    NetnsRef::own()
+        .into_iter()
+        .chain(list_netns().iter().filter_map(|n| NetnsRef::named(n).ok()))
+        .collect()
+}

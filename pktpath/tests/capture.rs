@@ -408,7 +408,7 @@ fn extcap_capture_into_a_fifo_reaches_tshark() {
             "frame.comment",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut capture = Command::new(BIN)
@@ -438,7 +438,11 @@ fn extcap_capture_into_a_fifo_reaches_tshark() {
     assert!(capture.wait().unwrap().success());
     let out = tshark.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("10.224.2.2"), "{text}");
+    assert!(
+        text.contains("10.224.2.2"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("pktpath journey #1"), "{text}");
     std::fs::remove_file(&fifo).ok();
 }

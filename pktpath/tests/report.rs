@@ -286,6 +286,9 @@ fn an_imunes_network_is_drawn_as_imunes_shows_it() {
     let eid = lab.netns("").unwrap();
     let pc = lab.netns(".pc").unwrap();
     let srv = lab.netns(".srv").unwrap();
+    // A node no packet reaches: drawn from what was recorded at start.
+    let idle = lab.netns(".idle").unwrap();
+    lab.veth(&pc, "eth1", &idle, "eth0").unwrap();
     assert_eq!((pc.as_str(), eid.as_str()), ("i175.pc", "i175"));
     lab.veth(&pc, "eth0", &eid, "pc-eth0").unwrap();
     lab.veth(&srv, "eth0", &eid, "srv-eth0").unwrap();
@@ -299,28 +302,54 @@ fn an_imunes_network_is_drawn_as_imunes_shows_it() {
         .unwrap();
     let dir = scratch("imunes");
     let page = dir.join("imunes.html");
+    let capture = dir.join("imunes.pcapng");
     let p = Pktpath::start(&[
         "--report",
         page.to_str().unwrap(),
+        "-w",
+        capture.to_str().unwrap(),
         "icmp[icmptype] == icmp-echo and net 10.175.0.0/24",
     ]);
     lab.exec(&pc, &["ping", "-c1", "-W2", "10.175.0.2"])
         .unwrap();
-    let all = p.stop();
-    let id = all[0]["id"].as_u64().unwrap();
-    let dom = open(&page, &format!("j={id}"), &dir, None);
-    let labels = texts(&dom, "#network g.node > text:first-of-type");
-    assert_eq!(
-        labels,
-        ["pc", "srv"],
-        "nodes by name; the experiment's namespace is links"
-    );
-    assert!(
-        texts(&dom, "#network > text").iter().any(|t| t == "l0"),
-        "the link's bridge"
-    );
-    assert_eq!(texts(&dom, "#hops li"), ["pc (eth0) → srv (eth0)"]);
-    assert_eq!(texts(&dom, "#network path.hop").len(), 1);
+    let (status, _, err) = p.stop_with(libc::SIGINT);
+    assert!(status.success(), "{err}");
+    // The same report from the capture written alongside (-w, pcapng,
+    // which stores the network as it was at the start).
+    let again = dir.join("again.html");
+    report(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    for page in [&page, &again] {
+        let dom = open(page, "", &dir, None);
+        let labels = texts(&dom, "#network g.node > text:first-of-type");
+        assert_eq!(
+            labels,
+            ["idle", "pc", "srv"],
+            "nodes by name; the experiment's namespace is links"
+        );
+        assert!(
+            texts(&dom, "#network > text").iter().any(|t| t == "l0"),
+            "the link's bridge"
+        );
+        assert_eq!(texts(&dom, "#hops li"), ["pc (eth0) → srv (eth0)"]);
+        assert_eq!(texts(&dom, "#network path.hop").len(), 1);
+        let devices = texts(&dom, "#network g.node text.dev");
+        assert!(
+            devices.iter().any(|d| d == "eth0 10.175.0.1/24"),
+            "{devices:?}"
+        );
+        assert!(devices.iter().any(|d| d == "eth1"), "{devices:?}");
+        let idle = Selector::parse("#network line.link.idle").unwrap();
+        assert_eq!(
+            dom.select(&idle).count(),
+            1,
+            "pc - idle, no packet crossed it"
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -36,6 +36,9 @@ pub enum ReadError {
 pub struct Capture {
     pub journeys: Vec<Replayed>,
     pub damage: Option<ReadError>,
+    /// The network as it was when the trace began, when the capture
+    /// stored it (pktpath's pcapng and JSON lines since 2026-12-08).
+    pub network: Option<crate::network::Network>,
 }
 
 /// Link-layer types of records whose frame bytes we can filter and show.
@@ -73,22 +76,31 @@ pub struct Replayed {
 /// Reads every journey in `data` (a whole file), up to the first damage.
 pub fn read(data: &[u8]) -> Capture {
     let mut journeys = Vec::new();
+    let mut network = None;
     let done = match data.get(..4) {
-        Some([0x0a, 0x0d, 0x0d, 0x0a]) => pcapng::read(data, &mut journeys),
+        Some([0x0a, 0x0d, 0x0d, 0x0a]) => pcapng::read(data, &mut journeys, &mut network),
         Some(m) if pcap::is_magic(m) => pcap::read(data, &mut journeys),
-        _ if data.trim_ascii_start().starts_with(b"{") => read_json_lines(data, &mut journeys),
+        _ if data.trim_ascii_start().starts_with(b"{") => {
+            read_json_lines(data, &mut journeys, &mut network)
+        }
         _ if data.is_empty() => Err(ReadError::Empty),
         _ => Err(ReadError::UnknownFormat(data[..data.len().min(4)].to_vec())),
     };
     Capture {
         journeys,
         damage: done.err(),
+        network,
     }
 }
 
 /// JSON lines as `--json` writes them: one journey per line; step lines of
-/// `--steps` (`{"journey": N, "step": ...}`) are skipped.
-fn read_json_lines(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
+/// `--steps` (`{"journey": N, "step": ...}`) are skipped; the network, a
+/// line of its own (`{"network": ...}`), is kept.
+fn read_json_lines(
+    data: &[u8],
+    out: &mut Vec<Replayed>,
+    network: &mut Option<crate::network::Network>,
+) -> Result<(), ReadError> {
     let mut offset = 0u64;
     for line in data.split(|&b| b == b'\n') {
         let at = offset;
@@ -102,6 +114,15 @@ fn read_json_lines(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError
                 what: format!("not JSON: {e}"),
             })?;
         if v.get("step").is_some() {
+            continue;
+        }
+        if let Some(n) = v.get("network") {
+            *network = Some(
+                serde_json::from_value(n.clone()).map_err(|e| ReadError::Corrupt {
+                    offset: at,
+                    what: format!("not a pktpath network: {e}"),
+                })?,
+            );
             continue;
         }
         let journey = serde_json::from_value(v).map_err(|e| ReadError::Corrupt {

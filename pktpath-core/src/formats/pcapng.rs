@@ -18,6 +18,7 @@ use std::io::{self, Write};
 
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
 use pcap_file::pcapng::{Block, PcapNgParser};
 
 use super::step_line::{self as lines, header_line, step_line, write_step_line};
@@ -48,6 +49,11 @@ const SHB_USERAPPL: u16 = 4;
 pub const PEN: u32 = 0;
 /// Prefix of the custom option holding the journey as JSON.
 pub const JSON_PREFIX: &str = "pktpath:journey:";
+/// Prefix of the section header's custom options holding the network as
+/// JSON (in pieces: an option holds at most 64 kB; read in order). In the
+/// section header, not a block of its own: Wireshark lists a custom block
+/// as a frame.
+pub const NETWORK_PREFIX: &str = "pktpath:network:";
 /// Appends one option (type, length, value, padding to 32 bits).
 fn option(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
     // An option's length is 16 bits: longer values are cut.
@@ -97,28 +103,15 @@ pub struct Pcapng<W: Write> {
     text: String,
     epb: Vec<u8>,
     clock: WallClock,
+    /// The section header and interface are written (with the network,
+    /// when it is given before the first journey).
+    headed: bool,
 }
 
 impl<W: Write> Pcapng<W> {
-    /// Writes the section header and the one interface.
-    pub fn new(mut out: W, opts: PcapngOptions) -> io::Result<Self> {
-        let mut shb = Vec::new();
-        shb.extend(0x1A2B_3C4Du32.to_le_bytes()); // byte-order magic
-        shb.extend(1u16.to_le_bytes());
-        shb.extend(0u16.to_le_bytes());
-        shb.extend((-1i64).to_le_bytes()); // section length unknown
-        option(&mut shb, SHB_USERAPPL, b"pktpath");
-        option(&mut shb, OPT_END, &[]);
-        block(&mut out, SHB, &shb)?;
-        let mut idb = Vec::new();
-        idb.extend(LINKTYPE_ETHERNET.to_le_bytes());
-        idb.extend(0u16.to_le_bytes());
-        idb.extend(opts.snaplen.to_le_bytes());
-        option(&mut idb, IF_NAME, b"pktpath");
-        option(&mut idb, IF_TSRESOL, &[9]); // nanoseconds
-        option(&mut idb, OPT_END, &[]);
-        block(&mut out, IDB, &idb)?;
-        out.flush()?;
+    /// A writer; the section header and the one interface go out with the
+    /// network (`Sink::network`), or before the first journey or flush.
+    pub fn new(out: W, opts: PcapngOptions) -> io::Result<Self> {
         Ok(Pcapng {
             out,
             opts,
@@ -126,7 +119,50 @@ impl<W: Write> Pcapng<W> {
             text: String::new(),
             epb: Vec::new(),
             clock: WallClock::now(),
+            headed: false,
         })
+    }
+
+    /// Writes the section header (with the network, when given) and the
+    /// interface, once.
+    fn head(&mut self, network: Option<&crate::network::Network>) -> io::Result<()> {
+        if self.headed {
+            return Ok(());
+        }
+        self.headed = true;
+        let mut shb = Vec::new();
+        shb.extend(0x1A2B_3C4Du32.to_le_bytes()); // byte-order magic
+        shb.extend(1u16.to_le_bytes());
+        shb.extend(0u16.to_le_bytes());
+        shb.extend((-1i64).to_le_bytes()); // section length unknown
+        option(&mut shb, SHB_USERAPPL, b"pktpath");
+        if let Some(n) = network {
+            let json = serde_json::to_string(n)?;
+            let mut rest = json.as_str();
+            while !rest.is_empty() {
+                // Pieces end on a character: each option is UTF-8.
+                let mut cut = rest.len().min(0xff00 - NETWORK_PREFIX.len());
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let mut value = PEN.to_le_bytes().to_vec();
+                value.extend(NETWORK_PREFIX.as_bytes());
+                value.extend(&rest.as_bytes()[..cut]);
+                option(&mut shb, OPT_CUSTOM_UTF8, &value);
+                rest = &rest[cut..];
+            }
+        }
+        option(&mut shb, OPT_END, &[]);
+        block(&mut self.out, SHB, &shb)?;
+        let mut idb = Vec::new();
+        idb.extend(LINKTYPE_ETHERNET.to_le_bytes());
+        idb.extend(0u16.to_le_bytes());
+        idb.extend(self.opts.snaplen.to_le_bytes());
+        option(&mut idb, IF_NAME, b"pktpath");
+        option(&mut idb, IF_TSRESOL, &[9]); // nanoseconds
+        option(&mut idb, OPT_END, &[]);
+        block(&mut self.out, IDB, &idb)?;
+        self.out.flush()
     }
 
     /// Dates records with `clock` instead of the live clocks.
@@ -193,7 +229,13 @@ impl<W: Write> Pcapng<W> {
 }
 
 impl<W: Write> Sink for Pcapng<W> {
+    /// In the section header: given after the first journey, too late.
+    fn network(&mut self, n: &crate::network::Network) -> io::Result<()> {
+        self.head(Some(n))
+    }
+
     fn journey(&mut self, j: &Journey) -> io::Result<()> {
+        self.head(None)?;
         let Some(first) = frame(j) else {
             return Ok(());
         };
@@ -227,7 +269,17 @@ impl<W: Write> Sink for Pcapng<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.head(None)?;
         self.out.flush()
+    }
+}
+
+impl<W: Write> Drop for Pcapng<W> {
+    /// A run that wrote nothing still leaves a valid (empty) capture.
+    fn drop(&mut self) {
+        if self.head(None).is_ok() {
+            let _ = self.out.flush();
+        }
     }
 }
 
@@ -242,8 +294,28 @@ fn corrupt(offset: usize, e: impl std::fmt::Display) -> ReadError {
 }
 
 /// Appends each journey to `out` as it is read: what came before damage stays.
-pub fn read(data: &[u8], out: &mut Vec<Replayed>) -> Result<(), ReadError> {
+pub fn read(
+    data: &[u8],
+    out: &mut Vec<Replayed>,
+    network: &mut Option<crate::network::Network>,
+) -> Result<(), ReadError> {
     let (mut rest, mut parser) = PcapNgParser::new(data).map_err(|e| corrupt(0, e))?;
+    // The network, in the section header's custom options.
+    let pieces: String = parser
+        .section()
+        .options
+        .iter()
+        .filter_map(|o| match o {
+            SectionHeaderOption::CustomUtf8(c) => c.value.strip_prefix(NETWORK_PREFIX),
+            _ => None,
+        })
+        .collect();
+    if !pieces.is_empty() {
+        *network = Some(
+            serde_json::from_str(&pieces)
+                .map_err(|e| corrupt(0, format!("pktpath network: {e}")))?,
+        );
+    }
     // Records of one journey (--per-step) share a packet id: keep the first.
     let mut seen: HashMap<u64, usize> = HashMap::new();
     let mut index = 0u64;
@@ -392,6 +464,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut w = Pcapng::new(&mut buf, PcapngOptions::default()).unwrap();
         w.journey(&journey()).unwrap();
+        drop(w);
         // Walk the blocks: each length is at both ends and a multiple of 4.
         let mut off = 0;
         let mut kinds = Vec::new();
@@ -410,6 +483,53 @@ mod tests {
             text.contains("1\t+0.001ms\tb\teth0\treceive\tconsume_skb\t-\tfreed"),
             "{text}"
         );
+    }
+
+    /// The network rides in the section header, in pieces when it is
+    /// larger than an option (here 200 namespaces, ~120 kB of JSON), and
+    /// reads back whole; Wireshark sees no extra block.
+    #[test]
+    fn the_network_is_stored_in_the_section_header() {
+        use crate::network::{Device, Namespace, Network};
+        let network = Network {
+            namespaces: (0..200)
+                .map(|i| Namespace {
+                    name: format!("ns-é{i}"),
+                    devices: (0..8)
+                        .map(|d| Device {
+                            name: format!("veth{d}"),
+                            kind: Some("veth".into()),
+                            addrs: vec![format!("10.{i}.{d}.1/24")],
+                            ..Device::default()
+                        })
+                        .collect(),
+                    routes: vec!["default via 10.0.0.1 dev veth0".into()],
+                })
+                .collect(),
+        };
+        assert!(serde_json::to_string(&network).unwrap().len() > 100_000);
+        let mut buf = Vec::new();
+        let mut w = Pcapng::new(&mut buf, PcapngOptions::default()).unwrap();
+        w.network(&network).unwrap();
+        w.journey(&journey()).unwrap();
+        drop(w);
+        let back = crate::formats::read(&buf);
+        assert!(back.damage.is_none(), "{:?}", back.damage);
+        assert_eq!(back.journeys.len(), 1);
+        assert_eq!(back.network.as_ref(), Some(&network));
+        // Nothing but the header, the interface and the packet.
+        let mut blocks = 0;
+        let mut off = 0;
+        while off < buf.len() {
+            off += u32::from_le_bytes(buf[off + 4..off + 8].try_into().unwrap()) as usize;
+            blocks += 1;
+        }
+        assert_eq!(blocks, 3);
+        // A run that wrote nothing leaves a valid capture.
+        let mut empty = Vec::new();
+        drop(Pcapng::new(&mut empty, PcapngOptions::default()).unwrap());
+        let back = crate::formats::read(&empty);
+        assert!(back.damage.is_none() && back.journeys.is_empty());
     }
 
     #[test]

@@ -129,23 +129,20 @@ pub struct Report<'a> {
     /// Where the journeys came from, in words.
     pub source: &'a str,
     pub journeys: &'a [Journey],
-    /// The network, when recorded with the trace; else drawn from the
-    /// journeys' hops.
-    pub topology: Option<&'a Topology>,
+    /// The network as recorded when the trace began, when it was: its
+    /// devices and links are drawn too, not only what the journeys crossed.
+    pub network: Option<&'a crate::network::Network>,
     pub links: SourceLinks,
 }
 
 impl Report<'_> {
     /// The page's data as JSON.
     fn data(&self) -> serde_json::Result<Vec<u8>> {
-        let inferred;
-        let topology = match self.topology {
-            Some(t) => t,
-            None => {
-                inferred = topology::from_journeys(self.journeys);
-                &inferred
-            }
-        };
+        let mut topology = topology::from_journeys(self.journeys);
+        if let Some(n) = self.network {
+            topology::with_network(&mut topology, n);
+        }
+        let topology = &topology;
         let distinct = paths::distinct(self.journeys);
         let path_of: HashMap<u64, usize> = distinct
             .iter()
@@ -348,7 +345,7 @@ mod tests {
             title: "</title><script>alert(1)</script>{{DATA}}",
             source: "test",
             journeys: &[],
-            topology: None,
+            network: None,
             links: SourceLinks::default(),
         };
         let mut out = Vec::new();

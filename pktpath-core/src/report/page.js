@@ -107,13 +107,13 @@
     }
     const rows = new Map();
     const pos = new Map();
-    const W = 170, H = 40;
+    const W = 210, H = 40;
     for (const n of nodes) {
       const c = col.get(n.id) || 0;
       const r = rows.get(c) || 0;
       rows.set(c, r + 1);
-      const h = H + 13 * Math.min(n.devices.length, 6);
-      pos.set(n.id, { x: 20 + c * (W + 70), y: 20 + r * 130, w: W, h: h });
+      const h = H + 13 * Math.min(n.devices.length, 7);
+      pos.set(n.id, { x: 20 + c * (W + 70), y: 40 + r * 150, w: W, h: h });
     }
     return pos;
   }
@@ -132,7 +132,10 @@
     for (const l of D.topology.links) {
       const a = center(l.a), b = center(l.b);
       if (!a || !b) continue;
-      s.append(svg("line", { class: "link", x1: a[0], y1: a[1], x2: b[0], y2: b[1] }));
+      const line = svg("line", { class: l.count ? "link" : "link idle", x1: a[0], y1: a[1], x2: b[0], y2: b[1] });
+      line.append(svg("title", {}, l.a + (l.a_dev ? " " + l.a_dev : "") + " — " + l.b + (l.b_dev ? " " + l.b_dev : "") +
+        ": " + (l.count ? l.count + " crossings" : "no packet crossed it")));
+      s.append(line);
       if (l.via) s.append(svg("text", { x: (a[0] + b[0]) / 2, y: (a[1] + b[1]) / 2 - 4, "text-anchor": "middle" }, l.via));
     }
     const onPath = new Set(j ? j.steps.map((st) => S[st[1]]) : []);
@@ -145,20 +148,37 @@
       if (n.label !== n.id) g.append(svg("text", { x: p.x + 8, y: p.y + 29, class: "dev" }, n.id));
       n.devices.slice(0, 6).forEach((d, i) => {
         const b = n.bridges.includes(d) ? " (bridge)" : "";
-        g.append(svg("text", { x: p.x + 14, y: p.y + 44 + 13 * i, class: "dev" }, d + b));
+        const addrs = (n.addrs || []).filter((a) => a.startsWith(d + " ")).map((a) => a.slice(d.length + 1));
+        g.append(svg("text", { x: p.x + 14, y: p.y + 44 + 13 * i, class: "dev" }, d + b + (addrs.length ? " " + addrs.join(" ") : "")));
       });
+      if (n.devices.length > 6) {
+        g.append(svg("text", { x: p.x + 14, y: p.y + 44 + 13 * 6, class: "dev" }, "+" + (n.devices.length - 6) + " more"));
+      }
+      if ((n.routes || []).length) g.append(svg("title", {}, n.routes.join("\n")));
       s.append(g);
       maxX = Math.max(maxX, p.x + p.w + 20);
       maxY = Math.max(maxY, p.y + p.h + 30);
     }
     if (j) {
+      // Each hop from box edge to box edge, above the boxes' device lines
+      // (below them when the nodes are in one column).
       j.hops.forEach((h, i) => {
-        const a = center(S[h[0]]), b = center(S[h[2]]);
-        if (!a || !b) return;
-        const off = 6 + 4 * (i % 3);
-        const path = svg("path", { class: "hop", d: `M ${a[0]} ${a[1] + off} L ${b[0]} ${b[1] + off}`, "marker-end": "url(#arrow)", "data-hop": i + 1 });
+        const pa = pos.get(S[h[0]]), pb = pos.get(S[h[2]]);
+        if (!pa || !pb) return;
+        const off = 4 * (i % 4);
+        let a, b;
+        if (pa.x !== pb.x) {
+          const right = pb.x > pa.x;
+          a = [right ? pa.x + pa.w : pa.x, pa.y - 8 - off];
+          b = [right ? pb.x : pb.x + pb.w, pb.y - 8 - off];
+        } else {
+          const down = pb.y > pa.y;
+          a = [pa.x + pa.w - 20 - off, down ? pa.y + pa.h : pa.y];
+          b = [pb.x + pb.w - 20 - off, down ? pb.y : pb.y + pb.h];
+        }
+        const path = svg("path", { class: "hop", d: `M ${a[0]} ${a[1]} L ${b[0]} ${b[1]}`, "marker-end": "url(#arrow)", "data-hop": i + 1 });
         s.append(path);
-        s.append(svg("text", { class: "hop-n", x: (a[0] + b[0]) / 2, y: (a[1] + b[1]) / 2 + off + 14 }, String(i + 1)));
+        s.append(svg("text", { class: "hop-n", x: (a[0] + b[0]) / 2 - 3, y: (a[1] + b[1]) / 2 - 6 }, String(i + 1)));
       });
       if (died) {
         const c = center(died);

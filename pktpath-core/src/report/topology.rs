@@ -12,6 +12,7 @@ use super::paths::Hop;
 use crate::imunes;
 use crate::journey::Journey;
 use crate::model::Detail;
+use crate::network::Network;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Topology {
@@ -30,6 +31,13 @@ pub struct Node {
     pub devices: Vec<String>,
     /// Bridges seen in it.
     pub bridges: Vec<String>,
+    /// Addresses of its devices, as recorded when the trace began:
+    /// "eth0 10.0.1.2/24".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
+    /// Its routes through gateways, as recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
 }
 
 /// Two namespaces joined (a veth pair, or an IMUNES link through its
@@ -123,6 +131,7 @@ pub fn from_journeys<'a>(journeys: impl IntoIterator<Item = &'a Journey>) -> Top
                 id,
                 devices: devices.into_iter().collect(),
                 bridges: bridges.into_iter().collect(),
+                ..Node::default()
             })
             .collect(),
         links: links
@@ -136,6 +145,122 @@ pub fn from_journeys<'a>(journeys: impl IntoIterator<Item = &'a Journey>) -> Top
                 count,
             })
             .collect(),
+    }
+}
+
+/// Adds what was recorded when the trace began: every namespace, its
+/// devices, bridges, addresses and routes, and a link per veth pair (count
+/// 0 where no packet crossed it). An IMUNES experiment's namespace is drawn
+/// as the links its bridges make between the nodes whose veths are ports.
+pub fn with_network(t: &mut Topology, n: &Network) {
+    let hidden: BTreeSet<String> = n
+        .namespaces
+        .iter()
+        .filter(|ns| imunes::experiment(&ns.name) && !t.nodes.iter().any(|x| x.id == ns.name))
+        .map(|ns| ns.name.clone())
+        .collect();
+    // Veth pairs between drawn namespaces; the ports of a hidden
+    // namespace's bridges, by bridge, linked to each other.
+    let mut new: Vec<Link> = Vec::new();
+    let mut add = |a: &str, a_dev: &str, b: &str, b_dev: &str, via: Option<String>| {
+        new.push(Link {
+            a: a.to_string(),
+            a_dev: Some(a_dev.to_string()),
+            b: b.to_string(),
+            b_dev: Some(b_dev.to_string()),
+            via,
+            count: 0,
+        })
+    };
+    let mut ports: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    for ns in &n.namespaces {
+        for d in &ns.devices {
+            let Some(p) = &d.peer else { continue };
+            match (hidden.contains(&ns.name), hidden.contains(&p.netns)) {
+                (false, false) if (&ns.name, &d.name) < (&p.netns, &p.dev) => {
+                    add(&ns.name, &d.name, &p.netns, &p.dev, None)
+                }
+                (true, false) => {
+                    if let Some(br) = &d.master {
+                        ports
+                            .entry((ns.name.clone(), br.clone()))
+                            .or_default()
+                            .push((p.netns.clone(), p.dev.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for ((_, bridge), ends) in ports {
+        for (i, a) in ends.iter().enumerate() {
+            for b in &ends[i + 1..] {
+                add(&a.0, &a.1, &b.0, &b.1, Some(bridge.clone()));
+            }
+        }
+    }
+    // Only the network the journeys were in: the namespaces linked to one
+    // they crossed (a machine's other namespaces are someone else's).
+    let mut reach: BTreeSet<String> = t.nodes.iter().map(|x| x.id.clone()).collect();
+    if reach.is_empty() {
+        reach = n.namespaces.iter().map(|ns| ns.name.clone()).collect();
+    }
+    loop {
+        let before = reach.len();
+        for l in &new {
+            if reach.contains(&l.a) || reach.contains(&l.b) {
+                reach.insert(l.a.clone());
+                reach.insert(l.b.clone());
+            }
+        }
+        if reach.len() == before {
+            break;
+        }
+    }
+    for ns in n
+        .namespaces
+        .iter()
+        .filter(|ns| reach.contains(&ns.name) && !hidden.contains(&ns.name))
+    {
+        let at = match t.nodes.iter().position(|x| x.id == ns.name) {
+            Some(i) => i,
+            None => {
+                t.nodes.push(Node {
+                    id: ns.name.clone(),
+                    label: imunes::label(&ns.name).to_string(),
+                    ..Node::default()
+                });
+                t.nodes.len() - 1
+            }
+        };
+        let node = &mut t.nodes[at];
+        for d in ns.devices.iter().filter(|d| d.name != "lo") {
+            if !node.devices.contains(&d.name) {
+                node.devices.push(d.name.clone());
+            }
+            if d.kind.as_deref() == Some("bridge") && !node.bridges.contains(&d.name) {
+                node.bridges.push(d.name.clone());
+            }
+            for a in &d.addrs {
+                node.addrs.push(format!("{} {a}", d.name));
+            }
+        }
+        node.routes = ns.routes.clone();
+    }
+    t.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    // A link the journeys drew already (the same namespaces, by one of the
+    // same devices) keeps its count.
+    let same = |l: &Link, m: &Link| {
+        let end = |ns: &str, dev: &Option<String>, l: &Link| {
+            (l.a == ns && l.a_dev == *dev) || (l.b == ns && l.b_dev == *dev)
+        };
+        let pair = (l.a == m.a && l.b == m.b) || (l.a == m.b && l.b == m.a);
+        pair && (end(&m.a, &m.a_dev, l) || end(&m.b, &m.b_dev, l))
+    };
+    for m in new {
+        if reach.contains(&m.a) && !t.links.iter().any(|l| same(l, &m)) {
+            t.links.push(m);
+        }
     }
 }
 
@@ -247,6 +372,74 @@ mod tests {
                 via: Some("i9-l0".into()),
                 count: 1
             }]
+        );
+    }
+
+    /// What was recorded joins what the journeys showed: a namespace
+    /// linked to one they crossed is drawn (with a link no packet
+    /// crossed), an unrelated one is not, the IMUNES experiment's is links.
+    #[test]
+    fn the_recorded_network_adds_what_no_packet_crossed() {
+        use crate::network::{Device, Namespace, Network, Peer};
+        let veth = |name: &str, peer: (&str, &str), master: Option<&str>| Device {
+            name: name.into(),
+            kind: Some("veth".into()),
+            peer: Some(Peer {
+                netns: peer.0.into(),
+                dev: peer.1.into(),
+            }),
+            master: master.map(Into::into),
+            addrs: vec![],
+            ..Device::default()
+        };
+        let ns = |name: &str, devices: Vec<Device>| Namespace {
+            name: name.into(),
+            devices,
+            routes: vec![],
+        };
+        let net = Network {
+            namespaces: vec![
+                ns(
+                    "i9.pc1",
+                    vec![
+                        veth("eth0", ("i9", "pc1-eth0"), None),
+                        veth("eth1", ("i9.idle", "eth0"), None),
+                    ],
+                ),
+                ns("i9.router", vec![veth("eth0", ("i9", "router-eth0"), None)]),
+                ns("i9.idle", vec![veth("eth0", ("i9.pc1", "eth1"), None)]),
+                ns(
+                    "i9",
+                    vec![
+                        veth("pc1-eth0", ("i9.pc1", "eth0"), Some("l0")),
+                        veth("router-eth0", ("i9.router", "eth0"), Some("l0")),
+                    ],
+                ),
+                ns("elsewhere", vec![]),
+            ],
+        };
+        let j = Journey::from_steps(
+            1,
+            vec![
+                at(1, "i9.pc1", "eth0", "net_dev_start_xmit"),
+                at(2, "i9.router", "eth0", "netif_receive_skb"),
+            ],
+            true,
+        );
+        let mut t = from_journeys([&j]);
+        with_network(&mut t, &net);
+        let ids: Vec<&str> = t.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["i9.idle", "i9.pc1", "i9.router"]);
+        let counts: Vec<(&str, &str, usize)> = t
+            .links
+            .iter()
+            .map(|l| (l.a.as_str(), l.b.as_str(), l.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [("i9.pc1", "i9.router", 1), ("i9.idle", "i9.pc1", 0)],
+            "{:?}",
+            t.links
         );
     }
 }

@@ -39,6 +39,16 @@ impl<W: Write> Json<W> {
 }
 
 impl<W: Write> Sink for Json<W> {
+    /// A line of its own, before the journeys: `{"network": {...}}`.
+    fn network(&mut self, n: &crate::network::Network) -> std::io::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            network: &'a crate::network::Network,
+        }
+        serde_json::to_writer(&mut self.out, &Line { network: n })?;
+        self.out.write_all(b"\n")
+    }
+
     fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
         self.line.clear();
         json_text::journey_located(&mut self.line, j, self.links.as_ref());

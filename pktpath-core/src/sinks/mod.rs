@@ -8,10 +8,16 @@ pub mod terminal;
 
 use crate::journey::Journey;
 use crate::model::Step;
+use crate::network::Network;
 
 /// A destination for journeys (and, with --steps, for live steps).
 pub trait Sink {
     fn journey(&mut self, j: &Journey) -> std::io::Result<()>;
+    /// The network as it was when tracing began, before any journey:
+    /// the file sinks store it (a report drawn later draws it).
+    fn network(&mut self, _n: &Network) -> std::io::Result<()> {
+        Ok(())
+    }
     fn step(&mut self, _journey: u64, _s: &Step) -> std::io::Result<()> {
         Ok(())
     }
@@ -59,6 +65,13 @@ impl Sink for Kept {
     fn step(&mut self, journey: u64, s: &Step) -> std::io::Result<()> {
         match &mut self.next {
             Some(n) => n.step(journey, s),
+            None => Ok(()),
+        }
+    }
+
+    fn network(&mut self, n: &Network) -> std::io::Result<()> {
+        match &mut self.next {
+            Some(next) => next.network(n),
             None => Ok(()),
         }
     }

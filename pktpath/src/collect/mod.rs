@@ -3,6 +3,7 @@
 
 pub mod conntrack;
 pub mod decode;
+pub mod network;
 pub mod nftables;
 
 use std::cell::RefCell;

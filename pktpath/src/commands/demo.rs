@@ -10,7 +10,7 @@ use super::options::{filter, nft_trace, select_functions, sink};
 use super::STOP;
 use pktpath_core::clock::WallClock;
 use pktpath_core::location::SourceLinks;
-use pktpath_core::sinks::Kept;
+use pktpath_core::sinks::{Kept, Sink};
 
 use crate::cli::{Backend, OutputArgs};
 use crate::collect::{self, TraceOptions};
@@ -50,6 +50,8 @@ pub fn run(out: &OutputArgs) -> Result<ExitCode> {
     };
     let links = SourceLinks::running();
     let mut sink = Kept::new(true, Some(sink(out, WallClock::now(), links)?));
+    let network = collect::network::read(&crate::netns::visible());
+    sink.network(&network)?;
     let traffic_error = std::sync::Mutex::new(None);
     let summary = std::thread::scope(|scope| {
         collect::run(&inv, &opts, &mut sink, &STOP, |t| {
@@ -88,6 +90,7 @@ pub fn run(out: &OutputArgs) -> Result<ExitCode> {
         "demo",
         &format!("the demo network, traced '{}'", demo::FILTER),
         &sink.journeys,
+        Some(&network),
         links,
     ) {
         Ok(()) => eprintln!(

@@ -39,14 +39,7 @@ pub fn nft_trace(
         }
         Some(_) => return (None, Vec::new()),
     }
-    let visible: Vec<NetnsRef> = NetnsRef::own()
-        .into_iter()
-        .chain(
-            netns::list_netns()
-                .iter()
-                .filter_map(|n| NetnsRef::named(n).ok()),
-        )
-        .collect();
+    let visible = netns::visible();
     let traced: Vec<NetnsRef> = match netns {
         _ if off => Vec::new(),
         Some(spec) => netns::resolve(spec)

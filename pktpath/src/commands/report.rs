@@ -14,6 +14,7 @@ use crate::filter::{cbpf, Layer};
 use crate::UsageError;
 use pktpath_core::journey::Journey;
 use pktpath_core::location::{Location, SourceLinks};
+use pktpath_core::network::Network;
 use pktpath_core::report::{graph, paths, Report};
 
 pub fn run(args: &ReportArgs) -> Result<ExitCode> {
@@ -68,7 +69,14 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
             let source = format!("read from {shown}");
             // A capture may come from another kernel: files and subsystems,
             // no links to one release's code.
-            write(out, &title, &source, &journeys, SourceLinks::default())?;
+            write(
+                out,
+                &title,
+                &source,
+                &journeys,
+                capture.network.as_ref(),
+                SourceLinks::default(),
+            )?;
         }
     }
     damage(capture.damage, &shown)
@@ -117,13 +125,14 @@ pub fn write(
     title: &str,
     source: &str,
     journeys: &[Journey],
+    network: Option<&Network>,
     links: SourceLinks,
 ) -> Result<()> {
     let report = Report {
         title,
         source,
         journeys,
-        topology: None,
+        network,
         links,
     };
     let mut page = Vec::new();

@@ -9,7 +9,7 @@ use super::options::{filter, functions, nft_trace, ring_bytes, selection, sink};
 use super::{replay, report, STOP};
 use pktpath_core::clock::WallClock;
 use pktpath_core::location::SourceLinks;
-use pktpath_core::sinks::Kept;
+use pktpath_core::sinks::{Kept, Sink};
 
 use crate::cli::TraceArgs;
 use crate::collect::{self, TraceOptions};
@@ -55,6 +55,19 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         args.output.report.is_some(),
         Some(sink(&args.output, WallClock::now(), links)?),
     );
+    // The network as it is now, stored with the journeys (a report drawn
+    // later from the file draws it): for the outputs that keep them.
+    let output = &args.output;
+    let network = (output.write.is_some() || output.json || output.report.is_some())
+        .then(|| collect::network::read(&crate::netns::visible()));
+    // Not into a pipe: dumpcap (Wireshark's capture reader: extcap, `-w -`)
+    // 4.0 crashes on a section header this large read from a pipe.
+    let into_file = output.write.as_deref().is_none_or(|p| {
+        p.as_os_str() != "-" && std::fs::metadata(p).map_or(true, |m| m.file_type().is_file())
+    });
+    if let (Some(n), true) = (&network, into_file) {
+        out.network(n).context("writing the network")?;
+    }
     let summary = collect::run(&inv, &opts, &mut out, &STOP, |t| {
         for (tp, why) in &t.failed {
             eprintln!("pktpath: warning: cannot attach to {tp}: {why}");
@@ -96,6 +109,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             "live trace",
             &format!("traced {}", describe(&expr)),
             &out.journeys,
+            network.as_ref(),
             links,
         )?;
         eprintln!("pktpath: report written to {}", path.display());

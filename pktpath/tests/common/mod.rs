@@ -363,9 +363,11 @@ impl Pktpath {
             std::thread::sleep(Duration::from_millis(20));
         };
         let text = std::fs::read_to_string(&self.out).unwrap();
+        // The journeys: the network's line (the first) is not one.
         let lines = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l}: {e}")))
+            .filter(|v: &Value| v.get("network").is_none())
             .collect();
         (status, lines, self.stderr())
     }
