@@ -160,6 +160,34 @@ pub enum View {
     Subsystems,
 }
 
+/// How the probes are set up: what a trace and `expect` share.
+#[derive(Debug, Clone, Args)]
+pub struct Probes {
+    /// Attach backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Only attach to functions matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub functions: Option<String>,
+    /// Do not attach to functions matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_functions: Option<String>,
+    /// Do not add the temporary nftables tables that report which rule saw
+    /// a packet (`meta nftrace set 1` in each namespace; removed on exit).
+    #[arg(long)]
+    pub no_nft_trace: bool,
+    /// Write this file once the probes are attached (for scripts and tests).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Close a journey after this many seconds without events.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub idle_timeout: f64,
+    /// Ring buffer size in MiB (a power of two). 16 MiB hold ~45k events:
+    /// ~90 ms of a 100k packets/s flow, every packet selected.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub ring_size: u32,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct TraceArgs {
     /// Packet filter in tcpdump (pcap-filter) syntax, e.g. 'host 10.0.0.2 and icmp'.
@@ -191,35 +219,14 @@ pub struct TraceArgs {
     /// more per packet.
     #[arg(long)]
     pub all_tracepoints: bool,
-    /// Only attach to functions matching this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    pub functions: Option<String>,
-    /// Do not attach to functions matching this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    pub exclude_functions: Option<String>,
-    /// Do not add the temporary nftables tables that report which rule saw
-    /// a packet (`meta nftrace set 1` in each namespace; removed on exit).
-    #[arg(long)]
-    pub no_nft_trace: bool,
     /// Stop after N journeys.
     #[arg(short = 'c', long, value_name = "N")]
     pub count: Option<u64>,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
-    /// Close a journey after this many seconds without events.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
-    pub idle_timeout: f64,
-    /// Attach backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
-    /// Write this file once the probes are attached (for scripts and tests).
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
-    /// Ring buffer size in MiB (a power of two). 16 MiB hold ~45k events:
-    /// ~90 ms of a 100k packets/s flow, every packet selected.
-    #[arg(long, value_name = "MIB", default_value_t = 16)]
-    pub ring_size: u32,
+    #[command(flatten)]
+    pub probes: Probes,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -258,28 +265,8 @@ pub struct ExpectArgs {
     /// Print the verdicts as one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Attach backend.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
-    /// Only attach to functions matching this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    pub functions: Option<String>,
-    /// Do not attach to functions matching this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    pub exclude_functions: Option<String>,
-    /// Do not trace nftables rules (expectations that name one then
-    /// cannot be checked).
-    #[arg(long)]
-    pub no_nft_trace: bool,
-    /// Write this file once the probes are attached (for scripts).
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
-    /// Close a journey after this many seconds without events.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
-    pub idle_timeout: f64,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 16)]
-    pub ring_size: u32,
+    #[command(flatten)]
+    pub probes: Probes,
     /// Colors on the terminal.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use super::options::{filter, functions, ring_bytes, selection};
 use super::{replay, STOP};
-use crate::cli::{Color, ExpectArgs, OutputArgs, TraceArgs, WriteFormat};
+use crate::cli::{Color, ExpectArgs, OutputArgs, Probes, TraceArgs, WriteFormat};
 use crate::collect::nftables::session::{NftraceSession, Unavailable};
 use crate::collect::{self, TraceOptions};
 use crate::filter::{cbpf, Layer};
@@ -149,15 +149,15 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
             .join(" or ")
     };
     let trace = as_trace(args);
-    let (nft_trace, nft_sweep) = super::options::nft_trace(args.no_nft_trace, None, &expr);
+    let (nft_trace, nft_sweep) = super::options::nft_trace(args.probes.no_nft_trace, None, &expr);
     let opts = TraceOptions {
         filter: filter(&expr)?,
         selection: selection(&trace)?,
-        backend: args.backend.flavour(),
-        ring_bytes: ring_bytes(args.ring_size)?,
+        backend: args.probes.backend.flavour(),
+        ring_bytes: ring_bytes(args.probes.ring_size)?,
         count: None,
         duration: args.duration.map(Duration::from_secs_f64),
-        idle: Duration::from_secs_f64(args.idle_timeout.max(0.01)),
+        idle: Duration::from_secs_f64(args.probes.idle_timeout.max(0.01)),
         drops_only: false,
         functions: functions(&trace)?,
         nft_trace,
@@ -184,7 +184,7 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
             t.attach_time.as_secs_f64(),
             file.list.len()
         );
-        if let Some(p) = &args.ready_file {
+        if let Some(p) = &args.probes.ready_file {
             std::fs::write(p, "ready\n")
                 .with_context(|| format!("cannot write ready file {}", p.display()))?;
         }
@@ -199,7 +199,7 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
     })?;
     keep.flush().context("writing the capture")?;
     eprintln!("pktpath: {}", summary.line());
-    let rules_off = if args.no_nft_trace {
+    let rules_off = if args.probes.no_nft_trace {
         Some("nftables tracing was turned off (--no-nft-trace)".to_string())
     } else if let Some(why @ Unavailable::NoNft) = NftraceSession::unavailable() {
         Some(format!("nftables rules are not traced here: {why}"))
@@ -209,9 +209,9 @@ fn traced(args: &ExpectArgs, file: &Expectations) -> Result<(Checked, Scope)> {
     let scope = Scope {
         functions: traced_functions,
         rules: Some(rules_off.is_none()),
-        functions_why: match args.backend.functions() {
-            None if args.backend.flavour().is_some()
-                || args.backend == crate::cli::Backend::Tracepoint =>
+        functions_why: match args.probes.backend.functions() {
+            None if args.probes.backend.flavour().is_some()
+                || args.probes.backend == crate::cli::Backend::Tracepoint =>
             {
                 "functions were not traced (--backend asked for tracepoints only)".into()
             }
@@ -263,15 +263,13 @@ fn as_trace(args: &ExpectArgs) -> TraceArgs {
         mark: None,
         start_at: None,
         all_tracepoints: false,
-        functions: args.functions.clone(),
-        exclude_functions: args.exclude_functions.clone(),
-        no_nft_trace: args.no_nft_trace,
         count: None,
         duration: args.duration,
-        idle_timeout: args.idle_timeout,
-        backend: args.backend,
-        ready_file: None,
-        ring_size: args.ring_size,
+        // The ready file is written by expect itself, with its own line.
+        probes: Probes {
+            ready_file: None,
+            ..args.probes.clone()
+        },
         output: OutputArgs {
             write: args.write.clone(),
             format: WriteFormat::Pcapng,

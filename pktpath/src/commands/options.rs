@@ -219,9 +219,9 @@ pub fn regex(flag: &str, r: &Option<String>) -> Result<Option<regex::Regex>> {
 /// The function sites and backend to use, or None for tracepoints only.
 pub fn functions(args: &TraceArgs) -> Result<Option<Functions>> {
     select_functions(
-        args.backend,
-        &args.functions,
-        &args.exclude_functions,
+        args.probes.backend,
+        &args.probes.functions,
+        &args.probes.exclude_functions,
         args.start_at.is_some(),
     )
 }

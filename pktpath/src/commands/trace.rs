@@ -21,15 +21,15 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
         return replay::run(args, path);
     }
     let expr = args.filter.join(" ");
-    let (nft_trace, nft_sweep) = nft_trace(args.no_nft_trace, args.netns.as_deref(), &expr);
+    let (nft_trace, nft_sweep) = nft_trace(args.probes.no_nft_trace, args.netns.as_deref(), &expr);
     let opts = TraceOptions {
         filter: filter(&expr)?,
         selection: selection(args)?,
-        backend: args.backend.flavour(),
-        ring_bytes: ring_bytes(args.ring_size)?,
+        backend: args.probes.backend.flavour(),
+        ring_bytes: ring_bytes(args.probes.ring_size)?,
         count: args.count,
         duration: args.duration.map(Duration::from_secs_f64),
-        idle: Duration::from_secs_f64(args.idle_timeout.max(0.01)),
+        idle: Duration::from_secs_f64(args.probes.idle_timeout.max(0.01)),
         drops_only: args.output.drops_only,
         functions: functions(args)?,
         nft_trace,
@@ -96,7 +96,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
                 format!("'{expr}'")
             },
         );
-        if let Some(p) = &args.ready_file {
+        if let Some(p) = &args.probes.ready_file {
             std::fs::write(p, "ready\n")
                 .with_context(|| format!("cannot write ready file {}", p.display()))?;
         }
