@@ -144,6 +144,10 @@ pub struct OutputArgs {
     /// when the run ends (open it in a browser; it loads nothing).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// With --report: an IMUNES topology file (.imn, or its JSON form) to
+    /// lay the network out as the lab draws it.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
     /// What the terminal shows of a journey: its steps, or the subsystems
     /// it went through, in order.
     #[arg(long, value_enum, default_value_t = View::Steps)]
@@ -299,6 +303,10 @@ pub struct ReportArgs {
     /// A Mermaid flowchart instead of the report (as --dot).
     #[arg(long)]
     pub mermaid: bool,
+    /// An IMUNES topology file (.imn, or its JSON form): the network is
+    /// laid out as the lab draws it, with its nodes and links.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
     /// With --dot or --mermaid: this journey's path.
     #[arg(long, value_name = "ID")]
     pub journey: Option<u64>,

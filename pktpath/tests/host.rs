@@ -1088,7 +1088,13 @@ fn an_echo_reply_is_delivered_to_its_ping_socket() {
         // SAFETY: plain socket calls on a socket this closure owns, with
         // buffers that outlive them.
         unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP);
+            // Close-on-exec: a process another test spawns meanwhile must
+            // not hold it too (pktpath would name that one its holder).
+            let fd = libc::socket(
+                libc::AF_INET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_ICMP,
+            );
             assert!(fd >= 0, "ping socket: {}", std::io::Error::last_os_error());
             let tv = libc::timeval {
                 tv_sec: 2,

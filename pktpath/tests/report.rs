@@ -214,6 +214,25 @@ fn a_recorded_trace_draws_its_network_paths_and_timeline() {
         2,
         "the rule and the drop"
     );
+    // An IMUNES lab file lays out (and adds) its nodes, by hostname.
+    let lab = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pktpath-core/tests/fixtures/imunes-lab.imn"
+    );
+    let laid = dir.join("laid.html");
+    report(&[
+        "-r",
+        GOLDEN,
+        "--topology",
+        lab,
+        "-o",
+        laid.to_str().unwrap(),
+    ]);
+    let dom = open(&laid, "j=11", &dir, None);
+    let labels = texts(&dom, "#network g.node > text:first-of-type");
+    for host in ["gw", "switch1", "pc1"] {
+        assert!(labels.iter().any(|l| l == host), "{labels:?}");
+    }
     let shot = dir.join("report.png");
     open(&page, "j=11", &dir, Some(&shot));
     assert!(
@@ -357,6 +376,10 @@ fn an_imunes_network_is_drawn_as_imunes_shows_it() {
 /// input.
 #[test]
 fn graphs_come_out_as_text_and_bad_input_is_one_line() {
+    let dir = scratch("graphs");
+    let broken = dir.join("broken.imn");
+    std::fs::write(&broken, "node n0 {\n    iconcoords {12 x}\n}\n").unwrap();
+    let broken = broken.display().to_string();
     let run = |args: &[&str]| {
         let o = Command::new(BIN).arg("report").args(args).output().unwrap();
         (
@@ -398,6 +421,14 @@ fn graphs_come_out_as_text_and_bad_input_is_one_line() {
         (
             &["-r", GOLDEN, "-o", "/dev/null", "udp and"],
             "syntax error",
+        ),
+        (
+            &["-r", GOLDEN, "-o", "/dev/null", "--topology", GOLDEN],
+            "not contain valid UTF-8",
+        ),
+        (
+            &["-r", GOLDEN, "-o", "/dev/null", "--topology", &broken],
+            "broken.imn:2:",
         ),
     ] {
         let (code, _, err) = run(args);

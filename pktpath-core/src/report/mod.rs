@@ -132,6 +132,9 @@ pub struct Report<'a> {
     /// The network as recorded when the trace began, when it was: its
     /// devices and links are drawn too, not only what the journeys crossed.
     pub network: Option<&'a crate::network::Network>,
+    /// The IMUNES lab's topology file, when given: its layout and the
+    /// nodes and links no packet reached.
+    pub lab: Option<&'a crate::imunes::LabTopology>,
     pub links: SourceLinks,
 }
 
@@ -141,6 +144,9 @@ impl Report<'_> {
         let mut topology = topology::from_journeys(self.journeys);
         if let Some(n) = self.network {
             topology::with_network(&mut topology, n);
+        }
+        if let Some(lab) = self.lab {
+            topology::with_lab(&mut topology, lab);
         }
         let topology = &topology;
         let distinct = paths::distinct(self.journeys);
@@ -346,6 +352,7 @@ mod tests {
             source: "test",
             journeys: &[],
             network: None,
+            lab: None,
             links: SourceLinks::default(),
         };
         let mut out = Vec::new();

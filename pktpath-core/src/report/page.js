@@ -108,6 +108,27 @@
     const rows = new Map();
     const pos = new Map();
     const W = 210, H = 40;
+    // An IMUNES lab's coordinates, scaled to about 1000 px wide; the nodes
+    // it lacks go in a row below.
+    const placed = nodes.filter((n) => n.x != null && n.y != null);
+    if (placed.length) {
+      const x0 = Math.min(...placed.map((n) => n.x)), y0 = Math.min(...placed.map((n) => n.y));
+      const span = Math.max(...placed.map((n) => n.x)) - x0;
+      const k = span > 0 ? 1000 / span : 1;
+      let bottom = 0, left = 20;
+      for (const n of placed) {
+        const h = H + 13 * Math.min(n.devices.length, 6);
+        const p = { x: 20 + (n.x - x0) * k, y: 40 + (n.y - y0) * k, w: W, h: h };
+        pos.set(n.id, p);
+        bottom = Math.max(bottom, p.y + h);
+      }
+      for (const n of nodes) {
+        if (pos.has(n.id)) continue;
+        pos.set(n.id, { x: left, y: bottom + 60, w: W, h: H + 13 * Math.min(n.devices.length, 6) });
+        left += W + 70;
+      }
+      return pos;
+    }
     for (const n of nodes) {
       const c = col.get(n.id) || 0;
       const r = rows.get(c) || 0;

@@ -38,6 +38,15 @@ pub struct Node {
     /// Its routes through gateways, as recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<String>,
+    /// Where IMUNES draws it (its `iconcoords`), when a lab's topology file
+    /// was given: the page lays nodes out as the lab's author did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<f64>,
+    /// The IMUNES node type (`router`, `pc`, `lanswitch`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// Two namespaces joined (a veth pair, or an IMUNES link through its
@@ -264,6 +273,107 @@ pub fn with_network(t: &mut Topology, n: &Network) {
     }
 }
 
+/// Lays the network out as its IMUNES lab file does: each node whose
+/// namespace is `<eid>.<node>` gets the lab node's coordinates, type and
+/// hostname (its label, else the node's name); the lab's nodes no packet
+/// reached are added (as `<eid>.<node>` with the experiment seen in the
+/// trace, else by the bare name), and its links that no packet crossed
+/// (count 0), so that the page shows the whole lab. Canvases after the
+/// first are placed to the right of the one before, as each has its own
+/// origin.
+pub fn with_lab(t: &mut Topology, lab: &imunes::LabTopology) {
+    let eids: BTreeSet<String> = t
+        .nodes
+        .iter()
+        .filter_map(|n| imunes::node(&n.id).map(|(e, _)| e.to_string()))
+        .collect();
+    let eid = eids.iter().next().cloned();
+    // The namespaces of a lab node: those the trace saw, else a new one.
+    let ids_of = |t: &Topology, name: &str| -> Vec<String> {
+        t.nodes
+            .iter()
+            .filter(|n| n.id == name || imunes::node(&n.id).is_some_and(|(_, x)| x == name))
+            .map(|n| n.id.clone())
+            .collect()
+    };
+    let offsets = canvas_offsets(lab);
+    for ln in &lab.nodes {
+        let mut ids = ids_of(t, &ln.name);
+        if ids.is_empty() {
+            let id = eid
+                .as_ref()
+                .map_or_else(|| ln.name.clone(), |e| format!("{e}.{}", ln.name));
+            t.nodes.push(Node {
+                id: id.clone(),
+                ..Node::default()
+            });
+            ids.push(id);
+        }
+        let dx = ln
+            .canvas
+            .as_ref()
+            .and_then(|c| offsets.get(c))
+            .copied()
+            .unwrap_or(0.0);
+        for n in t.nodes.iter_mut().filter(|n| ids.contains(&n.id)) {
+            n.label = ln.hostname.clone().unwrap_or_else(|| ln.name.clone());
+            n.kind = (!ln.kind.is_empty()).then(|| ln.kind.clone());
+            if let Some((x, y)) = ln.coords {
+                n.x = Some(x + dx);
+                n.y = Some(y);
+            }
+        }
+    }
+    t.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    // A lab link is already drawn when the journeys crossed it: the same
+    // two namespaces, by the same devices where both sides say.
+    let same = |x: &Option<String>, y: &Option<String>| x.is_none() || y.is_none() || x == y;
+    for ll in &lab.links {
+        let (Some(a), Some(b)) = (
+            ids_of(t, &ll.nodes.0).into_iter().next(),
+            ids_of(t, &ll.nodes.1).into_iter().next(),
+        ) else {
+            continue;
+        };
+        let (a_dev, b_dev) = ll.ifaces.clone();
+        let seen = t.links.iter().any(|l| {
+            (l.a == a && l.b == b && same(&l.a_dev, &a_dev) && same(&l.b_dev, &b_dev))
+                || (l.a == b && l.b == a && same(&l.a_dev, &b_dev) && same(&l.b_dev, &a_dev))
+        });
+        if !seen {
+            t.links.push(Link {
+                a,
+                a_dev,
+                b,
+                b_dev,
+                via: (!ll.direct).then(|| ll.name.clone()),
+                count: 0,
+            });
+        }
+    }
+}
+
+/// How far right each canvas is drawn: past the widest node of the ones
+/// before it, in the order of their names (`c0`, `c1`, ...).
+fn canvas_offsets(lab: &imunes::LabTopology) -> BTreeMap<String, f64> {
+    let mut widest: BTreeMap<&str, f64> = BTreeMap::new();
+    for n in &lab.nodes {
+        if let (Some(c), Some((x, _))) = (&n.canvas, n.coords) {
+            let w = widest.entry(c).or_insert(x);
+            *w = w.max(x);
+        }
+    }
+    let mut at = 0.0;
+    widest
+        .into_iter()
+        .map(|(c, w)| {
+            let here = at;
+            at += w + 200.0;
+            (c.to_string(), here)
+        })
+        .collect()
+}
+
 /// A journey's hops between the topology's nodes: through a namespace
 /// that is not one (an IMUNES experiment's, holding its links' bridges),
 /// two hops are one.
@@ -441,5 +551,85 @@ mod tests {
             "{:?}",
             t.links
         );
+    }
+
+    /// pc1 (n2) pinged through the switch (n1) to the router (n0): the lab
+    /// file places those three, adds the server no packet reached and the
+    /// links none crossed, and keeps the crossed one's count.
+    #[test]
+    fn a_lab_file_lays_the_network_out() {
+        let node = |id: &str, devices: &[&str]| Node {
+            id: id.into(),
+            label: imunes::label(id).into(),
+            devices: devices.iter().map(|d| d.to_string()).collect(),
+            ..Node::default()
+        };
+        let mut t = Topology {
+            nodes: vec![
+                node("i1a2.n0", &["eth0"]),
+                node("i1a2.n1", &["e0", "e1", "n1"]),
+                node("i1a2.n2", &["eth0"]),
+                node("root", &["veth0"]),
+            ],
+            links: vec![Link {
+                a: "i1a2.n1".into(),
+                a_dev: Some("e1".into()),
+                b: "i1a2.n2".into(),
+                b_dev: Some("eth0".into()),
+                via: Some("l1".into()),
+                count: 3,
+            }],
+        };
+        let lab =
+            imunes::parse_topology(include_str!("../../tests/fixtures/imunes-lab.imn")).unwrap();
+        with_lab(&mut t, &lab);
+        let ids: Vec<&str> = t.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["i1a2.n0", "i1a2.n1", "i1a2.n2", "i1a2.n3", "root"]);
+        let n1 = &t.nodes[1];
+        assert_eq!(
+            (n1.label.as_str(), n1.kind.as_deref(), n1.x, n1.y),
+            ("switch1", Some("lanswitch"), Some(456.0), Some(288.0))
+        );
+        assert_eq!(n1.devices, ["e0", "e1", "n1"], "what the trace saw stays");
+        assert_eq!(t.nodes[3].label, "server");
+        assert_eq!(t.nodes[3].kind.as_deref(), Some("host"));
+        assert_eq!((t.nodes[4].x, t.nodes[4].kind.as_deref()), (None, None));
+        assert_eq!(t.nodes[4].label, "root");
+        let links: Vec<(&str, &str, Option<&str>, usize)> = t
+            .links
+            .iter()
+            .map(|l| (l.a.as_str(), l.b.as_str(), l.via.as_deref(), l.count))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("i1a2.n1", "i1a2.n2", Some("l1"), 3),
+                ("i1a2.n0", "i1a2.n1", Some("l0"), 0),
+                ("i1a2.n1", "i1a2.n3", Some("l2"), 0),
+            ]
+        );
+        assert_eq!(t.links[1].a_dev.as_deref(), Some("eth0"));
+        assert_eq!(t.links[1].b_dev.as_deref(), Some("e0"));
+        // The page gets the coordinates; a node without them says nothing.
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["nodes"][1]["x"], 456.0);
+        assert_eq!(json["nodes"][1]["kind"], "lanswitch");
+        assert!(json["nodes"][4].get("x").is_none());
+        assert!(json["nodes"][4].get("kind").is_none());
+    }
+
+    /// With no IMUNES namespace in the trace, the lab's nodes go by their
+    /// bare names.
+    #[test]
+    fn a_lab_without_a_trace_is_drawn_by_its_names() {
+        let mut t = Topology::default();
+        let lab = imunes::parse_topology(include_str!("../../tests/fixtures/imunes-lab.json.imn"))
+            .unwrap();
+        with_lab(&mut t, &lab);
+        let ids: Vec<&str> = t.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["n0", "n1", "n2", "n3"]);
+        assert_eq!(t.links.len(), 3);
+        assert!(t.links.iter().all(|l| l.count == 0));
+        assert_eq!((t.nodes[2].x, t.nodes[2].y), (Some(264.0), Some(432.0)));
     }
 }

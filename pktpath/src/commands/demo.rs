@@ -48,6 +48,11 @@ pub fn run(out: &OutputArgs) -> Result<ExitCode> {
         nft_trace,
         nft_sweep,
     };
+    let lab = out
+        .topology
+        .as_deref()
+        .map(super::report::lab)
+        .transpose()?;
     let links = SourceLinks::running();
     let mut sink = Kept::new(true, Some(sink(out, WallClock::now(), links)?));
     let network = collect::network::read(&crate::netns::visible());
@@ -91,6 +96,7 @@ pub fn run(out: &OutputArgs) -> Result<ExitCode> {
         &format!("the demo network, traced '{}'", demo::FILTER),
         &sink.journeys,
         Some(&network),
+        lab.as_ref(),
         links,
     ) {
         Ok(()) => eprintln!(

@@ -282,6 +282,7 @@ fn as_trace(args: &ExpectArgs) -> TraceArgs {
             verbose: false,
             view: crate::cli::View::Steps,
             report: None,
+            topology: None,
         },
     }
 }

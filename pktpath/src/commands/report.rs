@@ -12,6 +12,7 @@ use super::replay;
 use crate::cli::{GraphOf, ReportArgs};
 use crate::filter::{cbpf, Layer};
 use crate::UsageError;
+use pktpath_core::imunes::{parse_topology, LabTopology};
 use pktpath_core::journey::Journey;
 use pktpath_core::location::{Location, SourceLinks};
 use pktpath_core::network::Network;
@@ -20,6 +21,7 @@ use pktpath_core::report::{graph, paths, Report};
 pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     let shown = args.read.display().to_string();
     let capture = replay::read(&args.read)?;
+    let lab = args.topology.as_deref().map(lab).transpose()?;
     let expr = args.filter.join(" ");
     let program = match expr.as_str() {
         "" => None,
@@ -75,6 +77,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
                 &source,
                 &journeys,
                 capture.network.as_ref(),
+                lab.as_ref(),
                 SourceLinks::default(),
             )?;
         }
@@ -119,6 +122,23 @@ fn write_to(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// An IMUNES lab's topology file; a mistake in it is the user's (exit 2,
+/// at its line and column).
+pub fn lab(path: &Path) -> Result<LabTopology> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let at = |e: pktpath_core::imunes::TopologyError| {
+        UsageError(format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            e.line,
+            e.column,
+            e.message
+        ))
+    };
+    Ok(parse_topology(&text).map_err(at)?)
+}
+
 /// Writes the HTML report of `journeys` to `path` ('-': stdout).
 pub fn write(
     path: &Path,
@@ -126,6 +146,7 @@ pub fn write(
     source: &str,
     journeys: &[Journey],
     network: Option<&Network>,
+    lab: Option<&LabTopology>,
     links: SourceLinks,
 ) -> Result<()> {
     let report = Report {
@@ -133,6 +154,7 @@ pub fn write(
         source,
         journeys,
         network,
+        lab,
         links,
     };
     let mut page = Vec::new();

@@ -49,6 +49,15 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             .into());
         }
     }
+    // The lab's layout, read before tracing: a mistake in it stops the run
+    // before it starts.
+    let lab = match (&args.output.topology, &args.output.report) {
+        (Some(t), Some(_)) => Some(report::lab(t)?),
+        (Some(_), None) => {
+            return Err(UsageError("--topology lays out the --report: give one".into()).into())
+        }
+        (None, _) => None,
+    };
     let links = SourceLinks::running();
     // Journeys are kept only for a report made of all of them.
     let mut out = Kept::new(
@@ -110,6 +119,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode> {
             &format!("traced {}", describe(&expr)),
             &out.journeys,
             network.as_ref(),
+            lab.as_ref(),
             links,
         )?;
         eprintln!("pktpath: report written to {}", path.display());
