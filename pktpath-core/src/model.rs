@@ -412,6 +412,26 @@ pub struct RuleMatch {
 }
 
 impl Step {
+    /// Its bytes as an Ethernet frame (an Ethernet header is made up when
+    /// the capture started at the IP header: one link type per file), and
+    /// the original length.
+    pub fn frame(&self, ip_len: u32) -> Option<(Vec<u8>, u32)> {
+        let (l3, data) = self.packet.as_ref()?;
+        if !*l3 {
+            let orig = (ip_len + 14).max(data.len() as u32);
+            return Some((data.to_vec(), orig));
+        }
+        let ethertype: u16 = match data.first().map(|b| b >> 4) {
+            Some(6) => 0x86dd,
+            _ => 0x0800,
+        };
+        let mut f = vec![0u8; 12];
+        f.extend(ethertype.to_be_bytes());
+        f.extend_from_slice(data);
+        let orig = (ip_len + 14).max(f.len() as u32);
+        Some((f, orig))
+    }
+
     /// What this step means for the packet's life: a property of its site.
     pub fn role(&self) -> Role {
         match self.kind {

@@ -297,13 +297,19 @@ fn json_lines() {
     let mut out = Vec::new();
     render(Json::new(&mut out, false), &journeys);
     golden("journeys.jsonl", &out);
-    // Read back: the journeys, all but the packets' bytes.
+    // Read back: the journeys, all but the steps' bytes; each journey's
+    // frame as first seen (what filters run on).
     let back = formats::read(&out);
     assert!(back.damage.is_none(), "{:?}", back.damage);
     assert_eq!(back.journeys.len(), journeys.len());
     for (b, j) in back.journeys.iter().zip(&journeys) {
         assert_eq!(b.journey, without_bytes(j), "journey #{} from JSON", j.id);
-        assert!(b.frame.is_none());
+        assert_eq!(
+            b.frame,
+            formats::frame(j).map(|(f, _)| f),
+            "journey #{}",
+            j.id
+        );
     }
 }
 

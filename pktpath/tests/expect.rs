@@ -162,6 +162,15 @@ fn a_capture_is_checked_with_pass_fail_and_unchecked_verdicts() {
     assert_eq!(b["journey"]["id"], 11);
     assert_eq!(b["journey"]["end"]["cause"]["kind"], "nft_rule");
 
+    // The same journeys as JSON lines (`--json`, with each packet's frame):
+    // the same verdicts.
+    let json = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pktpath-core/tests/golden/journeys.jsonl"
+    );
+    let again = verdicts(&expect(&[&file, "-r", json, "--json"]));
+    assert_eq!(status(&again), status(&v));
+
     // All pass: exit 0.
     let only = write(&dir, "pass.toml", "[[expect]]\npackets = \"udp dst port 7003\"\nends = { dropped = \"gold-router\", rule = \"udp dport 7003 counter drop\", cause = \"nft_rule\" }\n");
     let run = expect(&[&only, "-r", GOLDEN]);
@@ -213,15 +222,20 @@ fn bad_files_are_one_line_errors_with_exit_2() {
     let run = expect(&[&ok, "-r", &corrupt]);
     assert_eq!(run.code, 2, "{}", run.err);
     assert_eq!(run.err.lines().count(), 1, "{}", run.err);
-    let json = write(
-        &dir,
-        "j.jsonl",
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../pktpath-core/tests/golden/journeys.jsonl"
-        ))
-        .unwrap(),
-    );
+    // JSON lines written before the frame was kept: words only.
+    let lines: Vec<String> = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pktpath-core/tests/golden/journeys.jsonl"
+    ))
+    .unwrap()
+    .lines()
+    .map(|l| {
+        let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v.as_object_mut().unwrap().remove("frame");
+        v.to_string()
+    })
+    .collect();
+    let json = write(&dir, "j.jsonl", &lines.join("\n"));
     let run = expect(&[&ok, "-r", &json]);
     assert_eq!(run.code, 2, "{}", run.err);
     assert!(run.err.contains("needs the packets' bytes"), "{}", run.err);

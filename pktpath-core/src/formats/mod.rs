@@ -125,42 +125,47 @@ fn read_json_lines(
             );
             continue;
         }
+        // The frame as first seen, where the line has it (hex).
+        let frame = match v.get("frame").and_then(|f| f.as_str()) {
+            Some(hex) => Some(unhex(hex).ok_or_else(|| ReadError::Corrupt {
+                offset: at,
+                what: "a journey's frame is not hex".into(),
+            })?),
+            None => None,
+        };
         let journey = serde_json::from_value(v).map_err(|e| ReadError::Corrupt {
             offset: at,
             what: format!("not a pktpath journey: {e}"),
         })?;
         out.push(Replayed {
             journey,
-            frame: None,
+            frame,
             wall_offset_ns: None,
         });
     }
     Ok(())
 }
 
-/// A step's bytes as an Ethernet frame (an Ethernet header is made up when
-/// the capture started at the IP header: one link type per file), and the
-/// original length.
-pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
-    let (l3, data) = s.packet.as_ref()?;
-    if !*l3 {
-        let orig = (ip_len + 14).max(data.len() as u32);
-        return Some((data.to_vec(), orig));
+/// Bytes from hex digits (two a byte).
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
     }
-    let ethertype: u16 = match data.first().map(|b| b >> 4) {
-        Some(6) => 0x86dd,
-        _ => 0x0800,
-    };
-    let mut f = vec![0u8; 12];
-    f.extend(ethertype.to_be_bytes());
-    f.extend_from_slice(data);
-    let orig = (ip_len + 14).max(f.len() as u32);
-    Some((f, orig))
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
-/// The frame of a journey as first seen.
+/// A step's bytes as an Ethernet frame, and the original length
+/// (`Step::frame`).
+pub fn step_frame(s: &Step, ip_len: u32) -> Option<(Vec<u8>, u32)> {
+    s.frame(ip_len)
+}
+
+/// The frame of a journey as first seen (`Journey::frame`).
 pub fn frame(j: &Journey) -> Option<(Vec<u8>, u32)> {
-    step_frame(j.steps.iter().find(|s| s.packet.is_some())?, j.len)
+    j.frame()
 }
 
 #[cfg(test)]

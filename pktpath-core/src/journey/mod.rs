@@ -49,6 +49,15 @@ pub struct Journey {
 }
 
 impl Journey {
+    /// The frame of the packet as first seen (Ethernet), and its original
+    /// length: what captures store and filters run on.
+    pub fn frame(&self) -> Option<(Vec<u8>, u32)> {
+        self.steps
+            .iter()
+            .find(|s| s.packet.is_some())?
+            .frame(self.len)
+    }
+
     /// Builds a journey from its steps (any order) and classifies the end.
     pub fn from_steps(id: u64, mut steps: Vec<Step>, closed: bool) -> Journey {
         steps.sort_by_key(|s| s.ts_ns);

@@ -193,6 +193,10 @@ impl Report<'_> {
             End::Dropped { evidence, .. } => evidence,
             _ => &[],
         };
+        // Headers and conntrack state where they change: NAT rewrites and
+        // encapsulation stand out (as on the terminal).
+        let mut last_headers: Option<&str> = None;
+        let mut last_ct: Option<String> = None;
         let steps = j
             .steps
             .iter()
@@ -207,15 +211,22 @@ impl Report<'_> {
                 let (ident, source) = at.urls(&self.links);
                 let url = source.or(ident);
                 let mut what = s.describe().into_owned();
-                if let Some(h) = &s.headers {
+                if let Some(h) = s.headers.as_deref().filter(|h| Some(*h) != last_headers) {
+                    let changed = if last_headers.is_some() { "now " } else { "" };
                     what = if what.is_empty() {
-                        format!("[{h}]")
+                        format!("[{changed}{h}]")
                     } else {
-                        format!("{what} [{h}]")
+                        format!("{what} [{changed}{h}]")
                     };
+                    last_headers = Some(h);
                 }
-                if let Some(ct) = &s.ct {
-                    what.push_str(&format!(" [{}]", ct.line()));
+                if let Some(ct) =
+                    s.ct.as_ref()
+                        .map(|c| c.line())
+                        .filter(|c| Some(c) != last_ct.as_ref())
+                {
+                    what.push_str(&format!(" [{ct}]"));
+                    last_ct = Some(ct);
                 }
                 let flags = u8::from(s.correlated)
                     | if s.kind == SiteKind::Tracepoint { 0 } else { 2 }

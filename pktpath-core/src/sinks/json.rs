@@ -52,6 +52,18 @@ impl<W: Write> Sink for Json<W> {
     fn journey(&mut self, j: &Journey) -> std::io::Result<()> {
         self.line.clear();
         json_text::journey_located(&mut self.line, j, self.links.as_ref());
+        // The frame as first seen, in hex, last: a filter can be run on a
+        // JSON capture read back (`pktpath -r FILE FILTER`, `expect -r`).
+        if let (Some((frame, _)), Some(b'}')) = (j.frame(), self.line.last()) {
+            self.line.pop();
+            self.line.extend_from_slice(b",\"frame\":\"");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for b in frame {
+                self.line.push(HEX[usize::from(b >> 4)]);
+                self.line.push(HEX[usize::from(b & 15)]);
+            }
+            self.line.extend_from_slice(b"\"}");
+        }
         self.line.push(b'\n');
         self.out.write_all(&self.line)
     }

@@ -52,7 +52,8 @@ pub fn run(args: &ExpectArgs) -> Result<ExitCode> {
             ) {
                 return Err(UsageError(format!(
                     "{shown}:{}: packets = \"{}\" needs the packets' bytes, and {} keeps \
-                     them only in words (JSON lines): check a pcapng capture (pktpath -w)",
+                     them only in words (JSON lines written before pktpath kept each \
+                     packet's frame): check a pcapng capture (pktpath -w)",
                     e.line,
                     e.packets,
                     path.display()
